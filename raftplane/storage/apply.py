@@ -1,0 +1,210 @@
+"""Apply a log entry's commands inside one LMDB write transaction.
+
+Deterministic (invariant 2): everything comes from the entry and the stored state; the
+entry's `proposed_at_ms` (the leader's clock) stands in for "now".
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+import lmdb
+
+from raftplane.storage import keys
+from raftplane.storage.results import CommandResult, Outcome
+from raftplane.wire import log_entry_pb2 as wire
+
+IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
+IDEMPOTENCY_PURGE_PER_ENTRY = 256
+SERVER_FIELDS = ("revision", "createdAt", "updatedAt")
+
+
+class EntryRejected(Exception):
+    """A log entry this node cannot apply (unknown format or command): apply must halt."""
+
+
+@dataclass
+class ApplyContext:
+    """State shared by the commands of one entry."""
+
+    txn: lmdb.Transaction
+    dbs: dict[str, lmdb._Database]
+    index: int
+    now_ms: int
+    changed: list[tuple[str, str]] = field(default_factory=list)
+
+    @property
+    def now_iso(self) -> str:
+        return datetime.fromtimestamp(self.now_ms / 1000, UTC).isoformat(timespec="milliseconds")
+
+    def get(self, kind: str, name: str) -> dict | None:
+        raw = self.txn.get(keys.join(kind, name), db=self.dbs["resources"])
+        return json.loads(raw) if raw is not None else None
+
+
+def apply_commands(ctx: ApplyContext, commands: Iterable[wire.Command]) -> list[CommandResult]:
+    """Apply each command in order; return one result per command."""
+    _purge_expired_idempotency(ctx)
+    return [_apply_one(ctx, command) for command in commands]
+
+
+def _apply_one(ctx: ApplyContext, command: wire.Command) -> CommandResult:
+    key = command.idempotency_key
+    if key:
+        raw = ctx.txn.get(key.encode(), db=ctx.dbs["idem"])
+        if raw is not None:
+            return CommandResult.from_json(json.loads(raw)["result"].encode())
+    op = command.WhichOneof("op")
+    if op == "put":
+        result = _put(ctx, command.put)
+    elif op == "delete":
+        result = _delete(ctx, command.delete)
+    elif op == "barrier":
+        result = CommandResult(Outcome.BARRIER, ctx.index)
+    else:
+        raise EntryRejected(f"entry {ctx.index} holds a command this node does not know")
+    if key:
+        _remember(ctx, key, command.request_fingerprint, result)
+    return result
+
+
+def _put(ctx: ApplyContext, put: wire.Put) -> CommandResult:
+    existing = ctx.get(put.kind, put.name)
+    base = {"kind": put.kind, "name": put.name}
+    if put.mode == wire.PUT_MODE_CREATE and existing is not None:
+        return CommandResult(Outcome.CONFLICT, ctx.index, detail=f"{put.kind} '{put.name}' exists",
+                             **base)
+    if put.mode == wire.PUT_MODE_REPLACE and existing is None:
+        return CommandResult(Outcome.NOT_FOUND, ctx.index, detail=f"no {put.kind} '{put.name}'",
+                             **base)
+    if put.expected_revision and (existing or {}).get("revision") != put.expected_revision:
+        return CommandResult(
+            Outcome.PRECONDITION_FAILED, ctx.index, **base,
+            detail=f"revision is {(existing or {}).get('revision')}, "
+            f"If-Match asked for {put.expected_revision}",
+        )
+    missing = [
+        {"field": ref.field, "message": f"{ref.kind} '{ref.name}' does not exist"}
+        for ref in put.references
+        if ctx.txn.get(keys.join(ref.kind, ref.name), db=ctx.dbs["resources"]) is None
+    ]
+    if missing:
+        return CommandResult(Outcome.INVALID_REFERENCE, ctx.index, errors=missing, **base,
+                             detail="the resource names resources that do not exist")
+    resource = json.loads(put.value_json)
+    for name in SERVER_FIELDS:
+        resource.pop(name, None)
+    resource["revision"] = ctx.index
+    resource["createdAt"] = existing["createdAt"] if existing else ctx.now_iso
+    resource["updatedAt"] = ctx.now_iso
+    txn, dbs = ctx.txn, ctx.dbs
+    txn.put(keys.join(put.kind, put.name), _dumps(resource), db=dbs["resources"])
+    if existing is not None and existing.get("team", "") != put.team:
+        txn.delete(keys.join(existing.get("team", ""), put.kind, put.name), db=dbs["by_team"])
+    if put.team:
+        txn.put(keys.join(put.team, put.kind, put.name), b"", db=dbs["by_team"])
+    _set_references(ctx, put.kind, put.name, [(r.kind, r.name) for r in put.references])
+    ctx.changed.append((put.kind, put.name))
+    outcome = Outcome.REPLACED if existing is not None else Outcome.CREATED
+    return CommandResult(outcome, ctx.index, resource=resource, **base)
+
+
+def _delete(ctx: ApplyContext, delete: wire.Delete) -> CommandResult:
+    base = {"kind": delete.kind, "name": delete.name}
+    existing = ctx.get(delete.kind, delete.name)
+    if existing is None:
+        return CommandResult(Outcome.NOT_FOUND, ctx.index, detail=f"no {delete.kind} "
+                             f"'{delete.name}'", **base)
+    if delete.expected_revision and existing.get("revision") != delete.expected_revision:
+        return CommandResult(
+            Outcome.PRECONDITION_FAILED, ctx.index, **base,
+            detail=f"revision is {existing.get('revision')}, "
+            f"If-Match asked for {delete.expected_revision}",
+        )
+    referrers = _referrers(ctx, delete.kind, delete.name)
+    if delete.kind == "teams":
+        referrers = list(dict.fromkeys(referrers + _team_members(ctx, delete.name)))
+    if referrers:
+        names = ", ".join(f"{k} '{n}'" for k, n in referrers[:20])
+        return CommandResult(Outcome.STILL_REFERENCED, ctx.index, **base,
+                             detail=f"still referenced by {names}",
+                             errors=[{"field": "name", "message": f"referenced by {k} '{n}'"}
+                                     for k, n in referrers[:20]])
+    txn, dbs = ctx.txn, ctx.dbs
+    txn.delete(keys.join(delete.kind, delete.name), db=dbs["resources"])
+    if existing.get("team") and delete.kind != "teams":
+        txn.delete(keys.join(existing["team"], delete.kind, delete.name), db=dbs["by_team"])
+    _set_references(ctx, delete.kind, delete.name, [])
+    ctx.changed.append((delete.kind, delete.name))
+    return CommandResult(Outcome.DELETED, ctx.index, **base)
+
+
+def _set_references(ctx: ApplyContext, kind: str, name: str, refs: list[tuple[str, str]]) -> None:
+    """Replace the forward and reverse reference records of (kind, name)."""
+    txn, dbs = ctx.txn, ctx.dbs
+    fwd_key = keys.join("fwd", kind, name)
+    old = txn.get(fwd_key, db=dbs["refs"])
+    for target_kind, target in json.loads(old) if old else []:
+        txn.delete(keys.join(target_kind, target, kind, name), db=dbs["refs"])
+    for target_kind, target in refs:
+        txn.put(keys.join(target_kind, target, kind, name), b"", db=dbs["refs"])
+    if refs:
+        txn.put(fwd_key, _dumps(refs), db=dbs["refs"])
+    elif old:
+        txn.delete(fwd_key, db=dbs["refs"])
+
+
+def _referrers(ctx: ApplyContext, kind: str, name: str) -> list[tuple[str, str]]:
+    pfx = keys.prefix(kind, name)
+    cur = ctx.txn.cursor(db=ctx.dbs["refs"])
+    out = []
+    if cur.set_range(pfx):
+        for key in cur.iternext(values=False):
+            if not key.startswith(pfx):
+                break
+            src_kind, src_name = keys.split(key[len(pfx):])
+            out.append((src_kind, src_name))
+    return out
+
+
+def _team_members(ctx: ApplyContext, team: str) -> list[tuple[str, str]]:
+    pfx = keys.prefix(team)
+    cur = ctx.txn.cursor(db=ctx.dbs["by_team"])
+    out = []
+    if cur.set_range(pfx):
+        for key in cur.iternext(values=False):
+            if not key.startswith(pfx) or len(out) >= 20:
+                break
+            member_kind, member_name = keys.split(key[len(pfx):])
+            out.append((member_kind, member_name))
+    return out
+
+
+def _remember(ctx: ApplyContext, key: str, fingerprint: bytes, result: CommandResult) -> None:
+    expires = ctx.now_ms + IDEMPOTENCY_TTL_MS
+    record = {"fp": fingerprint.hex(), "result": result.to_json().decode(), "expires": expires}
+    ctx.txn.put(key.encode(), _dumps(record), db=ctx.dbs["idem"])
+    ctx.txn.put(keys.u64(expires) + key.encode(), b"", db=ctx.dbs["idem_expiry"])
+
+
+def _purge_expired_idempotency(ctx: ApplyContext) -> None:
+    """Forget at most a bounded number of expired keys per entry (keeps apply short)."""
+    cur = ctx.txn.cursor(db=ctx.dbs["idem_expiry"])
+    purged = 0
+    if not cur.first():
+        return
+    while purged < IDEMPOTENCY_PURGE_PER_ENTRY:
+        key = cur.key()
+        if not key or keys.from_u64(key[:8]) > ctx.now_ms:
+            break
+        ctx.txn.delete(key[8:], db=ctx.dbs["idem"])
+        if not cur.delete():
+            break
+        purged += 1
+
+
+def _dumps(value: object) -> bytes:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True).encode()

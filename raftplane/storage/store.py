@@ -1,0 +1,268 @@
+"""The LMDB store: replicated state of one node.
+
+Only `apply_entry` writes (invariant 1): one write transaction per log entry holds the
+entry's effects and its index (`applied_index`), so an entry replayed after a restart is
+applied at most once. Reads use short read transactions and never block the writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import threading
+from collections.abc import Callable, Collection, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import lmdb
+
+from raftplane.storage import keys
+from raftplane.storage.apply import ApplyContext, EntryRejected, apply_commands
+from raftplane.storage.results import CommandResult
+from raftplane.wire import log_entry_pb2 as wire
+
+log = logging.getLogger(__name__)
+
+DB_NAMES = ("meta", "resources", "by_team", "refs", "idem", "idem_expiry")
+INITIAL_MAP_SIZE = 64 << 20
+MAP_HEADROOM = 0.5  # grow when more than half of the map is used
+APPLIED_INDEX = b"applied_index"
+
+AppliedListener = Callable[[int, list[tuple[str, str]]], None]
+
+
+@dataclass
+class Page:
+    """One page of a list: the items and the cursor of the next page (None at the end)."""
+
+    items: list[dict]
+    next_cursor: str | None
+
+
+class Store:
+    """LMDB-backed state machine and read model of one node."""
+
+    def __init__(self, path: str | Path, *, map_size: int = INITIAL_MAP_SIZE) -> None:
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        # sync=False: durability comes from the fsynced Raft journal, which is replayed
+        # above `applied_index` on restart; LMDB stays consistent on a crash either way.
+        self._env = lmdb.open(
+            str(self.path), map_size=map_size, max_dbs=len(DB_NAMES) + 1, sync=False,
+            metasync=False, max_readers=512,
+        )
+        self._dbs = {name: self._env.open_db(name.encode()) for name in DB_NAMES}
+        # Held by readers around each read txn and by the writer while resizing the map:
+        # LMDB's set_mapsize needs no open transaction in the process.
+        self._resize_lock = threading.Lock()
+        self._listeners: list[AppliedListener] = []
+        self.applied_index = self._read_applied_index()
+        self.halted: str | None = None
+
+    # ---- lifecycle -------------------------------------------------------------------
+    def close(self) -> None:
+        self._env.close()
+
+    def add_applied_listener(self, listener: AppliedListener) -> None:
+        """Call `listener(index, changed_keys)` after each applied entry (in the apply thread)."""
+        self._listeners.append(listener)
+
+    # ---- writes (apply thread only) --------------------------------------------------
+    def apply_entry(self, index: int, data: bytes) -> list[CommandResult]:
+        """Apply the log entry at `index`; an index at or below `applied_index` is skipped.
+
+        Raises EntryRejected for an entry this node cannot understand: apply must stop.
+        """
+        if index <= self.applied_index:
+            return []
+        entry = wire.LogEntry()
+        try:
+            entry.ParseFromString(data)
+        except Exception as exc:  # protobuf raises DecodeError; keep the cause
+            raise EntryRejected(f"entry {index} is not a LogEntry: {exc}") from exc
+        if entry.format_version != 1:
+            raise EntryRejected(f"entry {index} has unknown format_version {entry.format_version}")
+        self._ensure_headroom()
+        while True:
+            try:
+                with self._env.begin(write=True) as txn:
+                    ctx = ApplyContext(txn, self._dbs, index, entry.proposed_at_ms)
+                    results = apply_commands(ctx, entry.commands)
+                    txn.put(APPLIED_INDEX, keys.u64(index), db=self._dbs["meta"])
+                break
+            except lmdb.MapFullError:
+                self._grow_map()
+        self.applied_index = index
+        for listener in self._listeners:
+            listener(index, ctx.changed)
+        return results
+
+    def mark_applied(self, index: int) -> None:
+        """Record that `index` (a Raft-internal entry with no effect here) was applied."""
+        if index <= self.applied_index:
+            return
+        with self._env.begin(write=True) as txn:
+            txn.put(APPLIED_INDEX, keys.u64(index), db=self._dbs["meta"])
+        self.applied_index = index
+        for listener in self._listeners:
+            listener(index, [])
+
+    def _ensure_headroom(self) -> None:
+        info = self._env.info()
+        used = (self._env.info()["last_pgno"] + 1) * self._env.stat()["psize"]
+        if used > info["map_size"] * MAP_HEADROOM:
+            self._grow_map()
+
+    def _grow_map(self) -> None:
+        with self._resize_lock:
+            new_size = self._env.info()["map_size"] * 2
+            self._env.set_mapsize(new_size)
+        log.info("lmdb map grown", extra={"map_size": new_size})
+
+    # ---- reads -----------------------------------------------------------------------
+    @contextlib.contextmanager
+    def read(self) -> Iterator[lmdb.Transaction]:
+        """A short read transaction (never blocks the writer)."""
+        with self._resize_lock, self._env.begin() as txn:
+            yield txn
+
+    def _read_applied_index(self) -> int:
+        with self.read() as txn:
+            raw = txn.get(APPLIED_INDEX, db=self._dbs["meta"])
+        return keys.from_u64(raw) if raw else 0
+
+    def get(self, kind: str, name: str, *, teams: Collection[str] | None = None) -> dict | None:
+        """One resource, or None. With `teams`, resources of other teams are invisible."""
+        with self.read() as txn:
+            raw = txn.get(keys.join(kind, name), db=self._dbs["resources"])
+        if raw is None:
+            return None
+        resource = json.loads(raw)
+        if teams is not None and _team_of(kind, resource) not in teams:
+            return None
+        return resource
+
+    def list(
+        self,
+        kind: str,
+        *,
+        limit: int = 100,
+        cursor: str | None = None,
+        team: str | None = None,
+        teams: Collection[str] | None = None,
+    ) -> Page:
+        """Resources of a kind ordered by name, after `cursor` (the last name of a page)."""
+        if team is not None:
+            if teams is not None and team not in teams:
+                return Page([], None)
+            return self._list_team(kind, team, limit, cursor)
+        items: list[tuple[str, dict]] = []
+        start = keys.prefix(kind) + (cursor.encode() + b"\x01" if cursor else b"")
+        with self.read() as txn:
+            cur = txn.cursor(db=self._dbs["resources"])
+            if cur.set_range(start):
+                for key, raw in cur:
+                    if not key.startswith(keys.prefix(kind)):
+                        break
+                    resource = json.loads(raw)
+                    if teams is not None and _team_of(kind, resource) not in teams:
+                        continue
+                    items.append((key[len(keys.prefix(kind)):].decode(), resource))
+                    if len(items) > limit:
+                        break
+        return _page(items, limit)
+
+    def _list_team(self, kind: str, team: str, limit: int, cursor: str | None) -> Page:
+        items: list[tuple[str, dict]] = []
+        pfx = keys.prefix(team, kind)
+        start = pfx + (cursor.encode() + b"\x01" if cursor else b"")
+        with self.read() as txn:
+            cur = txn.cursor(db=self._dbs["by_team"])
+            if cur.set_range(start):
+                for key, _ in cur:
+                    if not key.startswith(pfx):
+                        break
+                    name = key[len(pfx):].decode()
+                    raw = txn.get(keys.join(kind, name), db=self._dbs["resources"])
+                    if raw is not None:
+                        items.append((name, json.loads(raw)))
+                    if len(items) > limit:
+                        break
+        return _page(items, limit)
+
+    def referrers(self, kind: str, name: str) -> list[tuple[str, str]]:
+        """Resources that name (kind, name)."""
+        pfx = keys.prefix(kind, name)
+        out = []
+        with self.read() as txn:
+            cur = txn.cursor(db=self._dbs["refs"])
+            if cur.set_range(pfx):
+                for key, _ in cur:
+                    if not key.startswith(pfx):
+                        break
+                    src_kind, src_name = keys.split(key[len(pfx):])
+                    out.append((src_kind, src_name))
+        return out
+
+    def idempotent_result(self, key: str) -> tuple[bytes, CommandResult] | None:
+        """(request fingerprint, first result) stored for an Idempotency-Key, if any."""
+        with self.read() as txn:
+            raw = txn.get(key.encode(), db=self._dbs["idem"])
+        if raw is None:
+            return None
+        record = json.loads(raw)
+        return bytes.fromhex(record["fp"]), CommandResult.from_json(record["result"].encode())
+
+    def counts(self) -> dict[str, int]:
+        """Number of resources of each kind (for status and metrics)."""
+        counts: dict[str, int] = {}
+        with self.read() as txn:
+            for key in txn.cursor(db=self._dbs["resources"]).iternext(values=False):
+                kind = key.split(keys.SEP, 1)[0].decode()
+                counts[kind] = counts.get(kind, 0) + 1
+        return counts
+
+    # ---- snapshots -------------------------------------------------------------------
+    def copy_to_fd(self, fd: int) -> None:
+        """Write a consistent, compacted copy of the whole store to `fd`."""
+        with self._env.begin() as txn:
+            self._env.copyfd(fd, compact=True, txn=txn)
+
+    def replace_from(self, other_path: str | Path) -> None:
+        """Replace every record with those of the LMDB copy at `other_path` (one txn)."""
+        src = lmdb.open(str(other_path), readonly=True, lock=False, max_dbs=len(DB_NAMES) + 1,
+                        subdir=os.path.isdir(other_path))
+        try:
+            while True:
+                try:
+                    self._replace_all(src)
+                    break
+                except lmdb.MapFullError:
+                    self._grow_map()
+        finally:
+            src.close()
+        self.applied_index = self._read_applied_index()
+        for listener in self._listeners:
+            listener(self.applied_index, [("*", "*")])
+
+    def _replace_all(self, src: lmdb.Environment) -> None:
+        src_dbs = {name: src.open_db(name.encode(), create=False) for name in DB_NAMES}
+        with self._env.begin(write=True) as txn, src.begin() as src_txn:
+            for name in DB_NAMES:
+                txn.drop(self._dbs[name], delete=False)
+                cur = src_txn.cursor(db=src_dbs[name])
+                txn.cursor(db=self._dbs[name]).putmulti(iter(cur), append=True)
+
+
+def _team_of(kind: str, resource: dict) -> str:
+    return resource["name"] if kind == "teams" else resource.get("team", "")
+
+
+def _page(items: list[tuple[str, dict]], limit: int) -> Page:
+    """Cut one page; the cursor is the stored name of its last item."""
+    if len(items) > limit:
+        items = items[:limit]
+        return Page([r for _, r in items], items[-1][0] if items else None)
+    return Page([r for _, r in items], None)

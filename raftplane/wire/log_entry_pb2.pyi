@@ -1,0 +1,83 @@
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class PutMode(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    PUT_MODE_UNSPECIFIED: _ClassVar[PutMode]
+    PUT_MODE_CREATE: _ClassVar[PutMode]
+    PUT_MODE_REPLACE: _ClassVar[PutMode]
+PUT_MODE_UNSPECIFIED: PutMode
+PUT_MODE_CREATE: PutMode
+PUT_MODE_REPLACE: PutMode
+
+class LogEntry(_message.Message):
+    __slots__ = ("format_version", "proposed_at_ms", "commands")
+    FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    PROPOSED_AT_MS_FIELD_NUMBER: _ClassVar[int]
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    format_version: int
+    proposed_at_ms: int
+    commands: _containers.RepeatedCompositeFieldContainer[Command]
+    def __init__(self, format_version: _Optional[int] = ..., proposed_at_ms: _Optional[int] = ..., commands: _Optional[_Iterable[_Union[Command, _Mapping]]] = ...) -> None: ...
+
+class Command(_message.Message):
+    __slots__ = ("put", "delete", "barrier", "idempotency_key", "request_fingerprint")
+    PUT_FIELD_NUMBER: _ClassVar[int]
+    DELETE_FIELD_NUMBER: _ClassVar[int]
+    BARRIER_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
+    REQUEST_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    put: Put
+    delete: Delete
+    barrier: Barrier
+    idempotency_key: str
+    request_fingerprint: bytes
+    def __init__(self, put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., barrier: _Optional[_Union[Barrier, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., request_fingerprint: _Optional[bytes] = ...) -> None: ...
+
+class Reference(_message.Message):
+    __slots__ = ("kind", "name", "field")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FIELD_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    field: str
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+
+class Put(_message.Message):
+    __slots__ = ("kind", "name", "value_json", "mode", "expected_revision", "references", "team")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    VALUE_JSON_FIELD_NUMBER: _ClassVar[int]
+    MODE_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    value_json: bytes
+    mode: PutMode
+    expected_revision: int
+    references: _containers.RepeatedCompositeFieldContainer[Reference]
+    team: str
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., value_json: _Optional[bytes] = ..., mode: _Optional[_Union[PutMode, str]] = ..., expected_revision: _Optional[int] = ..., references: _Optional[_Iterable[_Union[Reference, _Mapping]]] = ..., team: _Optional[str] = ...) -> None: ...
+
+class Delete(_message.Message):
+    __slots__ = ("kind", "name", "expected_revision")
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
+    kind: str
+    name: str
+    expected_revision: int
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., expected_revision: _Optional[int] = ...) -> None: ...
+
+class Barrier(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
