@@ -1,0 +1,5 @@
+import sys
+
+from raftplane.cli import main
+
+sys.exit(main())

@@ -1,0 +1,15 @@
+"""Typed keys for what the aiohttp application carries."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from raftplane.api.metrics import ApiMetrics
+from raftplane.cluster.forwarding import Forwarder
+from raftplane.cluster.node import ClusterNode
+
+NODE = web.AppKey("node", ClusterNode)
+FORWARDER = web.AppKey("forwarder", Forwarder)
+METRICS = web.AppKey("metrics", ApiMetrics)
+# The scope each route needs, keyed by (method, canonical path); the auth step reads it.
+ROUTE_SCOPES = web.AppKey("route_scopes", dict)

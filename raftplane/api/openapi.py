@@ -1,0 +1,96 @@
+"""The OpenAPI 3.1 document, generated from the route table and the validation schemas."""
+
+from __future__ import annotations
+
+import re
+
+from raftplane.api import schemas
+from raftplane.api.problems import TITLES
+from raftplane.api.resources import Route
+
+QUERY_DOCS = {
+    "limit": ({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+              "Page size"),
+    "cursor": ({"type": "string"}, "nextCursor of the previous page"),
+    "team": ({"type": "string"}, "Only resources of this team"),
+    "minRevision": ({"type": "integer", "minimum": 0},
+                    "Wait until this node has applied this revision (read-your-writes)"),
+    "consistency": ({"type": "string", "enum": ["local", "linearizable"], "default": "local"},
+                    "linearizable: answered after the leader confirms its leadership"),
+    "waitSeconds": ({"type": "integer", "minimum": 1, "maximum": 30, "default": 5},
+                    "How long minRevision may wait before 504"),
+}
+
+PROBLEM_SCHEMA = {
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string"},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "errors": {"type": "array", "items": {
+            "type": "object", "required": ["field", "message"],
+            "properties": {"field": {"type": "string"}, "message": {"type": "string"}}}},
+    },
+}
+
+
+def _schema_name(kind: str) -> str:
+    return "".join(part.capitalize() for part in kind.split("-")).rstrip("s")
+
+
+def build_openapi(routes: list[Route]) -> dict:
+    """Describe every route and status code of the API."""
+    paths: dict[str, dict] = {}
+    components: dict[str, dict] = {"Problem": PROBLEM_SCHEMA}
+    for kind in schemas.RESOURCE_KINDS:
+        components[_schema_name(kind)] = schemas.json_schema(kind)
+    for route in routes:
+        op: dict = {
+            "summary": route.summary,
+            "operationId": _operation_id(route),
+            "tags": list(route.tags),
+            "responses": {},
+        }
+        params = [{"name": p, "in": "path", "required": True, "schema": {"type": "string"}}
+                  for p in re.findall(r"{(\w+)}", route.path)]
+        for q in route.query:
+            schema, doc = QUERY_DOCS[q]
+            params.append({"name": q, "in": "query", "required": False, "schema": schema,
+                           "description": doc})
+        if route.method in ("PUT", "DELETE"):
+            params.append({"name": "If-Match", "in": "header", "required": False,
+                           "schema": {"type": "string"}, "description": "Expected revision"})
+        if route.method in ("POST", "PUT", "DELETE"):
+            params.append({"name": "Idempotency-Key", "in": "header", "required": False,
+                           "schema": {"type": "string", "maxLength": 255},
+                           "description": "Repeats within 24 h return the first result"})
+        if params:
+            op["parameters"] = params
+        ref = {"$ref": f"#/components/schemas/{_schema_name(route.kind)}"} if route.kind else None
+        if route.body and ref:
+            op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref}}}
+        for status in route.statuses:
+            if status < 400:
+                content = {"application/json": {"schema": ref or {"type": "object"}}}
+                op["responses"][str(status)] = {"description": "OK", "content": content}
+            else:
+                op["responses"][str(status)] = {
+                    "description": TITLES.get(status, "Error"),
+                    "content": {"application/problem+json": {
+                        "schema": {"$ref": "#/components/schemas/Problem"}}},
+                }
+        paths.setdefault(route.path, {})[route.method.lower()] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "raftplane", "version": "v1",
+                 "description": "Raft-replicated control plane for Envoy"},
+        "paths": paths,
+        "components": {"schemas": components},
+    }
+
+
+def _operation_id(route: Route) -> str:
+    words = re.sub(r"[{}]", "", route.path.removeprefix("/api/v1/")).replace("-", "/").split("/")
+    return route.method.lower() + "".join(w.capitalize() for w in words if w)

@@ -1,0 +1,241 @@
+"""Generic CRUD handlers, one set per resource kind (teams, clusters, route configs, ...)."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+
+from aiohttp import web
+
+from raftplane.api import schemas
+from raftplane.api.context import NODE
+from raftplane.api.kinds import KindSpec
+from raftplane.api.problems import Problem, field_problem
+from raftplane.api.reads import consistent_read, int_param, revision_headers
+from raftplane.api.writes import execute_write
+from raftplane.wire import log_entry_pb2 as wire
+
+MAX_PAGE = 1000
+
+
+@dataclass(frozen=True)
+class Route:
+    """One REST route: what it does, the scope it needs and how OpenAPI describes it."""
+
+    method: str
+    path: str
+    handler: object
+    scope: str  # e.g. "clusters:write"; the auth step checks it
+    summary: str
+    kind: str | None = None  # request/response schema kind
+    body: bool = False
+    statuses: tuple[int, ...] = (200,)
+    query: tuple[str, ...] = ()
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+def visible_teams(request: web.Request) -> set[str] | None:
+    """Teams the caller may see (None: all). The auth step sets request['teams']."""
+    return request.get("teams")
+
+
+async def read_json(request: web.Request) -> tuple[bytes, object]:
+    """The raw body and its JSON value; 400 for an empty or malformed body."""
+    raw = await request.read()
+    if not raw.strip():
+        raise Problem(400, "the request body is empty; send a JSON object",
+                      errors=[{"field": "", "message": "is required"}])
+    try:
+        return raw, json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
+        raise Problem(400, f"the request body is not valid JSON{where}: {exc}",
+                      errors=[{"field": "", "message": "malformed JSON"}],
+                      slug="malformed-json") from None
+
+
+def if_match(request: web.Request) -> int:
+    """The revision named by If-Match (0 when absent); 400 when unreadable."""
+    raw = request.headers.get("If-Match")
+    if raw is None or raw.strip() == "*":
+        return 0
+    text = raw.strip().removeprefix("W/").strip('"')
+    if not text.isdigit() or int(text) <= 0:
+        raise field_problem(400, "If-Match", "must be a revision number, e.g. If-Match: 42")
+    return int(text)
+
+
+class KindHandlers:
+    """The handlers of one resource kind."""
+
+    def __init__(self, spec: KindSpec) -> None:
+        self.spec = spec
+        self.kind = spec.kind
+
+    # ---- helpers ------------------------------------------------------------------------
+    def _path_name(self, request: web.Request) -> str:
+        return request.match_info[self.spec.name_param]
+
+    def _path_team(self, request: web.Request) -> str | None:
+        return request.match_info.get("team") if self.spec.under_team else None
+
+    def _stored_name(self, request: web.Request) -> str:
+        team = self._path_team(request)
+        name = self._path_name(request)
+        return f"{team}/{name}" if team else name
+
+    def _item_url(self, resource: dict) -> str:
+        url = self.spec.item.replace("{name}", resource["name"])
+        if self.kind == "teams":
+            return url.replace("{team}", resource["name"])
+        return url.replace("{team}", resource.get("team", ""))
+
+    def _validate(self, request: web.Request, body: object, path_name: str | None) -> dict:
+        try:
+            return schemas.validate_resource(
+                self.kind, body, path_name=path_name, path_team=self._path_team(request)
+            )
+        except schemas.ValidationFailed as exc:
+            raise Problem(
+                422,
+                "; ".join(f"{e.field or 'body'}: {e.message}" for e in exc.errors[:5]),
+                errors=[{"field": e.field, "message": e.message} for e in exc.errors],
+                slug="invalid-fields",
+            ) from None
+
+    def _check_visible(self, request: web.Request, resource: dict) -> None:
+        teams = visible_teams(request)
+        owner = resource["name"] if self.kind == "teams" else resource.get("team")
+        if teams is not None and owner not in teams:
+            raise Problem(404, f"no {self.kind} '{resource['name']}'")
+
+    def _put_command(self, request: web.Request, resource: dict, mode: int,
+                     expected: int) -> tuple[wire.Command, object]:
+        node = request.app[NODE]
+        name = schemas.stored_name(self.kind, resource)
+        refs = schemas.references(self.kind, resource)
+        command = wire.Command()
+        command.put.CopyFrom(wire.Put(
+            kind=self.kind, name=name, mode=mode, expected_revision=expected,
+            value_json=json.dumps(resource, separators=(",", ":")).encode(),
+            team="" if self.kind == "teams" else resource.get("team", ""),
+        ))
+        for ref in refs:
+            command.put.references.add(kind=ref.kind, name=ref.name, field=ref.field)
+
+        def precheck() -> None:
+            current = node.store.get(self.kind, name)
+            if mode == wire.PUT_MODE_CREATE and current is not None:
+                raise Problem(409, f"{self.kind} '{name}' already exists",
+                              errors=[{"field": "name", "message": "already exists"}])
+            if mode == wire.PUT_MODE_REPLACE:
+                _check_current(self.kind, name, current, expected)
+            missing = [
+                {"field": r.field, "message": f"{r.kind} '{r.name}' does not exist"}
+                for r in refs if node.store.get(r.kind, r.name) is None
+            ]
+            if missing:
+                raise Problem(422, "; ".join(f"{m['field']}: {m['message']}" for m in missing),
+                              errors=missing, slug="invalid-reference")
+
+        return command, precheck
+
+    # ---- handlers -----------------------------------------------------------------------
+    async def create(self, request: web.Request) -> web.StreamResponse:
+        raw, body = await read_json(request)
+        resource = self._validate(request, body, None)
+        self._check_visible(request, resource)
+        command, precheck = self._put_command(request, resource, wire.PUT_MODE_CREATE, 0)
+        return await execute_write(request, raw, command, precheck,
+                                   location=self._item_url(resource))
+
+    async def replace(self, request: web.Request) -> web.StreamResponse:
+        expected = if_match(request)
+        raw, body = await read_json(request)
+        resource = self._validate(request, body, self._path_name(request))
+        self._check_visible(request, resource)
+        command, precheck = self._put_command(request, resource, wire.PUT_MODE_REPLACE, expected)
+        return await execute_write(request, raw, command, precheck)
+
+    async def delete(self, request: web.Request) -> web.StreamResponse:
+        expected = if_match(request)
+        node = request.app[NODE]
+        name = self._stored_name(request)
+        command = wire.Command()
+        command.delete.CopyFrom(wire.Delete(kind=self.kind, name=name, expected_revision=expected))
+
+        def precheck() -> None:
+            current = node.store.get(self.kind, name, teams=visible_teams(request))
+            _check_current(self.kind, name, current, expected)
+            referrers = node.store.referrers(self.kind, name)
+            if referrers:
+                listed = ", ".join(f"{k} '{n}'" for k, n in referrers[:20])
+                raise Problem(409, f"{self.kind} '{name}' is still referenced by {listed}",
+                              errors=[{"field": "name", "message": f"referenced by {k} '{n}'"}
+                                      for k, n in referrers[:20]],
+                              slug="still-referenced")
+
+        return await execute_write(request, b"", command, precheck)
+
+    async def get(self, request: web.Request) -> web.StreamResponse:
+        relayed = await consistent_read(request)
+        if relayed is not None:
+            return relayed
+        name = self._stored_name(request)
+        resource = request.app[NODE].store.get(self.kind, name, teams=visible_teams(request))
+        if resource is None:
+            raise Problem(404, f"no {self.kind} '{name}'", headers=revision_headers(request))
+        headers = revision_headers(request)
+        headers["ETag"] = f'"{resource["revision"]}"'
+        return web.json_response(resource, headers=headers)
+
+    async def list(self, request: web.Request) -> web.StreamResponse:
+        relayed = await consistent_read(request)
+        if relayed is not None:
+            return relayed
+        limit = int_param(request, "limit", 100, 1, MAX_PAGE)
+        team = self._path_team(request) or request.query.get("team") or None
+        page = request.app[NODE].store.list(
+            self.kind, limit=limit, cursor=request.query.get("cursor") or None, team=team,
+            teams=visible_teams(request),
+        )
+        headers = revision_headers(request)
+        body = {"items": page.items, "nextCursor": page.next_cursor,
+                "revision": int(headers["X-Raftplane-Revision"])}
+        return web.json_response(body, headers=headers)
+
+    def routes(self) -> list[Route]:
+        spec, kind = self.spec, self.kind
+        read, write = f"{spec.scope}:read", f"{spec.scope}:write"
+        page_q = ("limit", "cursor", "minRevision", "consistency", "waitSeconds")
+        routes = [
+            Route("POST", spec.collection, self.create, write, f"Create a {spec.title}", kind,
+                  body=True, statuses=(201, 400, 409, 413, 422, 503, 504), tags=(spec.title,)),
+            Route("GET", spec.collection, self.list, read, f"List {spec.title}s", kind,
+                  statuses=(200, 400, 503, 504),
+                  query=page_q if spec.under_team else (*page_q, "team"), tags=(spec.title,)),
+            Route("GET", spec.item, self.get, read, f"Get a {spec.title}", kind,
+                  statuses=(200, 400, 404, 503, 504), query=page_q[2:], tags=(spec.title,)),
+        ]
+        if "PUT" in spec.item_methods:
+            routes.append(Route("PUT", spec.item, self.replace, write,
+                                f"Replace a {spec.title} (If-Match for optimistic concurrency)",
+                                kind, body=True,
+                                statuses=(200, 400, 404, 412, 413, 422, 503, 504),
+                                tags=(spec.title,)))
+        if "DELETE" in spec.item_methods:
+            routes.append(Route("DELETE", spec.item, self.delete, write,
+                                f"Delete a {spec.title}", kind,
+                                statuses=(200, 400, 404, 409, 412, 503, 504),
+                                tags=(spec.title,)))
+        return routes
+
+
+def _check_current(kind: str, name: str, current: dict | None, expected: int) -> None:
+    if current is None:
+        raise Problem(404, f"no {kind} '{name}'")
+    if expected and current["revision"] != expected:
+        raise Problem(412, f"{kind} '{name}' is at revision {current['revision']}, "
+                      f"If-Match asked for {expected}",
+                      errors=[{"field": "If-Match", "message": "stale revision"}],
+                      extra={"currentRevision": current["revision"]})

@@ -1,0 +1,153 @@
+"""The write path: forward to the leader, dedupe by Idempotency-Key, propose, answer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import uuid
+from collections.abc import Callable
+
+from aiohttp import web
+
+from raftplane.api.context import FORWARDER, METRICS, NODE
+from raftplane.api.problems import Problem
+from raftplane.cluster.errors import NoLeader, NotLeader, OutcomeUnknown
+from raftplane.cluster.forwarding import FORWARDED_BY
+from raftplane.storage.results import CommandResult, Outcome
+from raftplane.wire import log_entry_pb2 as wire
+
+log = logging.getLogger(__name__)
+
+RETRY_AFTER_SECONDS = "1"
+MAX_IDEMPOTENCY_KEY = 255
+
+OUTCOME_STATUS = {
+    Outcome.CREATED: 201,
+    Outcome.REPLACED: 200,
+    Outcome.DELETED: 200,
+    Outcome.BARRIER: 200,
+    Outcome.CONFLICT: 409,
+    Outcome.NOT_FOUND: 404,
+    Outcome.PRECONDITION_FAILED: 412,
+    Outcome.INVALID_REFERENCE: 422,
+    Outcome.STILL_REFERENCED: 409,
+}
+
+# A pre-check on the leader's state; raises Problem to refuse before anything is proposed.
+Precheck = Callable[[], None]
+
+
+def no_leader(detail: str) -> Problem:
+    return Problem(503, detail, slug="no-leader", headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+def outcome_unknown(detail: str, key: str) -> Problem:
+    return Problem(
+        504,
+        f"{detail}. The write may or may not have been applied: retry it with the header "
+        f"'Idempotency-Key: {key}'; it will be applied at most once.",
+        slug="outcome-unknown",
+        extra={"idempotencyKey": key},
+        headers={"Idempotency-Key": key},
+    )
+
+
+async def execute_write(
+    request: web.Request, body: bytes, command: wire.Command, precheck: Precheck | None = None,
+    *, location: str | None = None,
+) -> web.StreamResponse:
+    """Run one validated write: relay it when this node is a follower, else commit it."""
+    node = request.app[NODE]
+    key = request.headers.get("Idempotency-Key", "")
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise Problem(400, f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters",
+                      errors=[{"field": "Idempotency-Key", "message": "too long"}])
+    try:
+        node.require_leader()
+    except NotLeader as exc:
+        return await _relay(request, body, key or _new_key(), exc.leader_id)
+    except NoLeader as exc:
+        raise no_leader(str(exc)) from exc
+
+    key = key or _new_key()
+    fingerprint = hashlib.sha256(
+        b"\n".join([request.method.encode(), request.path.encode(), body])
+    ).digest()
+    stored = node.store.idempotent_result(key)
+    if stored is not None:
+        return _repeat(stored, fingerprint, key, request, location)
+    if precheck is not None:
+        precheck()
+    command.idempotency_key = key
+    command.request_fingerprint = fingerprint
+    try:
+        result = await node.propose(command)
+    except NoLeader as exc:
+        raise no_leader(str(exc)) from exc
+    except OutcomeUnknown as exc:
+        raise outcome_unknown(str(exc), key) from exc
+    request.app[METRICS].write_outcomes.labels(result.outcome.value).inc()
+    log.info("write %s %s -> %s at revision %d", request.method, request.path,
+             result.outcome.value, result.revision)
+    return result_response(request, result, location)
+
+
+def _repeat(stored: tuple[bytes, CommandResult], fingerprint: bytes, key: str,
+            request: web.Request, location: str | None) -> web.StreamResponse:
+    first_fingerprint, result = stored
+    if first_fingerprint != fingerprint:
+        raise Problem(422, "this Idempotency-Key was already used with a different request",
+                      errors=[{"field": "Idempotency-Key", "message": "reused with another "
+                               "request"}], slug="idempotency-key-reused")
+    response = result_response(request, result, location)
+    response.headers["Idempotent-Replayed"] = "true"
+    return response
+
+
+def result_response(request: web.Request, result: CommandResult,
+                    location: str | None) -> web.StreamResponse:
+    """Map an applied command's result to the HTTP answer."""
+    node = request.app[NODE]
+    headers = {"X-Raftplane-Revision": str(result.revision)}
+    if node.config.node_id:
+        headers["X-Raftplane-Leader"] = node.config.node_id
+    status = OUTCOME_STATUS[result.outcome]
+    if not result.outcome.ok:
+        problem = Problem(status, result.detail, errors=result.errors, headers=headers,
+                          extra={"revision": result.revision})
+        raise problem
+    if result.outcome is Outcome.DELETED:
+        body: dict = {"kind": result.kind, "name": result.name, "deleted": True,
+                      "revision": result.revision}
+    else:
+        body = result.resource or {"revision": result.revision}
+        headers["ETag"] = f'"{result.revision}"'
+        if result.outcome is Outcome.CREATED and location:
+            headers["Location"] = location
+    return web.json_response(body, status=status, headers=headers,
+                             dumps=lambda v: json.dumps(v, separators=(",", ":")))
+
+
+async def _relay(request: web.Request, body: bytes, key: str, leader_id: str
+                 ) -> web.StreamResponse:
+    node = request.app[NODE]
+    if FORWARDED_BY in request.headers:
+        raise no_leader(f"this node is not the leader (it is {leader_id}); a forwarded "
+                        "request is not forwarded twice")
+    leader = next(m for m in node.config.members if m.id == leader_id)
+    try:
+        relayed = await request.app[FORWARDER].forward(
+            leader.api, request.method, request.path_qs, request.headers, body, key
+        )
+    except NoLeader as exc:
+        raise no_leader(str(exc)) from exc
+    except OutcomeUnknown as exc:
+        raise outcome_unknown(str(exc), key) from exc
+    request.app[METRICS].forwarded.labels(str(relayed.status)).inc()
+    relayed.headers.setdefault("X-Raftplane-Leader", leader_id)
+    return web.Response(status=relayed.status, headers=relayed.headers, body=relayed.body)
+
+
+def _new_key() -> str:
+    return "rp-" + uuid.uuid4().hex

@@ -1,0 +1,89 @@
+"""The `raftplane` command: `serve` runs one node, `dev` a local cluster."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+
+from raftplane import logs
+from raftplane.cluster.config import ConfigError, NodeConfig, members_from_text, read_secret
+
+
+def _env(name: str, default: str | None = None) -> str | None:
+    return os.environ.get(f"RAFTPLANE_{name}", default)
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("serve", help="run one node (what each StatefulSet pod runs)")
+    p.add_argument("--node-id", default=_env("NODE_ID"), help="this node's id [RAFTPLANE_NODE_ID]")
+    p.add_argument("--data-dir", default=_env("DATA_DIR"), help="[RAFTPLANE_DATA_DIR]")
+    p.add_argument("--api-listen", default=_env("API_LISTEN", "0.0.0.0:8080"),
+                   help="REST listen address [RAFTPLANE_API_LISTEN]")
+    p.add_argument("--raft-listen", default=_env("RAFT_LISTEN", ""),
+                   help="Raft bind address if not the member's raft address "
+                        "[RAFTPLANE_RAFT_LISTEN]")
+    p.add_argument("--members", default=_env("MEMBERS"),
+                   help="'id=n1,raft=HOST:PORT,api=URL[,xds=HOST:PORT];...' or @cluster.json "
+                        "[RAFTPLANE_MEMBERS]")
+    p.add_argument("--cluster-secret-file", default=_env("CLUSTER_SECRET_FILE"),
+                   help="file holding the shared cluster secret [RAFTPLANE_CLUSTER_SECRET_FILE]")
+    p.add_argument("--write-timeout", type=float, default=float(_env("WRITE_TIMEOUT", "10")),
+                   help="seconds a write waits for commit before answering 504")
+    p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
+
+
+def _dev_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("dev", help="run a local cluster of node processes on 127.0.0.1")
+    p.add_argument("--nodes", type=int, default=3, choices=(1, 3, 5))
+    p.add_argument("--data-dir", default=".dev-cluster",
+                   help="where node data, the secret and cluster.json go")
+    p.add_argument("--log-level", default="INFO")
+
+
+def _config_from_args(args: argparse.Namespace) -> NodeConfig:
+    missing = [f for f in ("node_id", "data_dir", "members") if not getattr(args, f)]
+    if missing:
+        raise ConfigError("missing " + ", ".join("--" + m.replace("_", "-") for m in missing))
+    members_text = args.members
+    if members_text.startswith("@"):
+        members_text = Path(members_text[1:]).read_text()
+    secret = read_secret(args.cluster_secret_file) if args.cluster_secret_file else None
+    return NodeConfig(
+        node_id=args.node_id,
+        data_dir=Path(args.data_dir),
+        members=members_from_text(members_text),
+        api_listen=args.api_listen,
+        raft_listen=args.raft_listen,
+        secret=secret,
+        write_timeout=args.write_timeout,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="raftplane", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    _serve_parser(sub)
+    _dev_parser(sub)
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        try:
+            config = _config_from_args(args)
+            config.validate()
+        except ConfigError as exc:
+            print(f"raftplane serve: {exc}", file=sys.stderr)
+            return 2
+        logs.configure(args.log_level, config.node_id)
+        from raftplane.server import run_node
+
+        asyncio.run(run_node(config))
+        return 0
+    from raftplane.devcluster import run_dev
+
+    return run_dev(nodes=args.nodes, data_dir=Path(args.data_dir), log_level=args.log_level)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

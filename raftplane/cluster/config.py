@@ -1,0 +1,100 @@
+"""Node configuration: from command-line flags or RAFTPLANE_* environment variables."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(Exception):
+    """The node cannot start with this configuration (the message says why)."""
+
+
+@dataclass(frozen=True)
+class Member:
+    """One voting member of the cluster and how to reach it."""
+
+    id: str
+    raft: str  # host:port of its Raft listener
+    api: str  # base URL of its REST API, e.g. http://127.0.0.1:8080
+    xds: str = ""  # host:port of its xDS gRPC listener
+
+    @classmethod
+    def parse(cls, text: str) -> Member:
+        """Parse `id=ID,raft=HOST:PORT,api=URL[,xds=HOST:PORT]`."""
+        fields = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+        missing = {"id", "raft", "api"} - fields.keys()
+        if missing:
+            raise ConfigError(f"member '{text}' lacks {', '.join(sorted(missing))}")
+        return cls(fields["id"], fields["raft"], fields["api"].rstrip("/"), fields.get("xds", ""))
+
+    def __str__(self) -> str:
+        return f"id={self.id},raft={self.raft},api={self.api},xds={self.xds}"
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    """Everything one node needs to run."""
+
+    node_id: str
+    data_dir: Path
+    members: tuple[Member, ...]
+    api_listen: str = "127.0.0.1:8080"
+    raft_listen: str = ""  # defaults to this member's raft address
+    secret: str | None = None
+    write_timeout: float = 10.0  # seconds a write may wait for commit+apply before 504
+    forward_timeout: float = 15.0
+    max_body_bytes: int = 1 << 20
+    insecure_single_node: bool = False
+    raft_options: dict = field(default_factory=dict)
+
+    @property
+    def me(self) -> Member:
+        for member in self.members:
+            if member.id == self.node_id:
+                return member
+        raise ConfigError(f"node id '{self.node_id}' is not among the members")
+
+    @property
+    def peers(self) -> tuple[Member, ...]:
+        return tuple(m for m in self.members if m.id != self.node_id)
+
+    def member_by_raft(self, raft_addr: str) -> Member | None:
+        return next((m for m in self.members if m.raft == raft_addr), None)
+
+    def validate(self) -> None:
+        """Refuse configurations that are unsafe or cannot work."""
+        _ = self.me
+        ids = [m.id for m in self.members]
+        if len(set(ids)) != len(ids):
+            raise ConfigError("member ids must be unique")
+        if len(self.members) > 1 and not self.secret:
+            raise ConfigError(
+                "refusing to start a multi-node cluster without a cluster secret: Raft peer "
+                "traffic is pickled, so an unauthenticated port lets anyone run code in the "
+                "node. Pass --cluster-secret-file (or RAFTPLANE_CLUSTER_SECRET_FILE)."
+            )
+        if self.secret is not None and len(self.secret) < 16:
+            raise ConfigError("the cluster secret must be at least 16 characters")
+
+
+def read_secret(path: str | os.PathLike[str]) -> str:
+    """Read a cluster secret file (whitespace stripped)."""
+    try:
+        secret = Path(path).read_text().strip()
+    except OSError as exc:
+        raise ConfigError(f"cannot read cluster secret file {path}: {exc}") from exc
+    if not secret:
+        raise ConfigError(f"cluster secret file {path} is empty")
+    return secret
+
+
+def members_from_text(text: str) -> tuple[Member, ...]:
+    """Members from `;`-separated member specs, or a JSON cluster file's `nodes` list."""
+    text = text.strip()
+    if text.startswith("{"):
+        nodes = json.loads(text)["nodes"]
+        return tuple(Member(n["id"], n["raft"], n["api"], n.get("xds", "")) for n in nodes)
+    return tuple(Member.parse(part) for part in text.split(";") if part.strip())

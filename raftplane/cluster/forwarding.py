@@ -1,0 +1,80 @@
+"""Leader forwarding: a follower relays a write to the leader and the answer back.
+
+One hop only: a request that already was forwarded is never forwarded again (a leader
+change in between answers 503 and the client retries). An Idempotency-Key is added when
+the client sent none, so the follower's own retry, or the client's after a 504, can never
+apply twice.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import aiohttp
+from multidict import CIMultiDict
+
+from raftplane.cluster.errors import NoLeader, OutcomeUnknown
+
+FORWARDED_BY = "X-Raftplane-Forwarded-By"
+HOP_BY_HOP = {
+    "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
+    "transfer-encoding", "upgrade", "host", "content-length",
+}
+
+
+@dataclass
+class Relayed:
+    """The leader's answer, to be returned to the client as it is."""
+
+    status: int
+    headers: CIMultiDict
+    body: bytes
+
+
+class Forwarder:
+    """Relays HTTP requests to another node's API."""
+
+    def __init__(self, node_id: str, timeout: float) -> None:
+        self._node_id = node_id
+        self._timeout = timeout
+        self._session: aiohttp.ClientSession | None = None
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            self._session = aiohttp.ClientSession(
+                connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
+                timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=2.0),
+                auto_decompress=False,
+            )
+        return self._session
+
+    async def forward(
+        self, base_url: str, method: str, path_qs: str, headers: CIMultiDict, body: bytes,
+        idempotency_key: str | None,
+    ) -> Relayed:
+        """Send the request to `base_url` and return its answer.
+
+        Raises NoLeader when nothing reached the leader, OutcomeUnknown when the request
+        was sent but no answer came back.
+        """
+        out = CIMultiDict((k, v) for k, v in headers.items() if k.lower() not in HOP_BY_HOP)
+        out[FORWARDED_BY] = self._node_id
+        if idempotency_key:
+            out["Idempotency-Key"] = idempotency_key
+        try:
+            async with self._client().request(
+                method, base_url + path_qs, headers=out, data=body, allow_redirects=False,
+            ) as resp:
+                payload = await resp.read()
+                relayed = CIMultiDict(
+                    (k, v) for k, v in resp.headers.items() if k.lower() not in HOP_BY_HOP
+                )
+                return Relayed(resp.status, relayed, payload)
+        except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
+            raise NoLeader(f"the leader at {base_url} is unreachable: {exc}") from exc
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            raise OutcomeUnknown(f"the leader at {base_url} did not answer: {exc!r}") from exc

@@ -1,0 +1,148 @@
+"""ClusterNode: where pysyncobj's tick thread and the asyncio loop meet (invariant 4).
+
+The API sees only this class: propose writes (leader), wait for local apply, ask who leads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+
+from raftplane.cluster.config import Member, NodeConfig
+from raftplane.cluster.errors import NoLeader, NotApplied, NotLeader
+from raftplane.cluster.proposer import Proposer
+from raftplane.cluster.raft import NOT_PROPOSED, SUCCESS, RaftNode
+from raftplane.storage.results import CommandResult
+from raftplane.storage.store import Store
+from raftplane.wire import log_entry_pb2 as wire
+
+log = logging.getLogger(__name__)
+
+
+class ClusterNode:
+    """One replica: its Raft node, its store and the asyncio-side helpers."""
+
+    def __init__(self, config: NodeConfig, store: Store) -> None:
+        self.config = config
+        self.store = store
+        self._loop = asyncio.get_running_loop()
+        self._waiters: list[tuple[int, int, asyncio.Future]] = []
+        self._seq = itertools.count()
+        store.add_applied_listener(self._on_applied_in_raft_thread)
+        self.raft = RaftNode(config, store)
+        self.proposer = Proposer(
+            self.raft.submit, success_code=SUCCESS, not_proposed_codes=NOT_PROPOSED,
+            batch_timeout=config.write_timeout,
+        )
+
+    async def close(self) -> None:
+        await self.proposer.close()
+        await asyncio.to_thread(self.raft.destroy_synchronous)
+
+    # ---- leadership ------------------------------------------------------------------------
+    @property
+    def is_leader(self) -> bool:
+        return self.raft.role == "leader"
+
+    @property
+    def leader(self) -> Member | None:
+        address = self.raft.leader_address
+        return self.config.member_by_raft(address) if address else None
+
+    def require_leader(self) -> None:
+        """Raise NotLeader (forward) or NoLeader (503) unless this node can take writes."""
+        if self.is_leader:
+            if not self.raft.hasQuorum:
+                raise NoLeader("this leader cannot reach a quorum")
+            return
+        leader = self.leader
+        if leader is None:
+            raise NoLeader("no leader is known (election in progress or no quorum)")
+        raise NotLeader(leader.id)
+
+    # ---- writes ----------------------------------------------------------------------------
+    async def propose(self, command: wire.Command) -> CommandResult:
+        """Commit and apply one command through the leader's group commit."""
+        self.require_leader()
+        return await self.proposer.propose(command, self.config.write_timeout)
+
+    async def barrier(self) -> int:
+        """Commit a no-op: proves this node still leads a quorum. Returns its revision."""
+        command = wire.Command()
+        command.barrier.SetInParent()
+        return (await self.propose(command)).revision
+
+    # ---- local apply -----------------------------------------------------------------------
+    @property
+    def applied_revision(self) -> int:
+        return self.store.applied_index
+
+    async def wait_applied(self, revision: int, timeout: float) -> None:
+        """Wait until this node has applied `revision` (read-your-writes on any node)."""
+        if self.store.applied_index >= revision:
+            return
+        future: asyncio.Future = self._loop.create_future()
+        heapq.heappush(self._waiters, (revision, next(self._seq), future))
+        try:
+            await asyncio.wait_for(future, timeout)
+        except TimeoutError:
+            raise NotApplied(
+                f"revision {revision} not applied here within {timeout:g}s "
+                f"(applied: {self.store.applied_index})"
+            ) from None
+
+    def _on_applied_in_raft_thread(self, index: int, changed: list) -> None:
+        self._loop.call_soon_threadsafe(self._wake_waiters, index)
+
+    def _wake_waiters(self, index: int) -> None:
+        while self._waiters and self._waiters[0][0] <= index:
+            _, _, future = heapq.heappop(self._waiters)
+            if not future.done():
+                future.set_result(None)
+
+    # ---- status ----------------------------------------------------------------------------
+    def status(self) -> dict:
+        """This node's view of the cluster (GET /api/v1/cluster/status)."""
+        leader = self.leader
+        progress = self.raft.peer_progress()
+        commit = self.raft.raftCommitIndex
+        members = []
+        for member in self.config.members:
+            entry = {"id": member.id, "api": member.api, "raft": member.raft, "xds": member.xds}
+            if member.id == self.config.node_id:
+                entry.update(role=self.raft.role, reachable=True, lag=0)
+            else:
+                peer = progress.get(member.raft, {})
+                match = peer.get("matchIndex")
+                entry.update(
+                    role="leader" if leader and leader.id == member.id else "follower",
+                    reachable=bool(peer.get("connected")),
+                    matchIndex=match if self.is_leader else None,
+                    lag=(self.raft.raftLastApplied - match) if self.is_leader and match else None,
+                )
+            members.append(entry)
+        stats = self.raft.journal_stats
+        return {
+            "id": self.config.node_id,
+            "role": self.raft.role,
+            "term": self.raft.term,
+            "leader": leader.id if leader else None,
+            "commitIndex": commit,
+            "appliedIndex": self.raft.raftLastApplied,
+            "revision": self.store.applied_index,
+            "hasQuorum": self.raft.hasQuorum,
+            "applyHalted": self.store.halted,
+            "members": members,
+            "journal": {"syncs": stats.syncs, "entries": stats.entries} if stats else None,
+        }
+
+    @property
+    def ready(self) -> bool:
+        """Knows a leader and has applied everything it knows to be committed."""
+        return (
+            self.store.halted is None
+            and self.leader is not None
+            and self.raft.raftLastApplied >= self.raft.raftCommitIndex
+        )

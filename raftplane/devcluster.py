@@ -1,0 +1,227 @@
+"""A local cluster of separate node processes on 127.0.0.1 (`raftplane dev`, tests, benches)."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class LocalNode:
+    id: str
+    api: str
+    raft: str
+    xds: str
+    process: subprocess.Popen | None = None
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process and self.process.poll() is None else None
+
+
+class LocalCluster:
+    """Starts, kills and restarts raftplane node processes that share one cluster.json."""
+
+    def __init__(self, data_dir: Path, nodes: int = 3, *, log_level: str = "INFO",
+                 extra_args: list[str] | None = None) -> None:
+        self.data_dir = Path(data_dir).resolve()
+        self.size = nodes
+        self.log_level = log_level
+        self.extra_args = extra_args or []
+        self.nodes: dict[str, LocalNode] = {}
+        self.secret_file = self.data_dir / "cluster-secret"
+        self.cluster_file = self.data_dir / "cluster.json"
+
+    # ---- lifecycle ------------------------------------------------------------------------
+    def start(self) -> LocalCluster:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.cluster_file.exists():  # same ports and ids as last time: data stays valid
+            for n in json.loads(self.cluster_file.read_text())["nodes"]:
+                self.nodes[n["id"]] = LocalNode(n["id"], n["api"], n["raft"], n["xds"])
+        else:
+            for i in range(1, self.size + 1):
+                node_id = f"n{i}"
+                self.nodes[node_id] = LocalNode(
+                    node_id, f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}",
+                    f"127.0.0.1:{free_port()}",
+                )
+        if not self.secret_file.exists():
+            self.secret_file.write_text(secrets.token_urlsafe(32))
+            self.secret_file.chmod(0o600)
+        self._write_cluster_file()
+        for node_id in self.nodes:
+            self.spawn(node_id)
+        return self
+
+    def _write_cluster_file(self) -> None:
+        doc = {
+            "nodes": [
+                {"id": n.id, "pid": n.pid, "api": n.api, "raft": n.raft, "xds": n.xds}
+                for n in self.nodes.values()
+            ],
+            "secretFile": str(self.secret_file),
+        }
+        tmp = self.cluster_file.with_suffix(".tmp")
+        tmp.write_text(json.dumps(doc, indent=2))
+        tmp.replace(self.cluster_file)
+
+    def spawn(self, node_id: str) -> None:
+        """Start (or restart) one node process with its fixed addresses and data."""
+        node = self.nodes[node_id]
+        logs = self.data_dir / "logs"
+        logs.mkdir(exist_ok=True)
+        cmd = [
+            sys.executable, "-m", "raftplane", "serve",
+            "--node-id", node_id,
+            "--data-dir", str(self.data_dir / "nodes" / node_id),
+            "--api-listen", node.api.removeprefix("http://"),
+            "--members", f"@{self.cluster_file}",
+            "--cluster-secret-file", str(self.secret_file),
+            "--log-level", self.log_level,
+            *self.extra_args,
+        ]
+        with open(logs / f"{node_id}.log", "ab") as log_file:
+            node.process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL)
+        self._write_cluster_file()
+
+    def kill(self, node_id: str, sig: int = signal.SIGKILL) -> None:
+        node = self.nodes[node_id]
+        if node.process and node.process.poll() is None:
+            node.process.send_signal(sig)
+            node.process.wait(timeout=30)
+        self._write_cluster_file()
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop every node: SIGTERM, then SIGKILL for any still running after `timeout`."""
+        running = [n.process for n in self.nodes.values() if n.process and n.process.poll() is None]
+        for proc in running:
+            proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout
+        for proc in running:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self.cluster_file.exists():
+            self._write_cluster_file()
+
+    def __enter__(self) -> LocalCluster:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    # ---- observation ----------------------------------------------------------------------
+    def status(self, node_id: str, timeout: float = 2.0) -> dict | None:
+        try:
+            with urllib.request.urlopen(self.nodes[node_id].api + "/api/v1/cluster/status",
+                                        timeout=timeout) as resp:
+                return json.loads(resp.read())
+        except (OSError, urllib.error.URLError, ValueError):
+            return None
+
+    def leader(self, timeout: float = 30.0, among: list[str] | None = None) -> str:
+        """Id of the leader that the running nodes agree on (polls until `timeout`)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            ids = among or [i for i, n in self.nodes.items() if n.pid]
+            views = [self.status(i) for i in ids]
+            leaders = {v["leader"] for v in views if v}
+            leading = [v["id"] for v in views if v and v["role"] == "leader"]
+            if len(leaders) == 1 and None not in leaders and len(leading) == 1 \
+                    and leading[0] in leaders and all(views):
+                return leading[0]
+            time.sleep(0.05)
+        raise TimeoutError(f"no agreed leader within {timeout}s")
+
+    def wait_ready(self, timeout: float = 60.0, among: list[str] | None = None) -> None:
+        """Poll /readyz on each running node until all answer 200."""
+        deadline = time.monotonic() + timeout
+        pending = set(among or [i for i, n in self.nodes.items() if n.pid])
+        while pending and time.monotonic() < deadline:
+            for node_id in sorted(pending):
+                try:
+                    with urllib.request.urlopen(self.nodes[node_id].api + "/readyz",
+                                                timeout=2) as resp:
+                        if resp.status == 200:
+                            pending.discard(node_id)
+                except (OSError, urllib.error.URLError):
+                    pass
+            if pending:
+                time.sleep(0.05)
+        if pending:
+            raise TimeoutError(f"nodes not ready within {timeout}s: {sorted(pending)}")
+
+
+def run_dev(nodes: int, data_dir: Path, log_level: str = "INFO") -> int:
+    """Start a local cluster, print how to use it, stay in the foreground until Ctrl-C."""
+    cluster = LocalCluster(data_dir, nodes, log_level=log_level)
+    stop = False
+
+    def on_signal(signum: int, frame: object) -> None:
+        nonlocal stop
+        stop = True
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        cluster.start()
+        print(f"starting {nodes} raftplane node(s) in {cluster.data_dir} ...", flush=True)
+        cluster.wait_ready(timeout=60)
+        leader = cluster.leader()
+        print(_banner(cluster, leader), flush=True)
+        while not stop:
+            for node in cluster.nodes.values():
+                if node.process and node.process.poll() is not None:
+                    print(f"node {node.id} exited with {node.process.returncode}; see "
+                          f"{cluster.data_dir}/logs/{node.id}.log", flush=True)
+                    node.process = None
+            time.sleep(0.5)
+    except TimeoutError as exc:
+        print(f"raftplane dev: {exc}; see the logs in {cluster.data_dir}/logs", file=sys.stderr)
+        return 1
+    finally:
+        print("stopping nodes ...", flush=True)
+        cluster.stop()
+    return 0
+
+
+def _banner(cluster: LocalCluster, leader: str) -> str:
+    lines = ["", "raftplane cluster is up:"]
+    for n in cluster.nodes.values():
+        role = "leader" if n.id == leader else "follower"
+        lines.append(f"  {n.id}  api {n.api}  raft {n.raft}  xds {n.xds}  ({role}, pid {n.pid})")
+    follower = next(n for n in cluster.nodes.values() if n.id != leader) \
+        if len(cluster.nodes) > 1 else cluster.nodes[leader]
+    api = follower.api
+    lines += [
+        f"  cluster file: {cluster.cluster_file}",
+        "",
+        "Try it (writes may go to any node; followers forward them to the leader):",
+        f"  curl -s -XPOST {api}/api/v1/teams -d '{{\"name\": \"payments\"}}'",
+        f"  curl -s -XPOST {api}/api/v1/clusters -d '{{\"name\": \"echo\", \"team\": "
+        "\"payments\", \"endpoints\": [{\"host\": \"127.0.0.1\", \"port\": 9000}]}'",
+        f"  curl -s {api}/api/v1/clusters/echo",
+        f"  curl -s {api}/api/v1/cluster/status",
+        "",
+        "Ctrl-C stops every node.",
+    ]
+    return os.linesep.join(lines)

@@ -1,0 +1,46 @@
+"""Run one raftplane node: store, Raft, REST API, until SIGTERM/SIGINT."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from aiohttp import web
+
+from raftplane.api.app import create_app
+from raftplane.cluster.config import NodeConfig
+from raftplane.cluster.node import ClusterNode
+from raftplane.storage.store import Store
+
+log = logging.getLogger(__name__)
+
+
+def split_host_port(address: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+async def run_node(config: NodeConfig) -> None:
+    """Serve until a stop signal arrives; then close everything in order."""
+    config.validate()
+    store = Store(config.data_dir / "store")
+    node = ClusterNode(config, store)
+    app = create_app(node)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
+    await runner.setup()
+    host, port = split_host_port(config.api_listen)
+    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
+    await site.start()
+    log.info("node started", extra={"api": config.api_listen, "raft": config.me.raft,
+                                    "members": [m.id for m in config.members],
+                                    "revision": store.applied_index})
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+    log.info("node stopping")
+    await runner.cleanup()
+    await node.close()
+    store.close()
