@@ -27,7 +27,7 @@ def test_resent_overlapping_batch_deletes_nothing():
 
 
 def test_new_entries_past_the_end_are_appended_without_deleting_held_ones():
-    m = msg(35, 1, LOG[35:40] + [(b"n", 41, 2), (b"n", 42, 2)], commit=42)
+    m = msg(35, 1, [*LOG[35:40], (b"n", 41, 2), (b"n", 42, 2)], commit=42)
     assert rewrite_append_entries(m, lookup_in(LOG)) == 41
     assert m["prevLogIdx"] == 40 and [e[1] for e in m["entries"]] == [41, 42]
 

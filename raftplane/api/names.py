@@ -1,0 +1,160 @@
+"""Lexical checks for names, hosts, domains, paths and patterns in resource bodies.
+
+Each ``*_problem`` function returns ``None`` when the string is acceptable, else a short
+message for a ``FieldError``.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+NAME_MAX = 128
+NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]*$"
+NAME_MESSAGE = (
+    "must be 1-128 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"
+)
+HOST_FORMATS = {"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}, {"format": "hostname"}]}
+HEADER_NAME_PATTERN = r"^:?[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
+
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_VARIABLE = re.compile(r"\{([A-Za-z][A-Za-z0-9_]*)(=\*\*?)?\}")
+_LITERAL_SEGMENT = re.compile(r"[A-Za-z0-9._~!$&'()+,;:@%-]+")
+_REPEAT = re.compile(r"\{(?:\d+(?:,\d*)?|,\d+)\}")
+_FLAGS = re.compile(r"\(\?([a-zA-Z-]*)[:)]")
+_DOMAIN_MESSAGE = 'must be "*" or a host or IP with optional "*." prefix, ".*" suffix, :port'
+_RE2_GROUPS = (
+    ("(?=", "lookahead is not supported (RE2)"),
+    ("(?!", "lookahead is not supported (RE2)"),
+    ("(?<=", "lookbehind is not supported (RE2)"),
+    ("(?<!", "lookbehind is not supported (RE2)"),
+    ("(?>", "atomic groups are not supported (RE2)"),
+    ("(?P=", "backreferences are not supported (RE2)"),
+    ("(?(", "conditional groups are not supported (RE2)"),
+    ("(?#", "comment groups are not supported (RE2)"),
+)
+_MAX_TEMPLATE_VARIABLES = 5
+
+
+def is_ip(value: str) -> bool:
+    """True for an IPv4 or IPv6 literal (no zone index)."""
+    if "%" in value:
+        return False
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return True
+
+
+def is_hostname(value: str) -> bool:
+    """True for a DNS hostname made of RFC 1123 labels whose last label is not all digits."""
+    if not 0 < len(value) <= 253:
+        return False
+    labels = value.split(".")
+    return all(_LABEL.fullmatch(label) for label in labels) and not labels[-1].isdigit()
+
+
+def ip_problem(value: str) -> str | None:
+    return None if is_ip(value) else "must be an IPv4 or IPv6 address"
+
+
+def hostname_problem(value: str) -> str | None:
+    return None if is_hostname(value) else "must be a DNS hostname"
+
+
+def host_problem(value: str) -> str | None:
+    if is_ip(value) or is_hostname(value):
+        return None
+    return "must be an IP address or a DNS hostname"
+
+
+def path_problem(value: str) -> str | None:
+    return None if value.startswith("/") else 'must start with "/"'
+
+
+def domain_problem(value: str) -> str | None:
+    """Envoy virtual host domain: "*", or a host with optional ":port" and "*." or ".*"."""
+    if value == "*":
+        return None
+    host, port = value, None
+    if value.startswith("["):
+        host, closed, rest = value[1:].partition("]")
+        if not closed or ":" not in host or not is_ip(host) or rest[:1] not in ("", ":"):
+            return _DOMAIN_MESSAGE
+        port = rest[1:] if rest else None
+    elif ":" in value:
+        host, _, port = value.rpartition(":")
+    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        return "has an invalid port"
+    if value.startswith("["):
+        return None
+    if host.startswith("*."):
+        host = host[2:]
+    elif host.endswith(".*"):
+        host = host[:-2]
+    if is_hostname(host) or (":" not in host and is_ip(host)):
+        return None
+    return _DOMAIN_MESSAGE
+
+
+def regex_problem(value: str) -> str | None:
+    """Reject patterns Python cannot compile and constructs RE2 (Envoy's engine) rejects."""
+    try:
+        re.compile(value)
+    except (re.error, RecursionError, OverflowError, ValueError):
+        return "is not a valid regular expression"
+    i, in_class, after_quantifier = 0, False, False
+    while i < len(value):
+        char = value[i]
+        step, quantifier = 1, False
+        if char == "\\":
+            if not in_class and value[i + 1 : i + 2] in tuple("123456789"):
+                return "backreferences are not supported (RE2)"
+            step = 2
+        elif in_class:
+            in_class = char != "]"
+        elif char == "[":
+            step += 1 if value[i + 1 : i + 2] == "^" else 0
+            step += 1 if value[i + step : i + step + 1] == "]" else 0
+            in_class = True
+        elif char == "(" and value.startswith("(?", i):
+            for prefix, message in _RE2_GROUPS:
+                if value.startswith(prefix, i):
+                    return message
+            flags = _FLAGS.match(value, i)
+            if flags and set(flags.group(1)) - set("ims-"):
+                return "only the i, m and s inline flags are supported (RE2)"
+            step = 2
+        elif char in "*+?":
+            if after_quantifier and char == "+":
+                return "possessive quantifiers are not supported (RE2)"
+            # "?" after a quantifier makes it lazy; it is not a quantifier itself
+            quantifier = not (after_quantifier and char == "?")
+        elif char == "{" and (repeat := _REPEAT.match(value, i)):
+            step, quantifier = repeat.end() - i, True
+        after_quantifier = quantifier
+        i += step
+    return None
+
+
+def template_problem(value: str) -> str | None:
+    """Envoy URI template: "/" then segments, each literal or {var}, {var=*}, {var=**} (last)."""
+    if not value.startswith("/"):
+        return 'must start with "/"'
+    segments = value[1:].split("/")
+    seen: set[str] = set()
+    for index, segment in enumerate(segments):
+        variable = _VARIABLE.fullmatch(segment)
+        if variable is None:
+            if not _LITERAL_SEGMENT.fullmatch(segment):
+                return f"segment {index + 1} must be a literal, {{name}}, {{name=*}} or {{name=**}}"
+            continue
+        if variable.group(1) in seen:
+            return f"repeats the variable {variable.group(1)!r}"
+        seen.add(variable.group(1))
+        if variable.group(2) == "=**" and index != len(segments) - 1:
+            return "{name=**} must be the last segment"
+    if len(seen) > _MAX_TEMPLATE_VARIABLES:
+        return f"may have at most {_MAX_TEMPLATE_VARIABLES} variables"
+    return None
