@@ -32,6 +32,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    help="file holding the shared cluster secret [RAFTPLANE_CLUSTER_SECRET_FILE]")
     p.add_argument("--write-timeout", type=float, default=float(_env("WRITE_TIMEOUT", "10")),
                    help="seconds a write waits for commit before answering 504")
+    p.add_argument("--log-compaction-entries", type=int,
+                   default=int(_env("LOG_COMPACTION_ENTRIES", "20000")),
+                   help="snapshot the store and drop the Raft log once it holds this many entries")
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
 
 
@@ -59,6 +62,7 @@ def _config_from_args(args: argparse.Namespace) -> NodeConfig:
         raft_listen=args.raft_listen,
         secret=secret,
         write_timeout=args.write_timeout,
+        raft_options={"logCompactionMinEntries": args.log_compaction_entries},
     )
 
 
