@@ -108,10 +108,18 @@ class LocalCluster:
             node.process.wait(timeout=30)
         self._write_cluster_file()
 
+    def pause(self, node_id: str) -> None:
+        """SIGSTOP a node: its connections stay open but it does nothing."""
+        self.nodes[node_id].process.send_signal(signal.SIGSTOP)
+
+    def resume(self, node_id: str) -> None:
+        self.nodes[node_id].process.send_signal(signal.SIGCONT)
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop every node: SIGTERM, then SIGKILL for any still running after `timeout`."""
         running = [n.process for n in self.nodes.values() if n.process and n.process.poll() is None]
         for proc in running:
+            proc.send_signal(signal.SIGCONT)  # a paused node could not handle SIGTERM
             proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + timeout
         for proc in running:

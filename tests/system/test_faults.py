@@ -6,6 +6,7 @@ import time
 
 import pytest
 
+from tests.system.conftest import Cluster
 from tests.system.http import call, eventually
 
 pytestmark = pytest.mark.timeout(180)
@@ -101,3 +102,52 @@ def test_quorum_loss_answers_503_fast_and_writes_nothing(fresh_cluster, survivor
     assert after.status == 200 and after.revision == before.revision
     names = {i["name"] for i in after.body["items"]}
     assert "must-not-exist" not in names and set(acked) <= names
+
+
+def test_idempotency_key_applies_once_across_a_leader_change(fresh_cluster):
+    c = fresh_cluster
+    old_leader = c.leader()
+    via = c.followers()[0]
+    body = {"name": "idem-failover", "team": "t1",
+            "endpoints": [{"host": "127.0.0.1", "port": 9000}]}
+    first = call("POST", c.api(via) + "/clusters", body, headers={"Idempotency-Key": "k-fo"})
+    assert first.status == 201
+    c.kill(old_leader)
+    survivors = [i for i in c.nodes if i != old_leader]
+    new_leader = c.leader(timeout=30, among=survivors)
+    again = call("POST", c.api(new_leader) + "/clusters", body,
+                 headers={"Idempotency-Key": "k-fo"})
+    assert again.status == 201 and again.body["revision"] == first.body["revision"]
+    assert again.headers.get("idempotent-replayed") == "true"
+    listed = call("GET", c.api(new_leader) + "/clusters?limit=1000").body["items"]
+    assert [i["name"] for i in listed].count("idem-failover") == 1
+
+
+def test_unknown_outcome_is_504_and_a_retry_with_its_key_applies_once(tmp_path):
+    with Cluster(tmp_path, 3, extra_args=["--write-timeout", "1"]) as c:
+        c.wait_ready(timeout=60)
+        leader = c.leader()
+        c.ensure_team("t1")
+        paused = [i for i in c.nodes if i != leader]
+        body = {"name": "maybe", "team": "t1",
+                "endpoints": [{"host": "127.0.0.1", "port": 9000}]}
+        for node_id in paused:  # connections stay open: the leader proposes, cannot commit
+            c.pause(node_id)
+        try:
+            r = call("POST", c.api(leader) + "/clusters", body)
+            assert r.status == 504, r.body
+            key = r.body["idempotencyKey"]
+            assert key and key in r.body["detail"] and r.headers["idempotency-key"] == key
+        finally:
+            for node_id in paused:
+                c.resume(node_id)
+        leader = c.leader(timeout=30)
+
+        def retried():
+            again = call("POST", c.api(leader) + "/clusters", body,
+                         headers={"Idempotency-Key": key})
+            return again if again.status == 201 else None
+
+        again = eventually(retried, timeout=30)
+        listed = call("GET", f"{c.api(leader)}/clusters?minRevision={again.body['revision']}")
+        assert [i["name"] for i in listed.body["items"]].count("maybe") == 1
