@@ -24,7 +24,10 @@ class Member:
     @classmethod
     def parse(cls, text: str) -> Member:
         """Parse `id=ID,raft=HOST:PORT,api=URL[,xds=HOST:PORT]`."""
-        fields = dict(part.split("=", 1) for part in text.split(",") if "=" in part)
+        fields = dict(
+            (k.strip(), v.strip())
+            for k, v in (part.split("=", 1) for part in text.split(",") if "=" in part)
+        )
         missing = {"id", "raft", "api"} - fields.keys()
         if missing:
             raise ConfigError(f"member '{text}' lacks {', '.join(sorted(missing))}")

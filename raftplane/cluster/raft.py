@@ -86,11 +86,13 @@ class RaftNode(SyncObj):
             "logCompactionMinTime": 600,
             "onStateChanged": self._on_state_changed,
         }
+        if config.raft_listen:  # bind here, but peers know this node by its member address
+            options["bindAddress"] = config.raft_listen
         options.update(config.raft_options)
         self._on_role_change = on_role_change
         me = config.me
         super().__init__(
-            config.raft_listen or me.raft,
+            me.raft,
             [p.raft for p in config.peers],
             SyncObjConf(**options),
             transportClass=_GuardedTransport,

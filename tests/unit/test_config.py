@@ -1,0 +1,50 @@
+"""Node configuration parsing and the refusal of unsafe setups."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from raftplane.cluster.config import ConfigError, Member, NodeConfig, members_from_text
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_member_specs_parse_from_text_and_cluster_json():
+    text = " id=a, raft=h:1, api=http://h:2/ ;\n id=b,raft=h:3,api=http://h:4,xds=h:5"
+    assert members_from_text(text) == (Member("a", "h:1", "http://h:2"),
+                                       Member("b", "h:3", "http://h:4", "h:5"))
+    doc = '{"nodes": [{"id": "a", "raft": "h:1", "api": "http://h:2", "pid": 1}]}'
+    assert members_from_text(doc) == (Member("a", "h:1", "http://h:2"),)
+
+
+def test_statefulset_members_parse():
+    docs = list(yaml.safe_load_all((ROOT / "deploy/statefulset.yaml").read_text()))
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    members = members_from_text(env["RAFTPLANE_MEMBERS"])
+    assert [m.id for m in members] == ["raftplane-0", "raftplane-1", "raftplane-2"]
+    assert members[1].raft == "raftplane-1.raftplane-peers:7000"
+
+
+def test_incomplete_member_is_refused():
+    with pytest.raises(ConfigError, match="lacks api"):
+        Member.parse("id=a,raft=h:1")
+
+
+def config(**kw) -> NodeConfig:
+    members = (Member("a", "h:1", "http://h:2"), Member("b", "h:3", "http://h:4"))
+    return NodeConfig(**{"node_id": "a", "data_dir": Path("/tmp"), "members": members, **kw})
+
+
+def test_multi_node_without_secret_short_secret_or_unknown_id_is_refused():
+    with pytest.raises(ConfigError, match="without a cluster secret"):
+        config().validate()
+    with pytest.raises(ConfigError, match="at least 16"):
+        config(secret="short").validate()
+    with pytest.raises(ConfigError, match="not among the members"):
+        config(node_id="zz", secret="x" * 20).validate()
+    config(secret="x" * 20).validate()
