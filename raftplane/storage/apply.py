@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import lmdb
 
-from raftplane.storage import keys
+from raftplane.storage import constraints, keys
 from raftplane.storage.results import CommandResult, Outcome
 from raftplane.wire import log_entry_pb2 as wire
 
@@ -95,6 +95,14 @@ def _put(ctx: ApplyContext, put: wire.Put) -> CommandResult:
         return CommandResult(Outcome.INVALID_REFERENCE, ctx.index, errors=missing, **base,
                              detail="the resource names resources that do not exist")
     resource = json.loads(put.value_json)
+    if put.kind == "listeners":
+        clash = constraints.port_conflict(ctx.txn, ctx.dbs["ports"], resource)
+        if clash is not None:
+            return CommandResult(Outcome.CONFLICT, ctx.index, **base,
+                                 detail=f"port {resource['port']} is taken by listener '{clash}'",
+                                 errors=[{"field": "port", "message": f"taken by listener "
+                                                                     f"'{clash}'"}])
+        constraints.claim_port(ctx.txn, ctx.dbs["ports"], existing, resource)
     for name in SERVER_FIELDS:
         resource.pop(name, None)
     resource["revision"] = ctx.index
@@ -134,6 +142,8 @@ def _delete(ctx: ApplyContext, delete: wire.Delete) -> CommandResult:
                              errors=[{"field": "name", "message": f"referenced by {k} '{n}'"}
                                      for k, n in referrers[:20]])
     txn, dbs = ctx.txn, ctx.dbs
+    if delete.kind == "listeners":
+        constraints.claim_port(txn, dbs["ports"], existing, None)
     txn.delete(keys.join(delete.kind, delete.name), db=dbs["resources"])
     if existing.get("team") and delete.kind != "teams":
         txn.delete(keys.join(existing["team"], delete.kind, delete.name), db=dbs["by_team"])

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import lmdb
 
-from raftplane.storage import keys
+from raftplane.storage import constraints, keys
 from raftplane.storage.apply import ApplyContext, EntryRejected, apply_commands
 from raftplane.storage.results import CommandResult
 from raftplane.wire import log_entry_pb2 as wire
 
 log = logging.getLogger(__name__)
 
-DB_NAMES = ("meta", "resources", "by_team", "refs", "idem", "idem_expiry")
+DB_NAMES = ("meta", "resources", "by_team", "refs", "idem", "idem_expiry", "ports")
 INITIAL_MAP_SIZE = 64 << 20
 MAP_HEADROOM = 0.5  # grow when more than half of the map is used
 APPLIED_INDEX = b"applied_index"
@@ -205,6 +205,11 @@ class Store:
                     src_kind, src_name = keys.split(key[len(pfx):])
                     out.append((src_kind, src_name))
         return out
+
+    def listener_port_conflict(self, listener: dict) -> str | None:
+        """Another listener that `listener` would clash with on its port, if any."""
+        with self.read() as txn:
+            return constraints.port_conflict(txn, self._dbs["ports"], listener)
 
     def idempotent_result(self, key: str) -> tuple[bytes, CommandResult] | None:
         """(request fingerprint, first result) stored for an Idempotency-Key, if any."""

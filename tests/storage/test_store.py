@@ -171,3 +171,28 @@ def test_snapshot_copy_replaces_state(tmp_path):
     assert b.applied_index == 2 and b.get("teams", "x") and b.get("teams", "stale") is None
     a.close()
     b.close()
+
+
+def listener(name: str, port: int, dataplane: str | None = None) -> wire.Command:
+    body = {"name": name, "team": "t", "port": port}
+    if dataplane:
+        body["dataplaneId"] = dataplane
+    return put("listeners", name, body, team="t")
+
+
+def test_listener_ports_clash_per_dataplane_and_team_wide(store):
+    r = store.apply_entry(2, entry(
+        listener("a", 80, "dp1"), listener("b", 80, "dp2"), listener("c", 80, "dp1"),
+        listener("d", 80), listener("e", 81), listener("f", 81, "dp1"),
+    ))
+    assert [x.outcome for x in r] == [Outcome.CREATED, Outcome.CREATED, Outcome.CONFLICT,
+                                      Outcome.CONFLICT, Outcome.CREATED, Outcome.CONFLICT]
+    assert r[2].errors[0]["field"] == "port"
+    # Moving or deleting a listener frees its port.
+    r = store.apply_entry(3, entry(
+        put("listeners", "a", {"name": "a", "team": "t", "port": 82, "dataplaneId": "dp1"},
+            team="t", mode=wire.PUT_MODE_REPLACE),
+        listener("c", 80, "dp1"), delete("listeners", "e"), listener("g", 81),
+    ))
+    assert [x.outcome for x in r] == [Outcome.REPLACED, Outcome.CREATED, Outcome.DELETED,
+                                      Outcome.CREATED]
