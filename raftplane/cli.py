@@ -25,6 +25,13 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--raft-listen", default=_env("RAFT_LISTEN", ""),
                    help="Raft bind address if not the member's raft address "
                         "[RAFTPLANE_RAFT_LISTEN]")
+    p.add_argument("--xds-listen", default=_env("XDS_LISTEN", ""),
+                   help="xDS gRPC listen address (default: this member's xds address) "
+                        "[RAFTPLANE_XDS_LISTEN]")
+    p.add_argument("--xds-dns-name", default=_env("XDS_DNS_NAME", ""),
+                   help="HOST:PORT that resolves to every replica (a headless Service), used "
+                        "in generated bootstraps instead of the member list "
+                        "[RAFTPLANE_XDS_DNS_NAME]")
     p.add_argument("--members", default=_env("MEMBERS"),
                    help="'id=n1,raft=HOST:PORT,api=URL[,xds=HOST:PORT];...' or @cluster.json "
                         "[RAFTPLANE_MEMBERS]")
@@ -54,11 +61,15 @@ def _config_from_args(args: argparse.Namespace) -> NodeConfig:
     if members_text.startswith("@"):
         members_text = Path(members_text[1:]).read_text()
     secret = read_secret(args.cluster_secret_file) if args.cluster_secret_file else None
+    members = members_from_text(members_text)
+    me = next((m for m in members if m.id == args.node_id), None)
     return NodeConfig(
         node_id=args.node_id,
         data_dir=Path(args.data_dir),
-        members=members_from_text(members_text),
+        members=members,
         api_listen=args.api_listen,
+        xds_listen=args.xds_listen or (me.xds if me else ""),
+        xds_dns_name=args.xds_dns_name,
         raft_listen=args.raft_listen,
         secret=secret,
         write_timeout=args.write_timeout,

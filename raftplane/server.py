@@ -9,9 +9,12 @@ import signal
 from aiohttp import web
 
 from raftplane.api.app import create_app
+from raftplane.api.metrics import ApiMetrics
 from raftplane.cluster.config import NodeConfig
 from raftplane.cluster.node import ClusterNode
 from raftplane.storage.store import Store
+from raftplane.xds.connections import XdsMetrics
+from raftplane.xds.runtime import XdsRuntime
 
 log = logging.getLogger(__name__)
 
@@ -25,14 +28,19 @@ async def run_node(config: NodeConfig) -> None:
     """Serve until a stop signal arrives; then close everything in order."""
     config.validate()
     store = Store(config.data_dir / "store")
+    metrics = ApiMetrics()
+    xds = XdsRuntime.create(store, XdsMetrics(metrics.registry))
     node = ClusterNode(config, store)
-    app = create_app(node)
+    app = create_app(node, xds, metrics)
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     host, port = split_host_port(config.api_listen)
     site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
     await site.start()
+    if config.xds_listen:
+        await xds.start(config.xds_listen)
     log.info("node started", extra={"api": config.api_listen, "raft": config.me.raft,
+                                    "xds": config.xds_listen,
                                     "members": [m.id for m in config.members],
                                     "revision": store.applied_index})
     stop = asyncio.Event()
@@ -41,6 +49,7 @@ async def run_node(config: NodeConfig) -> None:
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
     log.info("node stopping")
+    await xds.stop()
     await runner.cleanup()
     await node.close()
     store.close()

@@ -7,15 +7,17 @@ import time
 
 from aiohttp import web
 
-from raftplane.api.context import FORWARDER, METRICS, NODE, ROUTE_SCOPES
+from raftplane.api.context import FORWARDER, METRICS, NODE, ROUTE_SCOPES, XDS
 from raftplane.api.kinds import KINDS
 from raftplane.api.metrics import ApiMetrics
 from raftplane.api.openapi import build_openapi
 from raftplane.api.problems import Problem
 from raftplane.api.resources import KindHandlers, Route
 from raftplane.api.system import system_routes
+from raftplane.api.xds_routes import xds_routes
 from raftplane.cluster.forwarding import Forwarder
 from raftplane.cluster.node import ClusterNode
+from raftplane.xds.runtime import XdsRuntime
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +70,7 @@ def all_routes() -> list[Route]:
     for spec in KINDS:
         routes.extend(KindHandlers(spec).routes())
     routes.extend(system_routes())
+    routes.extend(xds_routes())
     routes.append(Route("GET", "/api/v1/openapi.json", openapi_handler, "",
                         "This OpenAPI document", tags=("Operations",)))
     return routes
@@ -77,13 +80,14 @@ async def openapi_handler(request: web.Request) -> web.StreamResponse:
     return web.json_response(build_openapi(all_routes()))
 
 
-def create_app(node: ClusterNode) -> web.Application:
+def create_app(node: ClusterNode, xds: XdsRuntime, metrics: ApiMetrics) -> web.Application:
     """Build the REST application of one node."""
     app = web.Application(client_max_size=node.config.max_body_bytes,
                           middlewares=[problem_middleware])
     app[NODE] = node
+    app[XDS] = xds
     app[FORWARDER] = Forwarder(node.config.node_id, node.config.forward_timeout)
-    app[METRICS] = ApiMetrics()
+    app[METRICS] = metrics
     scopes: dict[tuple[str, str], str] = {}
     for route in all_routes():
         app.router.add_route(route.method, route.path, route.handler)

@@ -7,9 +7,11 @@ from aiohttp import web
 from raftplane.api.metrics import ApiMetrics
 from raftplane.cluster.forwarding import Forwarder
 from raftplane.cluster.node import ClusterNode
+from raftplane.xds.runtime import XdsRuntime
 
 NODE = web.AppKey("node", ClusterNode)
 FORWARDER = web.AppKey("forwarder", Forwarder)
 METRICS = web.AppKey("metrics", ApiMetrics)
+XDS = web.AppKey("xds", XdsRuntime)
 # The scope each route needs, keyed by (method, canonical path); the auth step reads it.
 ROUTE_SCOPES = web.AppKey("route_scopes", dict)

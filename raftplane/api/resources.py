@@ -130,6 +130,12 @@ class KindHandlers:
                               errors=[{"field": "name", "message": "already exists"}])
             if mode == wire.PUT_MODE_REPLACE:
                 _check_current(self.kind, name, current, expected)
+            if self.kind == "listeners":
+                clash = node.store.listener_port_conflict(resource)
+                if clash is not None:
+                    raise Problem(409, f"port {resource['port']} is already used by listener "
+                                  f"'{clash}' for the same Envoys",
+                                  errors=[{"field": "port", "message": f"taken by '{clash}'"}])
             missing = [
                 {"field": r.field, "message": f"{r.kind} '{r.name}' does not exist"}
                 for r in refs if node.store.get(r.kind, r.name) is None

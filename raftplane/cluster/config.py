@@ -46,6 +46,8 @@ class NodeConfig:
     members: tuple[Member, ...]
     api_listen: str = "127.0.0.1:8080"
     raft_listen: str = ""  # defaults to this member's raft address
+    xds_listen: str = ""  # where this node serves xDS ("" = this member's xds address)
+    xds_dns_name: str = ""  # host:port of a headless Service naming every replica
     secret: str | None = None
     write_timeout: float = 10.0  # seconds a write may wait for commit+apply before 504
     forward_timeout: float = 15.0

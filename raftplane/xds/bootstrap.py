@@ -1,0 +1,80 @@
+"""Envoy bootstrap for a dataplane: ADS to every control-plane replica (pure function)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from raftplane.xds.stream import DATAPLANE_METADATA_KEY
+
+XDS_CLUSTER = "raftplane-xds"
+# 0s: Envoy waits for every resource it asks for before it reports ready and serves, so it
+# never starts with half a configuration (a listener without its routes, a cluster without
+# endpoints). Safe here because the API only accepts references to resources that exist, so
+# everything Envoy asks for is always sent. See docs/xds.md.
+INITIAL_FETCH_TIMEOUT = "0s"
+
+
+def _is_ip(host: str) -> bool:
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return True
+
+
+def build_bootstrap(team: str, dataplane: str, replicas: list[tuple[str, int]], *,
+                    delta: bool = False, admin_port: int = 9901,
+                    admin_address: str = "127.0.0.1") -> dict:
+    """The bootstrap (as a JSON-able dict) for an Envoy of `team/dataplane`.
+
+    `replicas` are the xDS addresses of every control-plane node (or one DNS name of a
+    headless Service); Envoy fails over between them.
+    """
+    all_ips = all(_is_ip(host) for host, _ in replicas)
+    config_source = {"ads": {}, "resource_api_version": "V3",
+                     "initial_fetch_timeout": INITIAL_FETCH_TIMEOUT}
+    return {
+        "node": {
+            "id": f"{team}.{dataplane}",
+            "cluster": f"{team}/{dataplane}",
+            "metadata": {DATAPLANE_METADATA_KEY: f"{team}/{dataplane}"},
+        },
+        "admin": {"address": {"socket_address": {"address": admin_address,
+                                                 "port_value": admin_port}}},
+        "dynamic_resources": {
+            "ads_config": {
+                "api_type": "DELTA_GRPC" if delta else "GRPC",
+                "transport_api_version": "V3",
+                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+                "set_node_on_first_message_only": True,
+            },
+            "cds_config": config_source,
+            "lds_config": config_source,
+        },
+        "static_resources": {
+            "clusters": [{
+                "name": XDS_CLUSTER,
+                "type": "STATIC" if all_ips else "STRICT_DNS",
+                "connect_timeout": "1s",
+                "lb_policy": "ROUND_ROBIN",
+                "typed_extension_protocol_options": {
+                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                        "@type": "type.googleapis.com/"
+                                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                        "explicit_http_config": {"http2_protocol_options": {
+                            # Notice a replica behind a dead network in seconds.
+                            "connection_keepalive": {"interval": "5s", "timeout": "3s"},
+                        }},
+                    },
+                },
+                "load_assignment": {
+                    "cluster_name": XDS_CLUSTER,
+                    "endpoints": [{"lb_endpoints": [
+                        {"endpoint": {"address": {"socket_address": {
+                            "address": host, "port_value": port}}}}
+                        for host, port in replicas
+                    ]}],
+                },
+            }],
+        },
+    }

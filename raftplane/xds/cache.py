@@ -1,0 +1,236 @@
+"""The xDS cache of one node: stored resources translated once, scoped per dataplane.
+
+Updated incrementally from the keys each applied entry changed: only changed resources are
+re-translated, and only the dataplane views that contain them (or whose listeners changed)
+are recomputed. Every resource is serialized once and shared by every stream.
+
+Versions are revisions (invariant 6): a resource's version is the revision that last
+changed it; a set's version is derived from its members' names and revisions only, so two
+replicas with the same applied state hand an Envoy identical versions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+
+from google.protobuf import any_pb2
+
+from raftplane.storage.store import Store
+from raftplane.xds import translate
+from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE
+
+log = logging.getLogger(__name__)
+
+Watcher = Callable[[frozenset[str]], None]
+
+
+@dataclass(frozen=True)
+class XdsResource:
+    """One translated resource: its name, version (a revision) and packed bytes."""
+
+    name: str
+    version: str
+    packed: any_pb2.Any
+    message: object  # the Envoy proto (for the debugging view)
+
+
+@dataclass
+class DataplaneView:
+    """What one dataplane's Envoys are told: per type, name -> resource, and set versions."""
+
+    dataplane: str  # "team/name"
+    resources: dict[str, dict[str, XdsResource]] = field(default_factory=dict)
+    versions: dict[str, str] = field(default_factory=dict)
+
+    def names(self, type_url: str) -> set[str]:
+        return set(self.resources.get(type_url, {}))
+
+
+def set_version(resources: Iterable[XdsResource]) -> str:
+    """Version of a set of resources: highest revision + a digest of (name, revision)."""
+    items = sorted((r.name, r.version) for r in resources)
+    if not items:
+        return "0"
+    top = max(int(v) for _, v in items)
+    digest = hashlib.sha256("\n".join(f"{n}:{v}" for n, v in items).encode()).hexdigest()
+    return f"{top}.{digest[:8]}"
+
+
+class XdsCache:
+    """Translated resources of this node and the views of the dataplanes being served."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self._by_type: dict[str, dict[str, XdsResource]] = {t: {} for t in PUSH_ORDER}
+        self._listener_json: dict[str, dict] = {}
+        self._route_json: dict[str, dict] = {}
+        self._listeners_of: dict[str, set[str]] = defaultdict(set)  # scope key -> listeners
+        self._views: dict[str, DataplaneView] = {}
+        self._watchers: dict[str, set[Watcher]] = defaultdict(set)
+        self.revision = 0
+        self.translation_errors = 0
+
+    # ---- loading --------------------------------------------------------------------------
+    def load_all(self) -> None:
+        """(Re)build everything from the store (boot, snapshot install)."""
+        self._by_type = {t: {} for t in PUSH_ORDER}
+        self._listener_json.clear()
+        self._route_json.clear()
+        self._listeners_of.clear()
+        for kind in ("clusters", "route-configs", "listeners"):
+            cursor = None
+            while True:
+                page = self._store.list(kind, limit=1000, cursor=cursor)
+                for resource in page.items:
+                    self._put(kind, resource["name"], resource)
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+        self.revision = self._store.applied_index
+        for dataplane in list(self._views):
+            self._recompute(dataplane)
+
+    def apply_changes(self, revision: int, changed: list[tuple[str, str]]) -> None:
+        """Update after an applied entry: re-translate the changed keys, refresh views."""
+        if ("*", "*") in changed:
+            self.load_all()
+            self._notify_all()
+            return
+        touched: dict[str, set[str]] = defaultdict(set)  # type_url -> names
+        scopes: set[str] = set()
+        for kind, name in changed:
+            if kind == "listeners":
+                old = self._listener_json.get(name)
+                if old is not None:
+                    scopes.add(_scope_key(old))
+            resource = self._store.get(kind, name)
+            if kind == "listeners" and resource is not None:
+                scopes.add(_scope_key(resource))
+            if kind == "dataplanes":
+                scopes.add(name)
+            self._drop(kind, name)
+            if resource is not None:
+                self._put(kind, name, resource)
+            for type_url in _types_of(kind):
+                touched[type_url].add(name)
+        self.revision = max(self.revision, revision)
+        for dataplane, view in list(self._views.items()):
+            team = dataplane.split("/", 1)[0]
+            affected = dataplane in scopes or f"{team}/*" in scopes or any(
+                names & view.names(type_url) for type_url, names in touched.items()
+            )
+            if affected:
+                before = dict(view.versions)
+                self._recompute(dataplane)
+                changed_types = frozenset(
+                    t for t in PUSH_ORDER if self._views[dataplane].versions.get(t) != before.get(t)
+                    or touched.get(t, set()) & self._views[dataplane].names(t)
+                )
+                if changed_types:
+                    self._notify(dataplane, changed_types)
+
+    def _put(self, kind: str, name: str, resource: dict) -> None:
+        version = str(resource["revision"])
+        try:
+            if kind == "clusters":
+                cluster = translate.cluster_to_envoy(resource)
+                self._by_type[CLUSTER][name] = _packed(name, version, cluster)
+                cla = translate.endpoints_to_envoy(resource)
+                if cla is not None:
+                    self._by_type[ENDPOINT][name] = _packed(name, version, cla)
+            elif kind == "route-configs":
+                self._route_json[name] = resource
+                route = translate.route_config_to_envoy(resource)
+                self._by_type[ROUTE][name] = _packed(name, version, route)
+            elif kind == "listeners":
+                self._listener_json[name] = resource
+                self._listeners_of[_scope_key(resource)].add(name)
+                listener = translate.listener_to_envoy(resource)
+                self._by_type[LISTENER][name] = _packed(name, version, listener)
+        except translate.TranslationError as exc:
+            self.translation_errors += 1
+            log.error("cannot translate %s '%s' (%s): %s", kind, name, exc.field, exc)
+
+    def _drop(self, kind: str, name: str) -> None:
+        if kind == "clusters":
+            self._by_type[CLUSTER].pop(name, None)
+            self._by_type[ENDPOINT].pop(name, None)
+        elif kind == "route-configs":
+            self._route_json.pop(name, None)
+            self._by_type[ROUTE].pop(name, None)
+        elif kind == "listeners":
+            old = self._listener_json.pop(name, None)
+            if old is not None:
+                self._listeners_of[_scope_key(old)].discard(name)
+            self._by_type[LISTENER].pop(name, None)
+
+    # ---- views ----------------------------------------------------------------------------
+    def view(self, dataplane: str) -> DataplaneView:
+        """The current view of a dataplane ("team/name"), computed on first use."""
+        if dataplane not in self._views:
+            self._recompute(dataplane)
+        return self._views[dataplane]
+
+    def _recompute(self, dataplane: str) -> None:
+        team = dataplane.split("/", 1)[0]
+        listeners = sorted(self._listeners_of.get(dataplane, set())
+                           | self._listeners_of.get(f"{team}/*", set()))
+        routes: set[str] = set()
+        clusters: set[str] = set()
+        for name in listeners:
+            listener = self._listener_json[name]
+            routes.update(translate.referenced_route_configs(listener))
+            clusters.update(translate.referenced_clusters("listeners", listener))
+        for name in routes:
+            route = self._route_json.get(name)
+            if route is not None:
+                clusters.update(translate.referenced_clusters("route-configs", route))
+        wanted = {LISTENER: listeners, ROUTE: routes, CLUSTER: clusters, ENDPOINT: clusters}
+        view = DataplaneView(dataplane)
+        for type_url, names in wanted.items():
+            available = self._by_type[type_url]
+            view.resources[type_url] = {n: available[n] for n in sorted(names) if n in available}
+            view.versions[type_url] = set_version(view.resources[type_url].values())
+        self._views[dataplane] = view
+
+    # ---- watchers -------------------------------------------------------------------------
+    def watch(self, dataplane: str, watcher: Watcher) -> Callable[[], None]:
+        """Call `watcher(changed_types)` whenever the dataplane's view changes."""
+        self.view(dataplane)
+        self._watchers[dataplane].add(watcher)
+
+        def cancel() -> None:
+            self._watchers[dataplane].discard(watcher)
+            if not self._watchers[dataplane]:
+                del self._watchers[dataplane]
+                self._views.pop(dataplane, None)
+
+        return cancel
+
+    def _notify(self, dataplane: str, types: frozenset[str]) -> None:
+        for watcher in list(self._watchers.get(dataplane, ())):
+            watcher(types)
+
+    def _notify_all(self) -> None:
+        for dataplane in list(self._watchers):
+            self._notify(dataplane, frozenset(PUSH_ORDER))
+
+
+def _scope_key(listener: dict) -> str:
+    """The dataplane a listener belongs to ("team/dataplane"), or "team/*" for all of them."""
+    return f"{listener.get('team', '')}/{listener.get('dataplaneId') or '*'}"
+
+
+def _types_of(kind: str) -> tuple[str, ...]:
+    return {"clusters": (CLUSTER, ENDPOINT), "route-configs": (ROUTE,),
+            "listeners": (LISTENER,)}.get(kind, ())
+
+
+def _packed(name: str, version: str, message: object) -> XdsResource:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return XdsResource(name, version, packed, message)

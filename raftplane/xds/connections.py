@@ -1,0 +1,91 @@
+"""What each connected Envoy was sent, what it ACKed and what it rejected (visibility)."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from dataclasses import dataclass, field
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+from raftplane.xds.types import SHORT_NAMES
+
+
+@dataclass
+class TypeStatus:
+    sent_version: str = ""
+    acked_version: str = ""
+    responses: int = 0
+    last_nack: dict | None = None  # {version, error, at}
+
+
+@dataclass
+class Connection:
+    """One xDS stream from one Envoy."""
+
+    id: int
+    stream: str  # "ads", "ads-delta", "cds", ...
+    node_id: str = ""
+    dataplane: str = ""
+    peer: str = ""
+    connected_at: float = field(default_factory=time.time)
+    types: dict[str, TypeStatus] = field(default_factory=dict)
+
+    def type(self, type_url: str) -> TypeStatus:
+        return self.types.setdefault(type_url, TypeStatus())
+
+    def as_json(self) -> dict:
+        return {
+            "id": self.id, "stream": self.stream, "nodeId": self.node_id,
+            "dataplane": self.dataplane, "peer": self.peer,
+            "connectedAt": round(self.connected_at, 3),
+            "types": {
+                SHORT_NAMES.get(t, t): {
+                    "sentVersion": s.sent_version, "ackedVersion": s.acked_version,
+                    "responses": s.responses, "lastNack": s.last_nack,
+                }
+                for t, s in sorted(self.types.items())
+            },
+        }
+
+
+class XdsMetrics:
+    """Prometheus metrics of the xDS server."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        self.streams = Gauge("raftplane_xds_streams", "Connected xDS streams", ["stream"],
+                             registry=registry)
+        self.pushes = Counter("raftplane_xds_pushes_total", "xDS responses sent", ["type"],
+                              registry=registry)
+        self.nacks = Counter("raftplane_xds_nacks_total", "xDS NACKs received", ["type"],
+                             registry=registry)
+        self.push_latency = Histogram(
+            "raftplane_xds_push_seconds", "From a change being applied to its push", ["type"],
+            registry=registry, buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1),
+        )
+
+
+class ConnectionRegistry:
+    """Connections of this node, for GET /api/v1/xds/connections."""
+
+    def __init__(self, metrics: XdsMetrics) -> None:
+        self._ids = itertools.count(1)
+        self._live: dict[int, Connection] = {}
+        self.metrics = metrics
+
+    def open(self, stream: str, peer: str) -> Connection:
+        conn = Connection(next(self._ids), stream, peer=peer)
+        self._live[conn.id] = conn
+        self.metrics.streams.labels(stream).inc()
+        return conn
+
+    def close(self, conn: Connection) -> None:
+        if self._live.pop(conn.id, None) is not None:
+            self.metrics.streams.labels(conn.stream).dec()
+
+    def all(self) -> list[Connection]:
+        return list(self._live.values())
+
+    def record_nack(self, conn: Connection, type_url: str, version: str, error: str) -> None:
+        conn.type(type_url).last_nack = {"version": version, "error": error, "at": time.time()}
+        self.metrics.nacks.labels(SHORT_NAMES.get(type_url, type_url)).inc()

@@ -1,0 +1,112 @@
+"""Incremental (Delta) xDS: only changed resources and explicit removals are sent."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from envoy.service.discovery.v3 import discovery_pb2
+
+from raftplane.xds.stream import StreamBase, next_nonce
+from raftplane.xds.types import ENDPOINT, PUSH_ORDER, SHORT_NAMES, WILDCARD_TYPES
+
+
+@dataclass
+class _DeltaState:
+    requested: bool = False
+    wildcard: bool = False
+    names: set[str] = field(default_factory=set)
+    # What the client holds (or was just sent), name -> version. A NACKed version stays
+    # here, so it is not sent again until the resource changes.
+    client: dict[str, str] = field(default_factory=dict)
+    told_missing: set[str] = field(default_factory=set)
+    nonces: dict[str, dict[str, str]] = field(default_factory=dict)  # nonce -> sent versions
+
+
+class DeltaStream(StreamBase):
+    """One Delta stream (Delta ADS or a per-type Delta service)."""
+
+    kind = "ads-delta"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._types: dict[str, _DeltaState] = {t: _DeltaState() for t in PUSH_ORDER}
+
+    def handle_request(self, request: discovery_pb2.DeltaDiscoveryRequest) -> list:
+        type_url = request.type_url or self.only_type or ""
+        state = self._types.get(type_url)
+        if state is None or (self.only_type and type_url != self.only_type):
+            return []
+        status = self.conn.type(type_url)
+        if request.response_nonce:
+            sent = state.nonces.pop(request.response_nonce, None)
+            if request.HasField("error_detail"):
+                version = ",".join(f"{n}@{v}" for n, v in sorted((sent or {}).items()))
+                self.registry.record_nack(self.conn, type_url, version,
+                                          request.error_detail.message)
+            elif sent is not None:
+                status.acked_version = max(sent.values(), key=int, default=status.acked_version)
+        if not state.requested:
+            state.requested = True
+            state.wildcard = type_url in WILDCARD_TYPES and (
+                not request.resource_names_subscribe or "*" in request.resource_names_subscribe)
+            if type_url != ENDPOINT:
+                # What the client already holds after a reconnect is not sent again. Endpoints
+                # always are: a cluster that was warming needs them from this replica too.
+                state.client.update(request.initial_resource_versions)
+        for name in request.resource_names_subscribe:
+            if name == "*":
+                state.wildcard = True
+            else:
+                state.names.add(name)
+                state.client.pop(name, None)  # a (re)subscribed name is always sent
+                state.told_missing.discard(name)
+        for name in request.resource_names_unsubscribe:
+            if name == "*":
+                state.wildcard = False
+            state.names.discard(name)
+            state.client.pop(name, None)
+        return self.push(frozenset())
+
+    def push(self, types: frozenset[str]) -> list:
+        view = self.cache.view(self.dataplane)
+        out = []
+        removals_last = []  # make before break: clusters go after listeners and routes moved
+        for type_url in PUSH_ORDER:
+            state = self._types[type_url]
+            if not state.requested:
+                continue
+            current = view.resources.get(type_url, {})
+            wanted = set(current) if state.wildcard else state.names
+            changed = [current[n] for n in sorted(wanted)
+                       if n in current and state.client.get(n) != current[n].version]
+            removed = sorted(n for n in state.client if n not in current or (n not in wanted
+                             and not state.wildcard))
+            missing = sorted(n for n in state.names if n not in current
+                             and n not in state.client and n not in state.told_missing)
+            if not changed and not removed and not missing:
+                continue
+            for resource in changed:
+                state.client[resource.name] = resource.version
+            for name in removed:
+                state.client.pop(name, None)
+            state.told_missing.update(missing)
+            if type_url == PUSH_ORDER[0] and removed and changed:
+                removals_last.append(self._response(type_url, view, [], removed))
+                removed = []
+            out.append(self._response(type_url, view, changed, removed + missing))
+        return out + removals_last
+
+    def _response(self, type_url: str, view, changed: list, removed: list[str]):
+        state = self._types[type_url]
+        nonce = next_nonce()
+        state.nonces[nonce] = {r.name: r.version for r in changed}
+        status = self.conn.type(type_url)
+        status.sent_version = view.versions.get(type_url, "")
+        status.responses += 1
+        self.observe_push(type_url, SHORT_NAMES[type_url])
+        return discovery_pb2.DeltaDiscoveryResponse(
+            type_url=type_url, nonce=nonce, system_version_info=view.versions[type_url],
+            resources=[discovery_pb2.Resource(name=r.name, version=r.version, resource=r.packed)
+                       for r in changed],
+            removed_resources=removed,
+        )

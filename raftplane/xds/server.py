@@ -1,0 +1,115 @@
+"""The gRPC xDS server of one node: ADS (SotW and Delta) and the per-type services."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+from envoy.service.cluster.v3 import cds_pb2_grpc
+from envoy.service.discovery.v3 import ads_pb2_grpc
+from envoy.service.endpoint.v3 import eds_pb2_grpc
+from envoy.service.listener.v3 import lds_pb2_grpc
+from envoy.service.route.v3 import rds_pb2_grpc
+
+from raftplane.xds.cache import XdsCache
+from raftplane.xds.connections import ConnectionRegistry
+from raftplane.xds.delta import DeltaStream
+from raftplane.xds.sotw import SotwStream
+from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+
+log = logging.getLogger(__name__)
+
+SERVER_OPTIONS = [
+    ("grpc.keepalive_time_ms", 20_000),  # detect dead Envoys behind silent networks
+    ("grpc.keepalive_timeout_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.max_send_message_length", 64 << 20),
+    ("grpc.max_receive_message_length", 16 << 20),
+]
+
+
+class _Streams:
+    def __init__(self, cache: XdsCache, registry: ConnectionRegistry) -> None:
+        self.cache = cache
+        self.registry = registry
+
+    def sotw(self, requests, context, only_type=None, kind="ads"):
+        stream = SotwStream(self.cache, self.registry, context, only_type)
+        stream.kind = kind
+        return stream.run(requests)
+
+    def delta(self, requests, context, only_type=None, kind="ads-delta"):
+        stream = DeltaStream(self.cache, self.registry, context, only_type)
+        stream.kind = kind
+        return stream.run(requests)
+
+
+class AdsService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer, _Streams):
+    async def StreamAggregatedResources(self, request_iterator, context):
+        async for response in self.sotw(request_iterator, context):
+            yield response
+
+    async def DeltaAggregatedResources(self, request_iterator, context):
+        async for response in self.delta(request_iterator, context):
+            yield response
+
+
+class CdsService(cds_pb2_grpc.ClusterDiscoveryServiceServicer, _Streams):
+    async def StreamClusters(self, request_iterator, context):
+        async for response in self.sotw(request_iterator, context, CLUSTER, "cds"):
+            yield response
+
+    async def DeltaClusters(self, request_iterator, context):
+        async for response in self.delta(request_iterator, context, CLUSTER, "cds-delta"):
+            yield response
+
+
+class EdsService(eds_pb2_grpc.EndpointDiscoveryServiceServicer, _Streams):
+    async def StreamEndpoints(self, request_iterator, context):
+        async for response in self.sotw(request_iterator, context, ENDPOINT, "eds"):
+            yield response
+
+    async def DeltaEndpoints(self, request_iterator, context):
+        async for response in self.delta(request_iterator, context, ENDPOINT, "eds-delta"):
+            yield response
+
+
+class LdsService(lds_pb2_grpc.ListenerDiscoveryServiceServicer, _Streams):
+    async def StreamListeners(self, request_iterator, context):
+        async for response in self.sotw(request_iterator, context, LISTENER, "lds"):
+            yield response
+
+    async def DeltaListeners(self, request_iterator, context):
+        async for response in self.delta(request_iterator, context, LISTENER, "lds-delta"):
+            yield response
+
+
+class RdsService(rds_pb2_grpc.RouteDiscoveryServiceServicer, _Streams):
+    async def StreamRoutes(self, request_iterator, context):
+        async for response in self.sotw(request_iterator, context, ROUTE, "rds"):
+            yield response
+
+    async def DeltaRoutes(self, request_iterator, context):
+        async for response in self.delta(request_iterator, context, ROUTE, "rds-delta"):
+            yield response
+
+
+async def start_xds_server(cache: XdsCache, registry: ConnectionRegistry,
+                           listen: str) -> grpc.aio.Server:
+    """Start serving xDS on `listen` (host:port)."""
+    server = grpc.aio.server(options=SERVER_OPTIONS)
+    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(AdsService(cache, registry),
+                                                                  server)
+    cds_pb2_grpc.add_ClusterDiscoveryServiceServicer_to_server(CdsService(cache, registry), server)
+    eds_pb2_grpc.add_EndpointDiscoveryServiceServicer_to_server(EdsService(cache, registry),
+                                                                server)
+    lds_pb2_grpc.add_ListenerDiscoveryServiceServicer_to_server(LdsService(cache, registry),
+                                                                server)
+    rds_pb2_grpc.add_RouteDiscoveryServiceServicer_to_server(RdsService(cache, registry), server)
+    if server.add_insecure_port(listen) == 0:
+        raise OSError(f"cannot listen for xDS on {listen}")
+    await server.start()
+    log.info("xds server listening", extra={"xds": listen})
+    return server

@@ -1,0 +1,105 @@
+"""State-of-the-world xDS (ADS and the per-type services)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from envoy.service.discovery.v3 import discovery_pb2
+
+from raftplane.xds.cache import XdsResource, set_version
+from raftplane.xds.stream import StreamBase, next_nonce
+from raftplane.xds.types import CLUSTER, LISTENER, PUSH_ORDER, ROUTE, SHORT_NAMES, WILDCARD_TYPES
+
+
+@dataclass
+class _TypeState:
+    requested: bool = False
+    wildcard: bool = False
+    names: set[str] = field(default_factory=set)
+    nonce: str = ""
+    sent_version: str | None = None
+    sent: dict[str, XdsResource] = field(default_factory=dict)
+    must_answer: bool = False
+
+
+class SotwStream(StreamBase):
+    """One SotW stream: full sets for CDS/LDS, named resources for EDS/RDS."""
+
+    kind = "ads"
+
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self._types: dict[str, _TypeState] = {t: _TypeState() for t in PUSH_ORDER}
+
+    def handle_request(self, request: discovery_pb2.DiscoveryRequest) -> list:
+        type_url = request.type_url or self.only_type or ""
+        state = self._types.get(type_url)
+        if state is None or (self.only_type and type_url != self.only_type):
+            return []
+        if state.nonce and request.response_nonce != state.nonce:
+            return []  # answers an older response: a newer request will follow
+        status = self.conn.type(type_url)
+        if request.HasField("error_detail"):
+            self.registry.record_nack(self.conn, type_url, state.sent_version or "",
+                                      request.error_detail.message)
+            return []  # keep the last good version; do not resend the rejected one
+        if state.nonce:
+            status.acked_version = request.version_info
+        names = set(request.resource_names)
+        wildcard = type_url in WILDCARD_TYPES and (not names or "*" in names)
+        if not state.requested or wildcard != state.wildcard or names != state.names:
+            state.must_answer = True  # first request on this stream or a new subscription
+        state.requested, state.wildcard, state.names = True, wildcard, names - {"*"}
+        return self.push(frozenset())
+
+    def push(self, types: frozenset[str]) -> list:
+        view = self.cache.view(self.dataplane)
+        out = []
+        deferred_removal = None
+        for type_url in PUSH_ORDER:
+            state = self._types[type_url]
+            if not state.requested:
+                continue
+            current = view.resources.get(type_url, {})
+            desired = current if state.wildcard else {n: current[n] for n in state.names
+                                                      if n in current}
+            if type_url == CLUSTER and self._other_types_pending(view):
+                removed = {n: r for n, r in state.sent.items() if n not in desired}
+                if removed:  # make before break: drop clusters after routes moved away
+                    deferred_removal = desired
+                    desired = {**desired, **removed}
+            response = self._respond(type_url, state, desired)
+            if response is not None:
+                out.append(response)
+        if deferred_removal is not None:
+            response = self._respond(CLUSTER, self._types[CLUSTER], deferred_removal)
+            if response is not None:
+                out.append(response)
+        return out
+
+    def _other_types_pending(self, view) -> bool:
+        for type_url in (LISTENER, ROUTE):
+            state = self._types[type_url]
+            if state.requested:
+                current = view.resources.get(type_url, {})
+                names = current if state.wildcard else [n for n in state.names if n in current]
+                if set_version(current[n] for n in names) != state.sent_version:
+                    return True
+        return False
+
+    def _respond(self, type_url: str, state: _TypeState, desired: dict[str, XdsResource]):
+        version = set_version(desired.values())
+        if version == state.sent_version and not state.must_answer:
+            return None
+        state.must_answer = False
+        state.nonce = next_nonce()
+        state.sent_version = version
+        state.sent = dict(desired)
+        status = self.conn.type(type_url)
+        status.sent_version = version
+        status.responses += 1
+        self.observe_push(type_url, SHORT_NAMES[type_url])
+        return discovery_pb2.DiscoveryResponse(
+            version_info=version, type_url=type_url, nonce=state.nonce,
+            resources=[r.packed for r in desired.values()],
+        )

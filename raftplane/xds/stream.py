@@ -1,0 +1,142 @@
+"""What SotW and Delta streams share: identify the dataplane, watch the cache, loop.
+
+A stream is one asyncio task reading Envoy's requests into a queue and one loop that
+handles each request or cache change and yields responses, so every response of a stream
+is produced in order (ADS ordering) by one coroutine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import logging
+import time
+from collections.abc import AsyncIterator
+
+import grpc
+
+from raftplane.xds.cache import XdsCache
+from raftplane.xds.connections import Connection, ConnectionRegistry
+
+log = logging.getLogger(__name__)
+
+_nonces = itertools.count(1)
+
+DATAPLANE_METADATA_KEY = "raftplane.dataplane"
+
+
+def next_nonce() -> str:
+    return str(next(_nonces))
+
+
+def dataplane_of(node) -> str | None:
+    """The dataplane ("team/name") an Envoy belongs to, from its bootstrap node."""
+    fields = node.metadata.fields
+    if DATAPLANE_METADATA_KEY in fields:
+        value = fields[DATAPLANE_METADATA_KEY].string_value
+        if value.count("/") == 1:
+            return value
+    if node.cluster.count("/") == 1:
+        return node.cluster
+    return None
+
+
+class _Changed:
+    """Queue marker: the dataplane's view changed for these types."""
+
+    __slots__ = ("at", "types")
+
+    def __init__(self, types: frozenset[str]) -> None:
+        self.types = types
+        self.at = time.perf_counter()
+
+
+_END = object()
+
+
+class StreamBase:
+    """One xDS stream. Subclasses implement `handle_request` and `push`."""
+
+    kind = "ads"
+
+    def __init__(self, cache: XdsCache, registry: ConnectionRegistry,
+                 context: grpc.aio.ServicerContext, only_type: str | None = None) -> None:
+        self.cache = cache
+        self.registry = registry
+        self.context = context
+        self.only_type = only_type
+        self.conn: Connection | None = None
+        self.dataplane: str | None = None
+        self.changed_at: float | None = None
+        self._queue: asyncio.Queue = asyncio.Queue()
+
+    async def run(self, requests: AsyncIterator) -> AsyncIterator:
+        """Serve the stream: yields responses until Envoy goes away."""
+        self.conn = self.registry.open(self.kind, self.context.peer())
+        reader = asyncio.ensure_future(self._read(requests))
+        cancel_watch = None
+        try:
+            while True:
+                item = await self._queue.get()
+                if item is _END:
+                    return
+                if isinstance(item, BaseException):
+                    raise item
+                if isinstance(item, _Changed):
+                    self.changed_at = item.at
+                    responses = self.push(item.types)
+                else:
+                    if self.dataplane is None:
+                        cancel_watch = await self._identify(item)
+                    responses = self.handle_request(item)
+                for response in responses:
+                    yield response
+        finally:
+            reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await reader
+            if cancel_watch is not None:
+                cancel_watch()
+            self.registry.close(self.conn)
+
+    async def _identify(self, request) -> object:
+        node = request.node
+        dataplane = dataplane_of(node)
+        if dataplane is None:
+            await self.context.abort(
+                grpc.StatusCode.INVALID_ARGUMENT,
+                f"node metadata must name the dataplane as {DATAPLANE_METADATA_KEY}: "
+                "'team/name' (use the bootstrap from GET /api/v1/teams/{team}/dataplanes/"
+                "{name}/bootstrap)",
+            )
+        self.dataplane = dataplane
+        self.conn.node_id = node.id
+        self.conn.dataplane = dataplane
+        log.info("xds stream opened", extra={"node_id": node.id, "dataplane": dataplane,
+                                             "stream": self.kind})
+        return self.cache.watch(dataplane, self._on_change)
+
+    def _on_change(self, types: frozenset[str]) -> None:
+        self._queue.put_nowait(_Changed(types))
+
+    async def _read(self, requests: AsyncIterator) -> None:
+        try:
+            async for request in requests:
+                self._queue.put_nowait(request)
+        except Exception as exc:  # the stream broke: end the loop with the cause
+            self._queue.put_nowait(exc)
+            return
+        self._queue.put_nowait(_END)
+
+    def handle_request(self, request) -> list:
+        raise NotImplementedError
+
+    def push(self, types: frozenset[str]) -> list:
+        raise NotImplementedError
+
+    def observe_push(self, type_url: str, short: str) -> None:
+        metrics = self.registry.metrics
+        metrics.pushes.labels(short).inc()
+        if self.changed_at is not None:
+            metrics.push_latency.labels(short).observe(time.perf_counter() - self.changed_at)

@@ -1,0 +1,28 @@
+"""Pure translation of stored resources into Envoy xDS protobuf messages.
+
+No I/O, no clock, no mutable globals: the same resource always gives the same message, with
+byte-identical deterministic serialization. Input is a validated resource body (as returned by
+``raftplane.api.schemas.validate_resource``, plus server fields, which are ignored).
+"""
+
+from __future__ import annotations
+
+from raftplane.xds.translate.clusters import cluster_to_envoy
+from raftplane.xds.translate.common import TranslationError
+from raftplane.xds.translate.endpoints import endpoints_to_envoy
+from raftplane.xds.translate.listeners import (
+    listener_to_envoy,
+    referenced_clusters,
+    referenced_route_configs,
+)
+from raftplane.xds.translate.routes import route_config_to_envoy
+
+__all__ = [
+    "TranslationError",
+    "cluster_to_envoy",
+    "endpoints_to_envoy",
+    "listener_to_envoy",
+    "referenced_clusters",
+    "referenced_route_configs",
+    "route_config_to_envoy",
+]

@@ -1,0 +1,129 @@
+"""Our listener resource -> Envoy Listener (LDS), and the resources listeners refer to."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envoy.config.core.v3 import address_pb2, base_pb2
+from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
+from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
+from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
+
+from raftplane.xds.translate import names
+from raftplane.xds.translate.common import TranslationError, ads_config_source, at, item, pack
+from raftplane.xds.translate.http_filters import http_filters_to_envoy
+from raftplane.xds.translate.routes import build_route_config, route_clusters
+
+hcm_pb2 = http_connection_manager_pb2
+lc = listener_components_pb2
+
+
+def listener_to_envoy(listener: dict[str, Any]) -> listener_pb2.Listener:
+    """The Envoy Listener of a validated listener resource. HTTP connection managers fetch
+    their route config over ADS (RDS) unless it is inline; TLS chains get their certificate
+    over ADS (SDS) from the secret ``tls.secretName``."""
+    socket = address_pb2.SocketAddress(address=listener.get("address", "0.0.0.0"),
+                                       port_value=listener["port"])
+    out = listener_pb2.Listener(name=listener["name"],
+                                address=address_pb2.Address(socket_address=socket))
+    chains = listener["filterChains"]
+    mixed = len({"tls" in chain for chain in chains}) > 1
+    if mixed:  # tell TLS from plaintext connections: match on the transport protocol
+        out.listener_filters.append(listener_components_pb2.ListenerFilter(
+            name=names.TLS_INSPECTOR, typed_config=pack(tls_inspector_pb2.TlsInspector())))
+    seen: dict[bool, str] = {}
+    for i, chain in enumerate(chains):
+        chain_path = item("filterChains", i)
+        tls = "tls" in chain
+        if tls in seen:
+            raise TranslationError(chain_path, f"matches the same connections as {seen[tls]}: "
+                                   "a listener has at most one TLS and one plaintext chain")
+        seen[tls] = chain_path
+        out.filter_chains.append(_filter_chain(listener, i, chain, mixed))
+    return out
+
+
+def _filter_chain(listener: dict[str, Any], index: int, chain: dict[str, Any],
+                  mixed: bool) -> lc.FilterChain:
+    chain_path = item("filterChains", index)
+    out = lc.FilterChain(name=chain.get("name", ""))
+    if mixed:
+        out.filter_chain_match.transport_protocol = "tls" if "tls" in chain else "raw_buffer"
+    if "tls" in chain:
+        out.transport_socket.CopyFrom(_downstream_tls(chain["tls"], at(chain_path, "tls")))
+    for j, filt in enumerate(chain["filters"]):
+        filter_path = item(at(chain_path, "filters"), j)
+        if filt["type"] == "httpConnectionManager":
+            config = pack(_connection_manager(listener, filt, filter_path, index, j))
+            out.filters.add(name=names.HTTP_CONNECTION_MANAGER, typed_config=config)
+        elif filt["type"] == "tcpProxy":
+            proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=listener["name"], cluster=filt["cluster"])
+            out.filters.add(name=names.TCP_PROXY, typed_config=pack(proxy))
+        else:
+            raise TranslationError(at(filter_path, "type"),
+                                   "must be httpConnectionManager or tcpProxy")
+    return out
+
+
+def _downstream_tls(tls: dict[str, Any], path: str) -> base_pb2.TransportSocket:
+    if "secretName" not in tls:
+        raise TranslationError(at(path, "secretName"), "is required for a TLS chain")
+    certificate = secret_pb2.SdsSecretConfig(name=tls["secretName"],
+                                             sds_config=ads_config_source())
+    context = tls_pb2.DownstreamTlsContext(common_tls_context=common_pb2.CommonTlsContext(
+        tls_certificate_sds_secret_configs=[certificate]))
+    return base_pb2.TransportSocket(name=names.TLS_TRANSPORT_SOCKET, typed_config=pack(context))
+
+
+def _connection_manager(listener: dict[str, Any], filt: dict[str, Any], path: str,
+                        chain: int, index: int) -> hcm_pb2.HttpConnectionManager:
+    filters = http_filters_to_envoy(filt.get("httpFilters") or [], at(path, "httpFilters"))
+    out = hcm_pb2.HttpConnectionManager(
+        stat_prefix=listener["name"],
+        codec_type=hcm_pb2.HttpConnectionManager.CodecType.AUTO,
+        http_filters=filters.filters,
+    )
+    if "routeConfigName" in filt:
+        if filters.virtual_host_configs:
+            raise TranslationError(filters.virtual_host_configs[0][0],
+                                   "this filter's settings need an inlineRouteConfig")
+        out.rds.CopyFrom(hcm_pb2.Rds(config_source=ads_config_source(),
+                                     route_config_name=filt["routeConfigName"]))
+        return out
+    if "inlineRouteConfig" not in filt:
+        raise TranslationError(path, "must set routeConfigName or inlineRouteConfig")
+    route_config = build_route_config(
+        names.inline_route_config(listener["name"], chain, index),
+        filt["inlineRouteConfig"]["virtualHosts"], at(path, "inlineRouteConfig"))
+    for host in route_config.virtual_hosts:
+        for _, name, config in filters.virtual_host_configs:
+            host.typed_per_filter_config[name].CopyFrom(config)
+    out.route_config.CopyFrom(route_config)
+    return out
+
+
+def referenced_route_configs(listener: dict[str, Any]) -> list[str]:
+    """Names of the route configs the listener's connection managers fetch over RDS."""
+    found = {filt["routeConfigName"]: None for chain in listener["filterChains"]
+             for filt in chain["filters"] if "routeConfigName" in filt}
+    return list(found)
+
+
+def referenced_clusters(resource_kind: str, resource: dict[str, Any]) -> list[str]:
+    """Names of the clusters a route config ("route-configs") or listener ("listeners": tcp
+    proxies, inline route configs) sends traffic to, first-seen order. Others name none."""
+    if resource_kind == "route-configs":
+        return route_clusters(resource["virtualHosts"])
+    if resource_kind != "listeners":
+        return []
+    found: dict[str, None] = {}
+    for chain in resource["filterChains"]:
+        for filt in chain["filters"]:
+            if filt["type"] == "tcpProxy":
+                found.setdefault(filt["cluster"])
+            if "inlineRouteConfig" in filt:
+                found.update(dict.fromkeys(route_clusters(
+                    filt["inlineRouteConfig"]["virtualHosts"])))
+    return list(found)
