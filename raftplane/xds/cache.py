@@ -168,6 +168,10 @@ class XdsCache:
                 self._listeners_of[_scope_key(old)].discard(name)
             self._by_type[LISTENER].pop(name, None)
 
+    def resource(self, type_url: str, name: str) -> XdsResource | None:
+        """The current translated resource of any dataplane (None if it does not exist)."""
+        return self._by_type[type_url].get(name)
+
     # ---- views ----------------------------------------------------------------------------
     def view(self, dataplane: str) -> DataplaneView:
         """The current view of a dataplane ("team/name"), computed on first use."""

@@ -16,6 +16,7 @@ class TypeStatus:
     sent_version: str = ""
     acked_version: str = ""
     responses: int = 0
+    last_resources: int = 0  # resources (and removals) in the last response
     last_nack: dict | None = None  # {version, error, at}
 
 
@@ -42,7 +43,8 @@ class Connection:
             "types": {
                 SHORT_NAMES.get(t, t): {
                     "sentVersion": s.sent_version, "ackedVersion": s.acked_version,
-                    "responses": s.responses, "lastNack": s.last_nack,
+                    "responses": s.responses, "lastResources": s.last_resources,
+                    "lastNack": s.last_nack,
                 }
                 for t, s in sorted(self.types.items())
             },

@@ -6,8 +6,10 @@ from dataclasses import dataclass, field
 
 from envoy.service.discovery.v3 import discovery_pb2
 
+from raftplane.xds.cache import XdsResource
+from raftplane.xds.retention import retained_clusters
 from raftplane.xds.stream import StreamBase, next_nonce
-from raftplane.xds.types import ENDPOINT, PUSH_ORDER, SHORT_NAMES, WILDCARD_TYPES
+from raftplane.xds.types import CLUSTER, ENDPOINT, PUSH_ORDER, ROUTE, SHORT_NAMES, WILDCARD_TYPES
 
 
 @dataclass
@@ -19,7 +21,9 @@ class _DeltaState:
     # here, so it is not sent again until the resource changes.
     client: dict[str, str] = field(default_factory=dict)
     told_missing: set[str] = field(default_factory=set)
-    nonces: dict[str, dict[str, str]] = field(default_factory=dict)  # nonce -> sent versions
+    # nonce -> (resources sent, names removed), until Envoy answers it
+    nonces: dict[str, tuple[list[XdsResource], list[str]]] = field(default_factory=dict)
+    acked: dict[str, XdsResource] = field(default_factory=dict)  # what Envoy accepted
 
 
 class DeltaStream(StreamBase):
@@ -38,13 +42,18 @@ class DeltaStream(StreamBase):
             return []
         status = self.conn.type(type_url)
         if request.response_nonce:
-            sent = state.nonces.pop(request.response_nonce, None)
+            sent, removed = state.nonces.pop(request.response_nonce, ([], []))
             if request.HasField("error_detail"):
-                version = ",".join(f"{n}@{v}" for n, v in sorted((sent or {}).items()))
+                version = ",".join(f"{r.name}@{r.version}" for r in sent)
                 self.registry.record_nack(self.conn, type_url, version,
                                           request.error_detail.message)
-            elif sent is not None:
-                status.acked_version = max(sent.values(), key=int, default=status.acked_version)
+            else:
+                for resource in sent:
+                    state.acked[resource.name] = resource
+                for name in removed:
+                    state.acked.pop(name, None)
+                if sent:
+                    status.acked_version = max((r.version for r in sent), key=int)
         if not state.requested:
             state.requested = True
             state.wildcard = type_url in WILDCARD_TYPES and (
@@ -69,18 +78,21 @@ class DeltaStream(StreamBase):
 
     def push(self, types: frozenset[str]) -> list:
         view = self.cache.view(self.dataplane)
+        keep = retained_clusters(self._types[ROUTE].acked, view.resources.get(ROUTE, {}))
         out = []
-        removals_last = []  # make before break: clusters go after listeners and routes moved
         for type_url in PUSH_ORDER:
             state = self._types[type_url]
             if not state.requested:
                 continue
-            current = view.resources.get(type_url, {})
+            current = dict(view.resources.get(type_url, {}))
+            if type_url in (CLUSTER, ENDPOINT):
+                for name in keep - current.keys():
+                    if (kept := self.cache.resource(type_url, name)) is not None:
+                        current[name] = kept
             wanted = set(current) if state.wildcard else state.names
             changed = [current[n] for n in sorted(wanted)
                        if n in current and state.client.get(n) != current[n].version]
-            removed = sorted(n for n in state.client if n not in current or (n not in wanted
-                             and not state.wildcard))
+            removed = sorted(n for n in state.client if n not in current or n not in wanted)
             missing = sorted(n for n in state.names if n not in current
                              and n not in state.client and n not in state.told_missing)
             if not changed and not removed and not missing:
@@ -90,19 +102,17 @@ class DeltaStream(StreamBase):
             for name in removed:
                 state.client.pop(name, None)
             state.told_missing.update(missing)
-            if type_url == PUSH_ORDER[0] and removed and changed:
-                removals_last.append(self._response(type_url, view, [], removed))
-                removed = []
             out.append(self._response(type_url, view, changed, removed + missing))
-        return out + removals_last
+        return out
 
     def _response(self, type_url: str, view, changed: list, removed: list[str]):
         state = self._types[type_url]
         nonce = next_nonce()
-        state.nonces[nonce] = {r.name: r.version for r in changed}
+        state.nonces[nonce] = (changed, removed)
         status = self.conn.type(type_url)
         status.sent_version = view.versions.get(type_url, "")
         status.responses += 1
+        status.last_resources = len(changed) + len(removed)
         self.observe_push(type_url, SHORT_NAMES[type_url])
         return discovery_pb2.DeltaDiscoveryResponse(
             type_url=type_url, nonce=nonce, system_version_info=view.versions[type_url],

@@ -7,8 +7,9 @@ from dataclasses import dataclass, field
 from envoy.service.discovery.v3 import discovery_pb2
 
 from raftplane.xds.cache import XdsResource, set_version
+from raftplane.xds.retention import retained_clusters
 from raftplane.xds.stream import StreamBase, next_nonce
-from raftplane.xds.types import CLUSTER, LISTENER, PUSH_ORDER, ROUTE, SHORT_NAMES, WILDCARD_TYPES
+from raftplane.xds.types import CLUSTER, ENDPOINT, PUSH_ORDER, ROUTE, SHORT_NAMES, WILDCARD_TYPES
 
 
 @dataclass
@@ -19,6 +20,7 @@ class _TypeState:
     nonce: str = ""
     sent_version: str | None = None
     sent: dict[str, XdsResource] = field(default_factory=dict)
+    acked: dict[str, XdsResource] = field(default_factory=dict)
     must_answer: bool = False
 
 
@@ -45,6 +47,7 @@ class SotwStream(StreamBase):
             return []  # keep the last good version; do not resend the rejected one
         if state.nonce:
             status.acked_version = request.version_info
+            state.acked = state.sent
         names = set(request.resource_names)
         wildcard = type_url in WILDCARD_TYPES and (not names or "*" in names)
         if not state.requested or wildcard != state.wildcard or names != state.names:
@@ -54,38 +57,23 @@ class SotwStream(StreamBase):
 
     def push(self, types: frozenset[str]) -> list:
         view = self.cache.view(self.dataplane)
+        keep = retained_clusters(self._types[ROUTE].acked, view.resources.get(ROUTE, {}))
         out = []
-        deferred_removal = None
         for type_url in PUSH_ORDER:
             state = self._types[type_url]
             if not state.requested:
                 continue
-            current = view.resources.get(type_url, {})
-            desired = current if state.wildcard else {n: current[n] for n in state.names
+            current = dict(view.resources.get(type_url, {}))
+            if type_url in (CLUSTER, ENDPOINT):
+                for name in keep - current.keys():
+                    if (kept := self.cache.resource(type_url, name)) is not None:
+                        current[name] = kept
+            desired = current if state.wildcard else {n: current[n] for n in sorted(state.names)
                                                       if n in current}
-            if type_url == CLUSTER and self._other_types_pending(view):
-                removed = {n: r for n, r in state.sent.items() if n not in desired}
-                if removed:  # make before break: drop clusters after routes moved away
-                    deferred_removal = desired
-                    desired = {**desired, **removed}
             response = self._respond(type_url, state, desired)
             if response is not None:
                 out.append(response)
-        if deferred_removal is not None:
-            response = self._respond(CLUSTER, self._types[CLUSTER], deferred_removal)
-            if response is not None:
-                out.append(response)
         return out
-
-    def _other_types_pending(self, view) -> bool:
-        for type_url in (LISTENER, ROUTE):
-            state = self._types[type_url]
-            if state.requested:
-                current = view.resources.get(type_url, {})
-                names = current if state.wildcard else [n for n in state.names if n in current]
-                if set_version(current[n] for n in names) != state.sent_version:
-                    return True
-        return False
 
     def _respond(self, type_url: str, state: _TypeState, desired: dict[str, XdsResource]):
         version = set_version(desired.values())
@@ -98,6 +86,7 @@ class SotwStream(StreamBase):
         status = self.conn.type(type_url)
         status.sent_version = version
         status.responses += 1
+        status.last_resources = len(desired)
         self.observe_push(type_url, SHORT_NAMES[type_url])
         return discovery_pb2.DiscoveryResponse(
             version_info=version, type_url=type_url, nonce=state.nonce,

@@ -6,7 +6,7 @@ from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import base_pb2, health_check_pb2, protocol_pb2
-from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.v3 import http_pb2, range_pb2
 
@@ -16,6 +16,7 @@ from raftplane.xds.translate.common import (
     ads_config_source,
     at,
     duration,
+    header_value,
     item,
     pack,
     uint32,
@@ -55,7 +56,7 @@ def cluster_to_envoy(cluster: dict[str, Any]) -> cluster_pb2.Cluster:
         sni = cluster.get("tlsServerName") or (cluster["endpoints"][0]["host"] if dns else "")
         tls = tls_pb2.UpstreamTlsContext(sni=sni)
         if http2:
-            tls.common_tls_context.CopyFrom(common_pb2.CommonTlsContext(alpn_protocols=["h2"]))
+            tls.common_tls_context.CopyFrom(tls_pb2.CommonTlsContext(alpn_protocols=["h2"]))
         out.transport_socket.CopyFrom(base_pb2.TransportSocket(
             name=names.TLS_TRANSPORT_SOCKET, typed_config=pack(tls)))
     if http2:
@@ -85,7 +86,7 @@ def _health_check(check: dict[str, Any], http2: bool, path: str) -> health_check
         out.tcp_health_check.SetInParent()
     elif check["type"] == "http":
         http = health_check_pb2.HealthCheck.HttpHealthCheck(
-            path=check["path"],
+            path=header_value(check["path"], at(path, "path")),
             expected_statuses=[range_pb2.Int64Range(start=status, end=status + 1)
                                for status in check.get("expectedStatuses") or []],
         )

@@ -33,9 +33,18 @@ def item(path: str, index: int) -> str:
 
 
 def duration(seconds: float) -> duration_pb2.Duration:
-    """A Duration from (possibly fractional) seconds, rounded to whole nanoseconds."""
-    whole, nanos = divmod(round(seconds * _NANOS), _NANOS)
+    """A Duration from (possibly fractional) seconds, rounded to whole nanoseconds; a positive
+    value stays positive (at least 1 ns), as Envoy requires of most durations."""
+    total = round(seconds * _NANOS)
+    whole, nanos = divmod(max(total, 1) if seconds > 0 else total, _NANOS)
     return duration_pb2.Duration(seconds=whole, nanos=nanos)
+
+
+def header_value(value: str, path: str) -> str:
+    """``value`` if Envoy accepts it where it expects an HTTP header value (no CR, LF, NUL)."""
+    if any(char in value for char in "\r\n\x00"):
+        raise TranslationError(path, "must not contain CR, LF or NUL characters")
+    return value
 
 
 def uint32(value: int) -> wrappers_pb2.UInt32Value:

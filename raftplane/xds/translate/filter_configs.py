@@ -47,6 +47,7 @@ from raftplane.xds.translate.common import (
     get_objs,
     get_str,
     get_strs,
+    header_value,
     item,
     pack,
     percent,
@@ -57,7 +58,6 @@ from raftplane.xds.translate.common import (
 Result = tuple[Message, Message | None]
 UINT32_MAX = 2**32 - 1
 _STATUS_CODES = frozenset(code for _, code in http_status_pb2.StatusCode.items())
-_BAD_VALUE = re.compile(r"[\x00\r\n]")
 
 
 def router(spec: dict[str, Any], path: str) -> Result:
@@ -145,9 +145,9 @@ def _mutations(spec: dict[str, Any], direction: str, path: str) -> list[Message]
         check_keys(header, header_path, ("name", "value", "append"))
         name = _header_name(get_str(header, "name", header_path), at(header_path, "name"))
         value = header.get("value")
-        if not isinstance(value, str) or _BAD_VALUE.search(value):
-            raise TranslationError(at(header_path, "value"),
-                                   "must be a string without CR, LF or NUL")
+        if not isinstance(value, str):
+            raise TranslationError(at(header_path, "value"), "must be a string")
+        header_value(value, at(header_path, "value"))
         action = (append.APPEND_IF_EXISTS_OR_ADD if get_bool(header, "append", header_path, False)
                   else append.OVERWRITE_IF_EXISTS_OR_ADD)
         option = base_pb2.HeaderValueOption(

@@ -20,8 +20,9 @@ Each item is ``{name?, filter: {type, ...}}``; the JSON fields per type are:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any
 
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
@@ -37,7 +38,7 @@ HttpFilter = http_connection_manager_pb2.HttpFilter
 # for filters configured per virtual host, the per-route config (else None).
 Translator = Callable[[dict[str, Any], str], tuple[Message, Message | None]]
 
-TRANSLATORS: dict[str, Translator] = {
+TRANSLATORS: Mapping[str, Translator] = MappingProxyType({
     "router": configs.router,
     "cors": configs.cors,
     "local_rate_limit": configs.local_rate_limit,
@@ -49,7 +50,7 @@ TRANSLATORS: dict[str, Translator] = {
     "csrf": configs.csrf,
     "rbac": configs.rbac,
     "compressor": configs.compressor,
-}
+})
 NOT_YET_SUPPORTED = ("jwt_auth", "oauth2", "rate_limit", "custom_response", "ext_authz",
                      "ext_proc")
 
@@ -73,7 +74,7 @@ def http_filters_to_envoy(items: list[dict[str, Any]], path: str) -> HttpFilters
         if not isinstance(spec, dict):
             raise TranslationError(spec_path, "must be an object")
         kind = spec.get("type")
-        if kind not in TRANSLATORS:
+        if not isinstance(kind, str) or kind not in TRANSLATORS:
             message = ("is not supported yet" if kind in NOT_YET_SUPPORTED else
                        "must be one of " + ", ".join(sorted(TRANSLATORS)))
             raise TranslationError(at(spec_path, "type"), message)

@@ -9,7 +9,7 @@ from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
-from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
+from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 
 from raftplane.xds.translate import names
 from raftplane.xds.translate.common import TranslationError, ads_config_source, at, item, pack
@@ -72,7 +72,7 @@ def _downstream_tls(tls: dict[str, Any], path: str) -> base_pb2.TransportSocket:
         raise TranslationError(at(path, "secretName"), "is required for a TLS chain")
     certificate = secret_pb2.SdsSecretConfig(name=tls["secretName"],
                                              sds_config=ads_config_source())
-    context = tls_pb2.DownstreamTlsContext(common_tls_context=common_pb2.CommonTlsContext(
+    context = tls_pb2.DownstreamTlsContext(common_tls_context=tls_pb2.CommonTlsContext(
         tls_certificate_sds_secret_configs=[certificate]))
     return base_pb2.TransportSocket(name=names.TLS_TRANSPORT_SOCKET, typed_config=pack(context))
 

@@ -15,6 +15,7 @@ from raftplane.xds.translate.common import (
     at,
     duration,
     exact,
+    header_value,
     item,
     pack,
     regex,
@@ -144,7 +145,7 @@ def _route_action(action: dict[str, Any], path: str) -> rc.RouteAction:
         out.timeout.CopyFrom(duration(action["timeoutSeconds"]))
         out.timeout.SetInParent()  # 0 s disables the timeout: keep it present
     if "prefixRewrite" in action:
-        out.prefix_rewrite = action["prefixRewrite"]
+        out.prefix_rewrite = header_value(action["prefixRewrite"], at(path, "prefixRewrite"))
     if "retryPolicy" in action:
         retry = action["retryPolicy"]
         policy = rc.RetryPolicy(retry_on=",".join(retry["retryOn"]),
@@ -163,5 +164,5 @@ def _redirect(action: dict[str, Any], path: str) -> rc.RedirectAction:
     if "hostRedirect" in action:
         out.host_redirect = action["hostRedirect"]
     if "pathRedirect" in action:
-        out.path_redirect = action["pathRedirect"]
+        out.path_redirect = header_value(action["pathRedirect"], at(path, "pathRedirect"))
     return out
