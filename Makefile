@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/raftplane dev --nodes 3 --data-dir .dev-cluster
+	$(BIN)/raftplane dev --nodes 3 --data-dir .dev-cluster --demo
 
 lint: $(STAMP)
 	$(BIN)/ruff check raftplane tests bench scripts

@@ -51,6 +51,8 @@ def _dev_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=".dev-cluster",
                    help="where node data, the secret and cluster.json go")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--demo", action="store_true",
+                   help="also start an upstream and a real Envoy configured through the API")
 
 
 def _config_from_args(args: argparse.Namespace) -> NodeConfig:
@@ -97,7 +99,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     from raftplane.devcluster import run_dev
 
-    return run_dev(nodes=args.nodes, data_dir=Path(args.data_dir), log_level=args.log_level)
+    return run_dev(nodes=args.nodes, data_dir=Path(args.data_dir), log_level=args.log_level,
+                   demo=args.demo)
 
 
 if __name__ == "__main__":

@@ -179,10 +179,14 @@ class LocalCluster:
             raise TimeoutError(f"nodes not ready within {timeout}s: {sorted(pending)}")
 
 
-def run_dev(nodes: int, data_dir: Path, log_level: str = "INFO") -> int:
-    """Start a local cluster, print how to use it, stay in the foreground until Ctrl-C."""
+def run_dev(nodes: int, data_dir: Path, log_level: str = "INFO", demo: bool = False) -> int:
+    """Start a local cluster, print how to use it, stay in the foreground until Ctrl-C.
+
+    With `demo`, also start an upstream and a real Envoy configured through a follower.
+    """
     cluster = LocalCluster(data_dir, nodes, log_level=log_level)
     stop = False
+    envoy = upstream = None
 
     def on_signal(signum: int, frame: object) -> None:
         nonlocal stop
@@ -196,6 +200,8 @@ def run_dev(nodes: int, data_dir: Path, log_level: str = "INFO") -> int:
         cluster.wait_ready(timeout=60)
         leader = cluster.leader()
         print(_banner(cluster, leader), flush=True)
+        if demo:
+            envoy, upstream = _start_demo(cluster, leader)
         while not stop:
             for node in cluster.nodes.values():
                 if node.process and node.process.poll() is not None:
@@ -207,9 +213,41 @@ def run_dev(nodes: int, data_dir: Path, log_level: str = "INFO") -> int:
         print(f"raftplane dev: {exc}; see the logs in {cluster.data_dir}/logs", file=sys.stderr)
         return 1
     finally:
+        if envoy is not None:
+            envoy.terminate()
+            envoy.wait(timeout=15)
+        if upstream is not None:
+            upstream.close()
         print("stopping nodes ...", flush=True)
         cluster.stop()
     return 0
+
+
+def _start_demo(cluster: LocalCluster, leader: str) -> tuple[subprocess.Popen, object]:
+    from raftplane import demo
+
+    follower = next((n for n in cluster.nodes.values() if n.id != leader),
+                    cluster.nodes[leader])
+    state_file = cluster.data_dir / "demo.json"
+    ports = json.loads(state_file.read_text()) if state_file.exists() else {
+        "listener": free_port(), "admin": free_port()}
+    state_file.write_text(json.dumps(ports))
+    upstream = demo.DemoUpstream()
+    demo.configure(follower.api, upstream.port, ports["listener"])
+    envoy = demo.start_envoy(follower.api, cluster.data_dir, ports["admin"])
+    answer = demo.wait_for_traffic(ports["listener"])
+    print(os.linesep.join([
+        "",
+        f"Envoy is running (admin http://127.0.0.1:{ports['admin']}), configured through "
+        f"{follower.id} (a follower) for dataplane {demo.TEAM}/{demo.DATAPLANE}:",
+        f"  curl -s http://127.0.0.1:{ports['listener']}/hello",
+        f"  -> {answer.strip()}",
+        "What Envoy is told, and which Envoys are connected to this node:",
+        f"  curl -s {follower.api}/api/v1/teams/{demo.TEAM}/dataplanes/{demo.DATAPLANE}/config",
+        f"  curl -s {follower.api}/api/v1/xds/connections",
+        "",
+    ]), flush=True)
+    return envoy, upstream
 
 
 def _banner(cluster: LocalCluster, leader: str) -> str:

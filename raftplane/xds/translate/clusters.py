@@ -64,8 +64,11 @@ def cluster_to_envoy(cluster: dict[str, Any]) -> cluster_pb2.Cluster:
             explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
                 http2_protocol_options=protocol_pb2.Http2ProtocolOptions()))
         out.typed_extension_protocol_options[names.HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(options))
-    for i, check in enumerate(cluster.get("healthChecks") or []):
-        out.health_checks.append(_health_check(check, http2, item("healthChecks", i)))
+    checks = cluster.get("healthChecks") or []
+    if len(checks) > 1:  # Envoy 1.40 wants names then; xds-protos 1.85 has no HealthCheck.name
+        raise TranslationError(item("healthChecks", 1), "at most one health check is supported")
+    for check in checks:
+        out.health_checks.append(_health_check(check, http2, item("healthChecks", 0)))
     if "circuitBreakers" in cluster:
         out.circuit_breakers.SetInParent()
         out.circuit_breakers.MergeFrom(_circuit_breakers(cluster["circuitBreakers"]))
