@@ -14,6 +14,7 @@ from raftplane.api.problems import Problem, field_problem
 from raftplane.api.reads import consistent_read, int_param, revision_headers
 from raftplane.api.writes import execute_write
 from raftplane.wire import log_entry_pb2 as wire
+from raftplane.xds import translate
 
 MAX_PAGE = 1000
 
@@ -92,7 +93,7 @@ class KindHandlers:
 
     def _validate(self, request: web.Request, body: object, path_name: str | None) -> dict:
         try:
-            return schemas.validate_resource(
+            resource = schemas.validate_resource(
                 self.kind, body, path_name=path_name, path_team=self._path_team(request)
             )
         except schemas.ValidationFailed as exc:
@@ -102,6 +103,12 @@ class KindHandlers:
                 errors=[{"field": e.field, "message": e.message} for e in exc.errors],
                 slug="invalid-fields",
             ) from None
+        try:  # what cannot become Envoy config is refused here, never NACKed later
+            translate.check_translatable(self.kind, resource)
+        except translate.TranslationError as exc:
+            raise Problem(422, str(exc), errors=[{"field": exc.field, "message": exc.message}],
+                          slug="invalid-fields") from None
+        return resource
 
     def _check_visible(self, request: web.Request, resource: dict) -> None:
         teams = visible_teams(request)

@@ -33,6 +33,9 @@ CASES = [
     ("bad-name-chars", "POST", "/teams", json.dumps({"name": "a b/c"}).encode(), 422, "name"),
     ("unknown-team", "POST", "/clusters", json.dumps({**GOOD, "team": "nope"}).encode(), 422,
      "team"),
+    ("not-expressible-in-envoy", "POST", "/clusters",
+     json.dumps({**GOOD, "healthChecks": [{"type": "http", "path": "/h"}, {"type": "tcp"}]})
+     .encode(), 422, "healthChecks[1]"),
     ("oversize-body", "POST", "/clusters",
      json.dumps({**GOOD, "serviceName": "x" * (2 << 20)}).encode(), 413, ""),
     ("path-name-mismatch", "PUT", "/clusters/good", json.dumps({**GOOD, "name": "o"}).encode(),

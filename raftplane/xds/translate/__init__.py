@@ -17,8 +17,21 @@ from raftplane.xds.translate.listeners import (
 )
 from raftplane.xds.translate.routes import route_config_to_envoy
 
+
+def check_translatable(kind: str, resource: dict) -> None:
+    """Raise TranslationError if `resource` cannot become Envoy configuration."""
+    if kind == "clusters":
+        cluster_to_envoy(resource)
+        endpoints_to_envoy(resource)
+    elif kind == "route-configs":
+        route_config_to_envoy(resource)
+    elif kind == "listeners":
+        listener_to_envoy(resource)
+
+
 __all__ = [
     "TranslationError",
+    "check_translatable",
     "cluster_to_envoy",
     "endpoints_to_envoy",
     "listener_to_envoy",
