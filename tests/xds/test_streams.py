@@ -1,0 +1,144 @@
+"""SotW and Delta stream logic: what is sent for each request and change."""
+
+from __future__ import annotations
+
+import pytest
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import discovery_pb2
+from google.rpc import status_pb2
+
+from raftplane.xds.delta import DeltaStream
+from raftplane.xds.sotw import SotwStream
+from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from tests.xds.conftest import cluster, listener, routes
+
+
+class FakeContext:
+    def peer(self) -> str:
+        return "ipv4:127.0.0.1:1"
+
+
+def node() -> base_pb2.Node:
+    return base_pb2.Node(id="envoy-1", cluster="t/dp1")
+
+
+def open_stream(cls, cache, registry):
+    stream = cls(cache, registry, FakeContext())
+    stream.conn = registry.open(stream.kind, "peer")
+    stream.dataplane = "t/dp1"
+    return stream
+
+
+@pytest.fixture
+def world(writer, cache):
+    writer.put("clusters", cluster("a"))
+    writer.put("clusters", cluster("b"))
+    writer.put("route-configs", routes("rc", "a"))
+    rev = writer.put("listeners", listener("l", 10001, "rc", "dp1"))
+    cache.load_all()
+    return writer, cache, rev
+
+
+def sotw_req(type_url, names=(), version="", nonce="", error=None):
+    req = discovery_pb2.DiscoveryRequest(type_url=type_url, resource_names=list(names),
+                                         version_info=version, response_nonce=nonce, node=node())
+    if error:
+        req.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
+    return req
+
+
+def test_sotw_answers_first_requests_then_only_changes(world, registry):
+    writer, cache, _ = world
+    s = open_stream(SotwStream, cache, registry)
+    [cds] = s.handle_request(sotw_req(CLUSTER))
+    assert len(cds.resources) == 1  # only cluster "a" is used by dp1
+    assert s.handle_request(sotw_req(CLUSTER, version=cds.version_info, nonce=cds.nonce)) == []
+    [eds] = s.handle_request(sotw_req(ENDPOINT, ["a"]))
+    [lds] = s.handle_request(sotw_req(LISTENER))
+    [rds] = s.handle_request(sotw_req(ROUTE, ["rc"]))
+    for r in (eds, lds, rds):
+        assert s.handle_request(sotw_req(r.type_url, ["a"] if r.type_url == ENDPOINT else
+                                         ["rc"] if r.type_url == ROUTE else [],
+                                         r.version_info, r.nonce)) == []
+    # A stale nonce is ignored.
+    assert s.handle_request(sotw_req(CLUSTER, version="x", nonce="stale")) == []
+    # A change of cluster "a" sends CDS then EDS, in that order.
+    rev = writer.put("clusters", cluster("a", port=9999))
+    cache.apply_changes(rev, [("clusters", "a")])
+    out = s.push(frozenset({CLUSTER, ENDPOINT}))
+    assert [r.type_url for r in out] == [CLUSTER, ENDPOINT]
+    assert out[0].version_info.startswith(f"{rev}.")
+
+
+def test_sotw_nack_is_recorded_and_the_version_is_not_resent(world, registry):
+    writer, cache, _ = world
+    s = open_stream(SotwStream, cache, registry)
+    s.handle_request(sotw_req(LISTENER))
+    [rds] = s.handle_request(sotw_req(ROUTE, ["rc"]))
+    s.handle_request(sotw_req(ROUTE, ["rc"], rds.version_info, rds.nonce))
+    rev = writer.put("route-configs", routes("rc", "a", "b"))
+    cache.apply_changes(rev, [("route-configs", "rc")])
+    [new_rds] = s.push(frozenset({ROUTE}))
+    assert s.handle_request(sotw_req(ROUTE, ["rc"], rds.version_info, new_rds.nonce,
+                                     error="bad route")) == []
+    assert s.conn.type(ROUTE).last_nack["error"] == "bad route"
+    assert s.push(frozenset({ROUTE})) == []  # no NACK loop
+
+
+def test_sotw_keeps_clusters_of_routes_envoy_still_runs(world, registry):
+    writer, cache, _ = world
+    s = open_stream(SotwStream, cache, registry)
+    [cds] = s.handle_request(sotw_req(CLUSTER))
+    s.handle_request(sotw_req(CLUSTER, version=cds.version_info, nonce=cds.nonce))
+    [rds] = s.handle_request(sotw_req(ROUTE, ["rc"]))
+    s.handle_request(sotw_req(ROUTE, ["rc"], rds.version_info, rds.nonce))
+    # Routes move from "a" to "b": CDS first gains "b" but keeps "a" (Envoy's routes use it).
+    rev = writer.put("route-configs", routes("rc", "b"))
+    cache.apply_changes(rev, [("route-configs", "rc")])
+    out = s.push(frozenset({CLUSTER, ROUTE}))
+    assert [r.type_url for r in out] == [CLUSTER, ROUTE]
+    assert len(out[0].resources) == 2
+    # Once Envoy ACKs the new routes, "a" leaves CDS.
+    follow = s.handle_request(sotw_req(ROUTE, ["rc"], out[1].version_info, out[1].nonce))
+    assert [r.type_url for r in follow] == [CLUSTER] and len(follow[0].resources) == 1
+
+
+def delta_req(type_url, subscribe=(), nonce="", error=None, initial=None):
+    req = discovery_pb2.DeltaDiscoveryRequest(type_url=type_url, node=node(),
+                                              resource_names_subscribe=list(subscribe),
+                                              response_nonce=nonce,
+                                              initial_resource_versions=initial or {})
+    if error:
+        req.error_detail.CopyFrom(status_pb2.Status(code=3, message=error))
+    return req
+
+
+def test_delta_sends_what_changed_and_skips_what_the_client_has(world, registry):
+    writer, cache, _ = world
+    s = open_stream(DeltaStream, cache, registry)
+    version_a = cache.view("t/dp1").resources[CLUSTER]["a"].version
+    # Reconnect: the client already holds cluster "a" at its version: nothing to send.
+    assert s.handle_request(delta_req(CLUSTER, initial={"a": version_a})) == []
+    # Endpoints are always sent on a new stream (a warming cluster needs them).
+    [eds] = s.handle_request(delta_req(ENDPOINT, ["a"], initial={"a": version_a}))
+    assert [r.name for r in eds.resources] == ["a"]
+    s.handle_request(delta_req(ENDPOINT, nonce=eds.nonce))
+    rev = writer.put("clusters", cluster("a", port=1))
+    cache.apply_changes(rev, [("clusters", "a")])
+    out = s.push(frozenset({CLUSTER, ENDPOINT}))
+    assert [(r.type_url, [x.name for x in r.resources]) for r in out] == [
+        (CLUSTER, ["a"]), (ENDPOINT, ["a"])]
+    assert out[0].resources[0].version == str(rev)
+
+
+def test_delta_lists_removals_and_missing_names(world, registry):
+    writer, cache, _ = world
+    s = open_stream(DeltaStream, cache, registry)
+    [rds] = s.handle_request(delta_req(ROUTE, ["rc", "nope"]))
+    assert [r.name for r in rds.resources] == ["rc"] and list(rds.removed_resources) == ["nope"]
+    [lds] = s.handle_request(delta_req(LISTENER))
+    rev = writer.delete("listeners", "l")
+    cache.apply_changes(rev, [("listeners", "l")])
+    out = s.push(frozenset({LISTENER}))
+    assert any(list(r.removed_resources) == ["l"] for r in out if r.type_url == LISTENER)
+    assert lds.resources[0].name == "l"
