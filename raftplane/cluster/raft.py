@@ -97,6 +97,9 @@ class RaftNode(SyncObj):
             SyncObjConf(**options),
             transportClass=_GuardedTransport,
         )
+        # Entries appended in one tick are committed at the earliest in the next; syncing at
+        # the end of every tick keeps that true even with no peer to send to (one node).
+        self.addOnTickCallback(self.sync_journal)
 
     # ---- state machine -------------------------------------------------------------------
     @replicated

@@ -26,6 +26,13 @@ def check_translatable(kind: str, resource: dict) -> None:
     elif kind == "route-configs":
         route_config_to_envoy(resource)
     elif kind == "listeners":
+        for i, chain in enumerate(resource.get("filterChains") or []):
+            if chain.get("tls"):
+                # Certificates come over SDS, and the secrets API is not served yet: an Envoy
+                # would wait for the secret forever. Refuse rather than hang its listener.
+                raise TranslationError(f"filterChains[{i}].tls",
+                                       "TLS listeners need the secrets API (SDS), which this "
+                                       "release does not serve yet")
         listener_to_envoy(resource)
 
 
