@@ -45,6 +45,7 @@ class LocalCluster:
         self.log_level = log_level
         self.extra_args = extra_args or []
         self.nodes: dict[str, LocalNode] = {}
+        self.node_args: dict[str, list[str]] = {}  # extra flags for one node
         self.secret_file = self.data_dir / "cluster-secret"
         self.cluster_file = self.data_dir / "cluster.json"
 
@@ -95,6 +96,7 @@ class LocalCluster:
             "--cluster-secret-file", str(self.secret_file),
             "--log-level", self.log_level,
             *self.extra_args,
+            *self.node_args.get(node_id, []),
         ]
         with open(logs / f"{node_id}.log", "ab") as log_file:
             node.process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,

@@ -52,8 +52,9 @@ class NodeConfig:
     write_timeout: float = 10.0  # seconds a write may wait for commit+apply before 504
     forward_timeout: float = 15.0
     max_body_bytes: int = 1 << 20
-    insecure_single_node: bool = False
     raft_options: dict = field(default_factory=dict)
+    # Peer id -> host:port to dial instead of its member address (proxies, NAT).
+    raft_dial: dict[str, str] = field(default_factory=dict)
 
     @property
     def me(self) -> Member:

@@ -17,7 +17,9 @@ from pathlib import Path
 import pysyncobj.syncobj as _syncobj_module
 from pysyncobj import SyncObj, SyncObjConf, replicated
 from pysyncobj.config import FAIL_REASON
+from pysyncobj.dns_resolver import globalDnsResolver
 from pysyncobj.journal import MemoryJournal
+from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
 from raftplane.cluster import snapshot
@@ -59,6 +61,31 @@ class _GuardedTransport(TCPTransport):
         super()._onMessageReceived(node, message)
 
 
+class RoutedNode(TCPNode):
+    """A peer known by its member address (its identity) but dialled at another address.
+
+    pysyncobj identifies a peer by the address string it announces; connecting elsewhere (a
+    proxy in a fault test, a NAT) keeps the identity and so keeps it the same peer.
+    """
+
+    def __init__(self, address: str, dial: str) -> None:
+        super().__init__(address)
+        self._dial_host, port = dial.rsplit(":", 1)
+        self._dial_port = int(port)
+
+    @property
+    def host(self) -> str:
+        return self._dial_host
+
+    @property
+    def port(self) -> int:
+        return self._dial_port
+
+    @property
+    def ip(self) -> str:
+        return globalDnsResolver().resolve(self._dial_host)
+
+
 class RaftNode(SyncObj):
     """pysyncobj node that applies committed entries to `store`."""
 
@@ -91,9 +118,13 @@ class RaftNode(SyncObj):
         options.update(config.raft_options)
         self._on_role_change = on_role_change
         me = config.me
+        peers = [
+            RoutedNode(p.raft, config.raft_dial[p.id]) if p.id in config.raft_dial else p.raft
+            for p in config.peers
+        ]
         super().__init__(
             me.raft,
-            [p.raft for p in config.peers],
+            peers,
             SyncObjConf(**options),
             transportClass=_GuardedTransport,
         )
