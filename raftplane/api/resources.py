@@ -143,9 +143,11 @@ class KindHandlers:
                     raise Problem(409, f"port {resource['port']} is already used by listener "
                                   f"'{clash}' for the same Envoys",
                                   errors=[{"field": "port", "message": f"taken by '{clash}'"}])
+            owner = "" if self.kind == "teams" else resource.get("team", "")
             missing = [
-                {"field": r.field, "message": f"{r.kind} '{r.name}' does not exist"}
-                for r in refs if node.store.get(r.kind, r.name) is None
+                {"field": r.field, "message": f"{r.kind} '{r.name}' does not exist"
+                                             + (f" in team '{owner}'" if owner else "")}
+                for r in refs if not _reference_holds(node.store, owner, r)
             ]
             if missing:
                 raise Problem(422, "; ".join(f"{m['field']}: {m['message']}" for m in missing),
@@ -242,6 +244,12 @@ class KindHandlers:
                                 statuses=(200, 400, 404, 409, 412, 503, 504),
                                 tags=(spec.title,)))
         return routes
+
+
+def _reference_holds(store, team: str, ref: schemas.Reference) -> bool:
+    """The target exists and, unless it is a team, belongs to the same team."""
+    target = store.get(ref.kind, ref.name)
+    return target is not None and (ref.kind == "teams" or not team or target.get("team") == team)
 
 
 def _check_current(kind: str, name: str, current: dict | None, expected: int) -> None:

@@ -87,9 +87,10 @@ def _put(ctx: ApplyContext, put: wire.Put) -> CommandResult:
             f"If-Match asked for {put.expected_revision}",
         )
     missing = [
-        {"field": ref.field, "message": f"{ref.kind} '{ref.name}' does not exist"}
+        {"field": ref.field, "message": f"{ref.kind} '{ref.name}' does not exist"
+                                        + (f" in team '{put.team}'" if put.team else "")}
         for ref in put.references
-        if ctx.txn.get(keys.join(ref.kind, ref.name), db=ctx.dbs["resources"]) is None
+        if not _visible_reference(ctx, put.team, ref)
     ]
     if missing:
         return CommandResult(Outcome.INVALID_REFERENCE, ctx.index, errors=missing, **base,
@@ -118,6 +119,14 @@ def _put(ctx: ApplyContext, put: wire.Put) -> CommandResult:
     ctx.changed.append((put.kind, put.name))
     outcome = Outcome.REPLACED if existing is not None else Outcome.CREATED
     return CommandResult(outcome, ctx.index, resource=resource, **base)
+
+
+def _visible_reference(ctx: ApplyContext, team: str, ref: wire.Reference) -> bool:
+    """A reference holds when the target exists and (for team-owned kinds) is the same team's."""
+    target = ctx.get(ref.kind, ref.name)
+    if target is None:
+        return False
+    return ref.kind == "teams" or not team or target.get("team") == team
 
 
 def _delete(ctx: ApplyContext, delete: wire.Delete) -> CommandResult:

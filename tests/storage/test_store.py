@@ -89,7 +89,7 @@ def test_references_block_creation_and_deletion(store):
     [bad] = store.apply_entry(3, entry(put("route-configs", "r", {"name": "r"}, team="t",
                                            refs=[("teams", "t"), ("clusters", "c")])))
     assert bad.outcome is Outcome.INVALID_REFERENCE
-    assert bad.errors == [{"field": "ref.c", "message": "clusters 'c' does not exist"}]
+    assert bad.errors == [{"field": "ref.c", "message": "clusters 'c' does not exist in team 't'"}]
     store.apply_entry(4, entry(
         put("clusters", "c", {"name": "c", "team": "t"}, team="t", refs=[("teams", "t")]),
         put("route-configs", "r", {"name": "r", "team": "t"}, team="t",
@@ -196,3 +196,14 @@ def test_listener_ports_clash_per_dataplane_and_team_wide(store):
     ))
     assert [x.outcome for x in r] == [Outcome.REPLACED, Outcome.CREATED, Outcome.DELETED,
                                       Outcome.CREATED]
+
+
+def test_a_reference_to_another_teams_resource_is_invalid(store):
+    store.apply_entry(2, entry(
+        put("teams", "a", {"name": "a"}), put("teams", "b", {"name": "b"}),
+        put("clusters", "cb", {"name": "cb", "team": "b"}, team="b", refs=[("teams", "b")]),
+    ))
+    [r] = store.apply_entry(3, entry(put("route-configs", "ra", {"name": "ra", "team": "a"},
+                                         team="a", refs=[("teams", "a"), ("clusters", "cb")])))
+    assert r.outcome is Outcome.INVALID_REFERENCE
+    assert r.errors[0]["message"] == "clusters 'cb' does not exist in team 'a'"
