@@ -13,7 +13,7 @@ from datetime import UTC, datetime
 
 import lmdb
 
-from raftplane.storage import constraints, keys
+from raftplane.storage import audit, constraints, keys
 from raftplane.storage.results import CommandResult, Outcome
 from raftplane.wire import log_entry_pb2 as wire
 
@@ -35,6 +35,8 @@ class ApplyContext:
     index: int
     now_ms: int
     changed: list[tuple[str, str]] = field(default_factory=list)
+    env: lmdb.Environment | None = None
+    audit_seq: int = 0
 
     @property
     def now_iso(self) -> str:
@@ -63,12 +65,43 @@ def _apply_one(ctx: ApplyContext, command: wire.Command) -> CommandResult:
     elif op == "delete":
         result = _delete(ctx, command.delete)
     elif op == "barrier":
-        result = CommandResult(Outcome.BARRIER, ctx.index)
+        return CommandResult(Outcome.BARRIER, ctx.index)
+    elif op == "atomic":
+        result = _atomic(ctx, command.atomic)
+    elif op == "audit":
+        a = command.audit
+        audit.record(ctx, command.principal, a.action, "", a.resource, a.team, a.result)
+        return CommandResult(Outcome.BARRIER, ctx.index)
     else:
         raise EntryRejected(f"entry {ctx.index} holds a command this node does not know")
+    audit.record_command(ctx, command, result)
     if key:
         _remember(ctx, key, command.request_fingerprint, result)
     return result
+
+
+def _atomic(ctx: ApplyContext, atomic: wire.Atomic) -> CommandResult:
+    """Apply every command or none: the first refusal aborts the group."""
+    child = ApplyContext(ctx.env.begin(write=True, parent=ctx.txn), ctx.dbs, ctx.index,
+                         ctx.now_ms, env=ctx.env, audit_seq=ctx.audit_seq)
+    results = []
+    for command in atomic.commands:
+        op = command.WhichOneof("op")
+        if op == "put":
+            result = _put(child, command.put)
+        elif op == "delete":
+            result = _delete(child, command.delete)
+        else:
+            child.txn.abort()
+            raise EntryRejected(f"entry {ctx.index}: '{op}' cannot be part of an atomic group")
+        if not result.outcome.ok:
+            child.txn.abort()
+            return result
+        results.append(result)
+    child.txn.commit()
+    ctx.changed.extend(child.changed)
+    first = results[0] if results else CommandResult(Outcome.BARRIER, ctx.index)
+    return first
 
 
 def _put(ctx: ApplyContext, put: wire.Put) -> CommandResult:
@@ -158,7 +191,7 @@ def _delete(ctx: ApplyContext, delete: wire.Delete) -> CommandResult:
         txn.delete(keys.join(existing["team"], delete.kind, delete.name), db=dbs["by_team"])
     _set_references(ctx, delete.kind, delete.name, [])
     ctx.changed.append((delete.kind, delete.name))
-    return CommandResult(Outcome.DELETED, ctx.index, **base)
+    return CommandResult(Outcome.DELETED, ctx.index, resource=existing, **base)
 
 
 def _set_references(ctx: ApplyContext, kind: str, name: str, refs: list[tuple[str, str]]) -> None:

@@ -18,14 +18,14 @@ from pathlib import Path
 
 import lmdb
 
-from raftplane.storage import constraints, keys
+from raftplane.storage import audit, constraints, keys
 from raftplane.storage.apply import ApplyContext, EntryRejected, apply_commands
 from raftplane.storage.results import CommandResult
 from raftplane.wire import log_entry_pb2 as wire
 
 log = logging.getLogger(__name__)
 
-DB_NAMES = ("meta", "resources", "by_team", "refs", "idem", "idem_expiry", "ports")
+DB_NAMES = ("meta", "resources", "by_team", "refs", "idem", "idem_expiry", "ports", "audit")
 INITIAL_MAP_SIZE = 64 << 20
 MAP_HEADROOM = 0.5  # grow when more than half of the map is used
 APPLIED_INDEX = b"applied_index"
@@ -88,7 +88,7 @@ class Store:
         while True:
             try:
                 with self._env.begin(write=True) as txn:
-                    ctx = ApplyContext(txn, self._dbs, index, entry.proposed_at_ms)
+                    ctx = ApplyContext(txn, self._dbs, index, entry.proposed_at_ms, env=self._env)
                     results = apply_commands(ctx, entry.commands)
                     txn.put(APPLIED_INDEX, keys.u64(index), db=self._dbs["meta"])
                 break
@@ -219,6 +219,13 @@ class Store:
             return None
         record = json.loads(raw)
         return bytes.fromhex(record["fp"]), CommandResult.from_json(record["result"].encode())
+
+    def audit_events(self, *, team: str | None = None, principal: str | None = None,
+                     since_ms: int = 0, after: str | None = None, limit: int = 100,
+                     teams: Collection[str] | None = None) -> tuple[list[dict], str | None]:
+        """Audit events in log order, filtered; returns (events, cursor of the next page)."""
+        return audit.query(self, team=team, principal=principal, since_ms=since_ms, after=after,
+                           limit=limit, teams=teams)
 
     def counts(self) -> dict[str, int]:
         """Number of resources of each kind (for status and metrics)."""

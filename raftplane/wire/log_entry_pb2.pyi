@@ -27,18 +27,50 @@ class LogEntry(_message.Message):
     def __init__(self, format_version: _Optional[int] = ..., proposed_at_ms: _Optional[int] = ..., commands: _Optional[_Iterable[_Union[Command, _Mapping]]] = ...) -> None: ...
 
 class Command(_message.Message):
-    __slots__ = ("put", "delete", "barrier", "idempotency_key", "request_fingerprint")
+    __slots__ = ("put", "delete", "barrier", "atomic", "audit", "idempotency_key", "request_fingerprint", "principal")
     PUT_FIELD_NUMBER: _ClassVar[int]
     DELETE_FIELD_NUMBER: _ClassVar[int]
     BARRIER_FIELD_NUMBER: _ClassVar[int]
+    ATOMIC_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_FIELD_NUMBER: _ClassVar[int]
     IDEMPOTENCY_KEY_FIELD_NUMBER: _ClassVar[int]
     REQUEST_FINGERPRINT_FIELD_NUMBER: _ClassVar[int]
+    PRINCIPAL_FIELD_NUMBER: _ClassVar[int]
     put: Put
     delete: Delete
     barrier: Barrier
+    atomic: Atomic
+    audit: Audit
     idempotency_key: str
     request_fingerprint: bytes
-    def __init__(self, put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., barrier: _Optional[_Union[Barrier, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., request_fingerprint: _Optional[bytes] = ...) -> None: ...
+    principal: Principal
+    def __init__(self, put: _Optional[_Union[Put, _Mapping]] = ..., delete: _Optional[_Union[Delete, _Mapping]] = ..., barrier: _Optional[_Union[Barrier, _Mapping]] = ..., atomic: _Optional[_Union[Atomic, _Mapping]] = ..., audit: _Optional[_Union[Audit, _Mapping]] = ..., idempotency_key: _Optional[str] = ..., request_fingerprint: _Optional[bytes] = ..., principal: _Optional[_Union[Principal, _Mapping]] = ...) -> None: ...
+
+class Principal(_message.Message):
+    __slots__ = ("token_id", "name")
+    TOKEN_ID_FIELD_NUMBER: _ClassVar[int]
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    token_id: str
+    name: str
+    def __init__(self, token_id: _Optional[str] = ..., name: _Optional[str] = ...) -> None: ...
+
+class Atomic(_message.Message):
+    __slots__ = ("commands",)
+    COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    commands: _containers.RepeatedCompositeFieldContainer[Command]
+    def __init__(self, commands: _Optional[_Iterable[_Union[Command, _Mapping]]] = ...) -> None: ...
+
+class Audit(_message.Message):
+    __slots__ = ("action", "team", "resource", "result")
+    ACTION_FIELD_NUMBER: _ClassVar[int]
+    TEAM_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    action: str
+    team: str
+    resource: str
+    result: str
+    def __init__(self, action: _Optional[str] = ..., team: _Optional[str] = ..., resource: _Optional[str] = ..., result: _Optional[str] = ...) -> None: ...
 
 class Reference(_message.Message):
     __slots__ = ("kind", "name", "field")

@@ -207,3 +207,40 @@ def test_a_reference_to_another_teams_resource_is_invalid(store):
                                          team="a", refs=[("teams", "a"), ("clusters", "cb")])))
     assert r.outcome is Outcome.INVALID_REFERENCE
     assert r.errors[0]["message"] == "clusters 'cb' does not exist in team 'a'"
+
+
+def test_atomic_group_applies_all_or_nothing(store):
+    store.apply_entry(2, entry(put("teams", "a", {"name": "a"})))
+    group = wire.Command()
+    group.atomic.commands.extend([put("teams", "b", {"name": "b"}),
+                                  put("teams", "a", {"name": "a"})])  # conflicts: all undone
+    [r] = store.apply_entry(3, entry(group))
+    assert r.outcome is Outcome.CONFLICT and store.get("teams", "b") is None
+    group = wire.Command()
+    group.atomic.commands.extend([put("teams", "b", {"name": "b"}),
+                                  put("teams", "c", {"name": "c"})])
+    [r] = store.apply_entry(4, entry(group))
+    assert r.outcome is Outcome.CREATED and store.get("teams", "c")["revision"] == 4
+
+
+def test_every_applied_write_is_audited_with_its_principal(store):
+    cmd = put("teams", "a", {"name": "a"})
+    cmd.principal.token_id, cmd.principal.name = "tok-1", "ci"
+    store.apply_entry(2, entry(cmd, put("teams", "a", {"name": "a"})))
+    refused = wire.Command()
+    refused.audit.CopyFrom(wire.Audit(action="POST /api/v1/clusters", team="a",
+                                      result="forbidden"))
+    refused.principal.name = "intruder"
+    store.apply_entry(3, entry(refused, delete("teams", "a")))
+    events, cursor = store.audit_events(limit=10)
+    assert cursor is None
+    assert [(e["action"], e["result"], e["revision"]) for e in events] == [
+        ("create", "created", 2), ("create", "conflict", 2),
+        ("POST /api/v1/clusters", "forbidden", 3), ("delete", "deleted", 3)]
+    assert events[0]["principal"] == {"tokenId": "tok-1", "name": "ci"}
+    assert events[3]["team"] == "a"
+    by_ci, _ = store.audit_events(principal="ci")
+    assert len(by_ci) == 1
+    page, cursor = store.audit_events(limit=2)
+    rest, _ = store.audit_events(after=cursor, limit=10)
+    assert [e["id"] for e in page + rest] == [e["id"] for e in events]

@@ -1,0 +1,1 @@
+"""Authentication building blocks: signing keys, API tokens (JWT), setup token, PKI."""
