@@ -31,9 +31,8 @@ def write_setup_token_file(path: str | os.PathLike[str], token: str) -> None:
     """Write the token to `path` (created mode 0600, never through a symlink) and fsync it."""
     flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | getattr(os, "O_NOFOLLOW", 0)
     fd = os.open(path, flags, 0o600)
-    try:
-        os.fchmod(fd, 0o600)  # an existing file keeps its old mode otherwise
-        os.write(fd, (token + "\n").encode("utf-8"))
+    with os.fdopen(fd, "wb") as f:
+        os.fchmod(fd, 0o600)  # an existing file would keep its old mode otherwise
+        f.write((token + "\n").encode("utf-8"))
+        f.flush()
         os.fsync(fd)
-    finally:
-        os.close(fd)

@@ -65,6 +65,21 @@ class XdsMetrics:
             "raftplane_xds_push_seconds", "From a change being applied to its push", ["type"],
             registry=registry, buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1),
         )
+        self._push_counts: dict[str, object] = {}
+        self._push_timers: dict[str, object] = {}
+
+    def push_count(self, short: str):
+        """The pushes counter of one type (label lookups are cached: this is a hot path)."""
+        child = self._push_counts.get(short)
+        if child is None:
+            child = self._push_counts[short] = self.pushes.labels(short)
+        return child
+
+    def push_timer(self, short: str):
+        child = self._push_timers.get(short)
+        if child is None:
+            child = self._push_timers[short] = self.push_latency.labels(short)
+        return child
 
 
 class ConnectionRegistry:

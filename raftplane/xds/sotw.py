@@ -45,13 +45,17 @@ class SotwStream(StreamBase):
             self.registry.record_nack(self.conn, type_url, state.sent_version or "",
                                       request.error_detail.message)
             return []  # keep the last good version; do not resend the rejected one
+        routes_accepted = False
         if state.nonce:
             status.acked_version = request.version_info
+            routes_accepted = type_url == ROUTE and state.acked is not state.sent
             state.acked = state.sent
         names = set(request.resource_names)
         wildcard = type_url in WILDCARD_TYPES and (not names or "*" in names)
         if not state.requested or wildcard != state.wildcard or names != state.names:
             state.must_answer = True  # first request on this stream or a new subscription
+        elif not routes_accepted:
+            return []  # a plain ACK: changes arrive through the cache watch
         state.requested, state.wildcard, state.names = True, wildcard, names - {"*"}
         return self.push(frozenset())
 
@@ -63,20 +67,23 @@ class SotwStream(StreamBase):
             state = self._types[type_url]
             if not state.requested:
                 continue
-            current = dict(view.resources.get(type_url, {}))
-            if type_url in (CLUSTER, ENDPOINT):
+            current = view.resources.get(type_url, {})
+            version = view.versions.get(type_url) if state.wildcard else None
+            if type_url in (CLUSTER, ENDPOINT) and keep - current.keys():
+                current, version = dict(current), None
                 for name in keep - current.keys():
                     if (kept := self.cache.resource(type_url, name)) is not None:
                         current[name] = kept
             desired = current if state.wildcard else {n: current[n] for n in sorted(state.names)
                                                       if n in current}
-            response = self._respond(type_url, state, desired)
+            response = self._respond(type_url, state, desired, version)
             if response is not None:
                 out.append(response)
         return out
 
-    def _respond(self, type_url: str, state: _TypeState, desired: dict[str, XdsResource]):
-        version = set_version(desired.values())
+    def _respond(self, type_url: str, state: _TypeState, desired: dict[str, XdsResource],
+                 version: str | None = None):
+        version = version or set_version(desired.values())
         if version == state.sent_version and not state.must_answer:
             return None
         state.must_answer = False

@@ -137,6 +137,6 @@ class StreamBase:
 
     def observe_push(self, type_url: str, short: str) -> None:
         metrics = self.registry.metrics
-        metrics.pushes.labels(short).inc()
+        metrics.push_count(short).inc()
         if self.changed_at is not None:
-            metrics.push_latency.labels(short).observe(time.perf_counter() - self.changed_at)
+            metrics.push_timer(short).observe(time.perf_counter() - self.changed_at)
