@@ -51,10 +51,12 @@ def envoy_binary() -> str:
     return found
 
 
-def _request(method: str, url: str, body: dict | None = None) -> tuple[int, object]:
+def _request(method: str, url: str, token: str, body: dict | None = None
+             ) -> tuple[int, object]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method,
-                                 headers={"Content-Type": "application/json"})
+                                 headers={"Content-Type": "application/json",
+                                          "Authorization": f"Bearer {token}"})
     try:
         with urllib.request.urlopen(req, timeout=15) as resp:
             return resp.status, json.loads(resp.read() or b"null")
@@ -62,7 +64,7 @@ def _request(method: str, url: str, body: dict | None = None) -> tuple[int, obje
         return err.code, json.loads(err.read() or b"null")
 
 
-def configure(api: str, upstream_port: int, listener_port: int) -> None:
+def configure(api: str, token: str, upstream_port: int, listener_port: int) -> None:
     """Create (or update) the demo's team, dataplane, cluster, routes and listener."""
     v1 = api + "/api/v1"
     resources = [
@@ -84,18 +86,18 @@ def configure(api: str, upstream_port: int, listener_port: int) -> None:
                                            "routeConfigName": "demo-routes"}]}]}),
     ]
     for kind, url, body in resources:
-        status, answer = _request("POST", url, body)
+        status, answer = _request("POST", url, token, body)
         if status == 409 and kind not in ("teams", "dataplanes"):
-            status, answer = _request("PUT", f"{url}/{body['name']}", body)
+            status, answer = _request("PUT", f"{url}/{body['name']}", token, body)
         if status not in (200, 201, 409):
             raise RuntimeError(f"creating {kind} '{body['name']}' failed: {status} {answer}")
 
 
-def start_envoy(api: str, data_dir: Path, admin_port: int) -> subprocess.Popen:
+def start_envoy(api: str, token: str, data_dir: Path, admin_port: int) -> subprocess.Popen:
     """Fetch the dataplane's bootstrap from the API and start Envoy with it."""
     status, bootstrap = _request(
         "GET", f"{api}/api/v1/teams/{TEAM}/dataplanes/{DATAPLANE}/bootstrap"
-               f"?format=json&adminPort={admin_port}")
+               f"?format=json&adminPort={admin_port}", token)
     if status != 200:
         raise RuntimeError(f"bootstrap request failed: {status} {bootstrap}")
     path = data_dir / "envoy-bootstrap.json"

@@ -48,6 +48,7 @@ class LocalCluster:
         self.node_args: dict[str, list[str]] = {}  # extra flags for one node
         self.secret_file = self.data_dir / "cluster-secret"
         self.cluster_file = self.data_dir / "cluster.json"
+        self.admin_token_file = self.data_dir / "admin-token"
 
     # ---- lifecycle ------------------------------------------------------------------------
     def start(self) -> LocalCluster:
@@ -77,6 +78,7 @@ class LocalCluster:
                 for n in self.nodes.values()
             ],
             "secretFile": str(self.secret_file),
+            "adminTokenFile": str(self.admin_token_file),
         }
         tmp = self.cluster_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=2))
@@ -141,9 +143,13 @@ class LocalCluster:
 
     # ---- observation ----------------------------------------------------------------------
     def status(self, node_id: str, timeout: float = 2.0) -> dict | None:
+        headers = {}
+        if self.admin_token_file.exists():
+            headers["Authorization"] = f"Bearer {self.admin_token}"
+        req = urllib.request.Request(self.nodes[node_id].api + "/api/v1/cluster/status",
+                                     headers=headers)
         try:
-            with urllib.request.urlopen(self.nodes[node_id].api + "/api/v1/cluster/status",
-                                        timeout=timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout) as resp:
                 return json.loads(resp.read())
         except (OSError, urllib.error.URLError, ValueError):
             return None
@@ -179,6 +185,43 @@ class LocalCluster:
                 time.sleep(0.05)
         if pending:
             raise TimeoutError(f"nodes not ready within {timeout}s: {sorted(pending)}")
+        if not self.admin_token_file.exists():
+            self.initialize(timeout=max(5.0, deadline - time.monotonic()))
+
+    @property
+    def admin_token(self) -> str:
+        return self.admin_token_file.read_text().strip()
+
+    def initialize(self, timeout: float = 30.0) -> str:
+        """Day 0: exchange the first leader's setup token for an admin token (saved 0600)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            found = sorted((self.data_dir / "nodes").glob("*/setup-token"))
+            for path in found:
+                token = path.read_text().strip()
+                node = next(iter(self.nodes.values()))
+                status, body = _post_json(node.api + "/api/v1/bootstrap/initialize",
+                                          {"setupToken": token, "name": "dev-admin"})
+                if status == 201:
+                    fd = os.open(self.admin_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
+                                 0o600)
+                    with os.fdopen(fd, "w") as f:
+                        f.write(body["token"])
+                    return body["token"]
+            time.sleep(0.1)
+        raise TimeoutError(f"could not initialize the cluster within {timeout}s")
+
+
+def _post_json(url: str, body: dict) -> tuple[int, dict]:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
+                                 headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=15) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as err:
+        return err.code, {}
+    except OSError:
+        return 0, {}
 
 
 def run_dev(nodes: int, data_dir: Path, log_level: str = "INFO", demo: bool = False) -> int:
@@ -235,8 +278,9 @@ def _start_demo(cluster: LocalCluster, leader: str) -> tuple[subprocess.Popen, o
         "listener": free_port(), "admin": free_port()}
     state_file.write_text(json.dumps(ports))
     upstream = demo.DemoUpstream()
-    demo.configure(follower.api, upstream.port, ports["listener"])
-    envoy = demo.start_envoy(follower.api, cluster.data_dir, ports["admin"])
+    demo.configure(follower.api, cluster.admin_token, upstream.port, ports["listener"])
+    envoy = demo.start_envoy(follower.api, cluster.admin_token, cluster.data_dir,
+                             ports["admin"])
     answer = demo.wait_for_traffic(ports["listener"])
     print(os.linesep.join([
         "",
@@ -245,8 +289,9 @@ def _start_demo(cluster: LocalCluster, leader: str) -> tuple[subprocess.Popen, o
         f"  curl -s http://127.0.0.1:{ports['listener']}/hello",
         f"  -> {answer.strip()}",
         "What Envoy is told, and which Envoys are connected to this node:",
-        f"  curl -s {follower.api}/api/v1/teams/{demo.TEAM}/dataplanes/{demo.DATAPLANE}/config",
-        f"  curl -s {follower.api}/api/v1/xds/connections",
+        f"  curl -s -H \"$AUTH\" {follower.api}/api/v1/teams/{demo.TEAM}/dataplanes/"
+        f"{demo.DATAPLANE}/config",
+        f"  curl -s -H \"$AUTH\" {follower.api}/api/v1/xds/connections",
         "",
     ]), flush=True)
     return envoy, upstream
@@ -262,13 +307,16 @@ def _banner(cluster: LocalCluster, leader: str) -> str:
     api = follower.api
     lines += [
         f"  cluster file: {cluster.cluster_file}",
+        f"  admin token:  {cluster.admin_token_file} (mode 0600)",
         "",
         "Try it (writes may go to any node; followers forward them to the leader):",
-        f"  curl -s -XPOST {api}/api/v1/teams -d '{{\"name\": \"payments\"}}'",
-        f"  curl -s -XPOST {api}/api/v1/clusters -d '{{\"name\": \"echo\", \"team\": "
-        "\"payments\", \"endpoints\": [{\"host\": \"127.0.0.1\", \"port\": 9000}]}'",
-        f"  curl -s {api}/api/v1/clusters/echo",
-        f"  curl -s {api}/api/v1/cluster/status",
+        f"  export AUTH=\"Authorization: Bearer $(cat {cluster.admin_token_file})\"",
+        f"  curl -s -H \"$AUTH\" -XPOST {api}/api/v1/teams -d '{{\"name\": \"payments\"}}'",
+        f"  curl -s -H \"$AUTH\" -XPOST {api}/api/v1/clusters -d '{{\"name\": \"echo\", "
+        "\"team\": \"payments\", \"endpoints\": [{\"host\": \"127.0.0.1\", "
+        "\"port\": 9000}]}'",
+        f"  curl -s -H \"$AUTH\" {api}/api/v1/clusters/echo",
+        f"  curl -s -H \"$AUTH\" {api}/api/v1/cluster/status",
         "",
         "Ctrl-C stops every node.",
     ]

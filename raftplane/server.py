@@ -9,7 +9,9 @@ import signal
 from aiohttp import web
 
 from raftplane.api.app import create_app
+from raftplane.api.context import AUTH_STATE
 from raftplane.api.metrics import ApiMetrics
+from raftplane.auth.day0 import setup_token_hook
 from raftplane.cluster.config import NodeConfig
 from raftplane.cluster.node import ClusterNode
 from raftplane.storage.store import Store
@@ -32,6 +34,7 @@ async def run_node(config: NodeConfig) -> None:
     xds = XdsRuntime.create(store, XdsMetrics(metrics.registry))
     node = ClusterNode(config, store)
     app = create_app(node, xds, metrics)
+    node.leader_hooks.append(setup_token_hook(node, app[AUTH_STATE]))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     host, port = split_host_port(config.api_listen)

@@ -7,7 +7,9 @@ import time
 
 from aiohttp import web
 
-from raftplane.api.context import FORWARDER, METRICS, NODE, ROUTE_SCOPES, XDS
+from raftplane.api.auth_routes import auth_routes
+from raftplane.api.authn import auth_middleware
+from raftplane.api.context import AUTH_STATE, FORWARDER, METRICS, NODE, ROUTE_SCOPES, XDS
 from raftplane.api.kinds import KINDS
 from raftplane.api.metrics import ApiMetrics
 from raftplane.api.openapi import build_openapi
@@ -15,6 +17,7 @@ from raftplane.api.problems import Problem
 from raftplane.api.resources import KindHandlers, Route
 from raftplane.api.system import system_routes
 from raftplane.api.xds_routes import xds_routes
+from raftplane.auth.state import AuthState
 from raftplane.cluster.forwarding import Forwarder
 from raftplane.cluster.node import ClusterNode
 from raftplane.xds.runtime import XdsRuntime
@@ -71,6 +74,7 @@ def all_routes() -> list[Route]:
         routes.extend(KindHandlers(spec).routes())
     routes.extend(system_routes())
     routes.extend(xds_routes())
+    routes.extend(auth_routes())
     routes.append(Route("GET", "/api/v1/openapi.json", openapi_handler, "",
                         "This OpenAPI document", tags=("Operations",)))
     return routes
@@ -83,8 +87,9 @@ async def openapi_handler(request: web.Request) -> web.StreamResponse:
 def create_app(node: ClusterNode, xds: XdsRuntime, metrics: ApiMetrics) -> web.Application:
     """Build the REST application of one node."""
     app = web.Application(client_max_size=node.config.max_body_bytes,
-                          middlewares=[problem_middleware])
+                          middlewares=[problem_middleware, auth_middleware])
     app[NODE] = node
+    app[AUTH_STATE] = AuthState(node.store, node.config.secret)
     app[XDS] = xds
     app[FORWARDER] = Forwarder(node.config.node_id, node.config.forward_timeout)
     app[METRICS] = metrics

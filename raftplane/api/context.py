@@ -5,6 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from raftplane.api.metrics import ApiMetrics
+from raftplane.auth.state import AuthState
 from raftplane.cluster.forwarding import Forwarder
 from raftplane.cluster.node import ClusterNode
 from raftplane.xds.runtime import XdsRuntime
@@ -13,5 +14,6 @@ NODE = web.AppKey("node", ClusterNode)
 FORWARDER = web.AppKey("forwarder", Forwarder)
 METRICS = web.AppKey("metrics", ApiMetrics)
 XDS = web.AppKey("xds", XdsRuntime)
+AUTH_STATE = web.AppKey("auth_state", AuthState)
 # The scope each route needs, keyed by (method, canonical path); the auth step reads it.
 ROUTE_SCOPES = web.AppKey("route_scopes", dict)

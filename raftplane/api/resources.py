@@ -111,10 +111,13 @@ class KindHandlers:
         return resource
 
     def _check_visible(self, request: web.Request, resource: dict) -> None:
+        """A team-bound caller may only write resources of its own teams."""
         teams = visible_teams(request)
         owner = resource["name"] if self.kind == "teams" else resource.get("team")
         if teams is not None and owner not in teams:
-            raise Problem(404, f"no {self.kind} '{resource['name']}'")
+            raise Problem(403, f"this token is not bound to team '{owner}'",
+                          errors=[{"field": "team" if self.kind != "teams" else "name",
+                                   "message": f"not bound to team '{owner}'"}])
 
     def _put_command(self, request: web.Request, resource: dict, mode: int,
                      expected: int) -> tuple[wire.Command, object]:
@@ -136,7 +139,14 @@ class KindHandlers:
                 raise Problem(409, f"{self.kind} '{name}' already exists",
                               errors=[{"field": "name", "message": "already exists"}])
             if mode == wire.PUT_MODE_REPLACE:
+                teams = visible_teams(request)
+                if current is not None and teams is not None and \
+                        _owner(self.kind, current) not in teams:
+                    current = None  # another team's resource: as if it did not exist
                 _check_current(self.kind, name, current, expected)
+                if self.kind != "teams" and current.get("team") != resource.get("team"):
+                    raise Problem(422, "a resource cannot move to another team",
+                                  errors=[{"field": "team", "message": "cannot change"}])
             if self.kind == "listeners":
                 clash = node.store.listener_port_conflict(resource)
                 if clash is not None:
@@ -244,6 +254,10 @@ class KindHandlers:
                                 statuses=(200, 400, 404, 409, 412, 503, 504),
                                 tags=(spec.title,)))
         return routes
+
+
+def _owner(kind: str, resource: dict) -> str:
+    return resource["name"] if kind == "teams" else resource.get("team", "")
 
 
 def _reference_holds(store, team: str, ref: schemas.Reference) -> bool:

@@ -53,16 +53,34 @@ def outcome_unknown(detail: str, key: str) -> Problem:
     )
 
 
+def _idempotency_key(request: web.Request) -> str:
+    key = request.headers.get("Idempotency-Key", "")
+    if len(key) > MAX_IDEMPOTENCY_KEY:
+        raise Problem(400, f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters",
+                      errors=[{"field": "Idempotency-Key", "message": "too long"}])
+    return key
+
+
+async def forward_if_follower(request: web.Request) -> web.StreamResponse | None:
+    """Relay a write to the leader when this node is not it; None when this node leads."""
+    node = request.app[NODE]
+    key = _idempotency_key(request)
+    try:
+        node.require_leader()
+    except NotLeader as exc:
+        return await _relay(request, await request.read(), key or _new_key(), exc.leader_id)
+    except NoLeader as exc:
+        raise no_leader(str(exc)) from exc
+    return None
+
+
 async def execute_write(
     request: web.Request, body: bytes, command: wire.Command, precheck: Precheck | None = None,
     *, location: str | None = None,
 ) -> web.StreamResponse:
     """Run one validated write: relay it when this node is a follower, else commit it."""
     node = request.app[NODE]
-    key = request.headers.get("Idempotency-Key", "")
-    if len(key) > MAX_IDEMPOTENCY_KEY:
-        raise Problem(400, f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters",
-                      errors=[{"field": "Idempotency-Key", "message": "too long"}])
+    key = _idempotency_key(request)
     try:
         node.require_leader()
     except NotLeader as exc:
@@ -81,6 +99,7 @@ async def execute_write(
         precheck()
     command.idempotency_key = key
     command.request_fingerprint = fingerprint
+    set_principal(request, command)
     try:
         result = await node.propose(command)
     except NoLeader as exc:
@@ -91,6 +110,14 @@ async def execute_write(
     log.info("write %s %s -> %s at revision %d", request.method, request.path,
              result.outcome.value, result.revision)
     return result_response(request, result, location)
+
+
+def set_principal(request: web.Request, command: wire.Command) -> None:
+    """Record who asked in the command (for the audit trail)."""
+    claims = request.get("principal")
+    if claims is not None:
+        command.principal.token_id = claims.jti
+        command.principal.name = claims.sub
 
 
 def _repeat(stored: tuple[bytes, CommandResult], fingerprint: bytes, key: str,

@@ -76,11 +76,12 @@ class NodeConfig:
         ids = [m.id for m in self.members]
         if len(set(ids)) != len(ids):
             raise ConfigError("member ids must be unique")
-        if len(self.members) > 1 and not self.secret:
+        if not self.secret:
             raise ConfigError(
-                "refusing to start a multi-node cluster without a cluster secret: Raft peer "
-                "traffic is pickled, so an unauthenticated port lets anyone run code in the "
-                "node. Pass --cluster-secret-file (or RAFTPLANE_CLUSTER_SECRET_FILE)."
+                "refusing to start without a cluster secret: Raft peer traffic is pickled, so "
+                "an unauthenticated port lets anyone run code in the node (a multi-node "
+                "cluster), and the secret also seals the token signing key at rest. Pass "
+                "--cluster-secret-file (or RAFTPLANE_CLUSTER_SECRET_FILE)."
             )
         if self.secret is not None and len(self.secret) < 16:
             raise ConfigError("the cluster secret must be at least 16 characters")

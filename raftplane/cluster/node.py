@@ -31,7 +31,9 @@ class ClusterNode:
         self._waiters: list[tuple[int, int, asyncio.Future]] = []
         self._seq = itertools.count()
         store.add_applied_listener(self._on_applied_in_raft_thread)
-        self.raft = RaftNode(config, store)
+        self.leader_hooks: list = []  # async callables run each time this node becomes leader
+        self._hook_tasks: set[asyncio.Task] = set()
+        self.raft = RaftNode(config, store, on_role_change=self._on_role_in_raft_thread)
         self.proposer = Proposer(
             self.raft.submit, success_code=SUCCESS, not_proposed_codes=NOT_PROPOSED,
             batch_timeout=config.write_timeout,
@@ -61,6 +63,16 @@ class ClusterNode:
         if leader is None:
             raise NoLeader("no leader is known (election in progress or no quorum)")
         raise NotLeader(leader.id)
+
+    def _on_role_in_raft_thread(self, role: str) -> None:
+        if role == "leader":
+            self._loop.call_soon_threadsafe(self._run_leader_hooks)
+
+    def _run_leader_hooks(self) -> None:
+        for hook in self.leader_hooks:
+            task = self._loop.create_task(hook())
+            self._hook_tasks.add(task)
+            task.add_done_callback(self._hook_tasks.discard)
 
     # ---- writes ----------------------------------------------------------------------------
     async def propose(self, command: wire.Command) -> CommandResult:

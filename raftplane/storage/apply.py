@@ -100,8 +100,8 @@ def _atomic(ctx: ApplyContext, atomic: wire.Atomic) -> CommandResult:
         results.append(result)
     child.txn.commit()
     ctx.changed.extend(child.changed)
-    first = results[0] if results else CommandResult(Outcome.BARRIER, ctx.index)
-    return first
+    # The last command is the group's main effect (e.g. the token a rotation creates).
+    return results[-1] if results else CommandResult(Outcome.BARRIER, ctx.index)
 
 
 def _put(ctx: ApplyContext, put: wire.Put) -> CommandResult:

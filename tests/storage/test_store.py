@@ -220,7 +220,8 @@ def test_atomic_group_applies_all_or_nothing(store):
     group.atomic.commands.extend([put("teams", "b", {"name": "b"}),
                                   put("teams", "c", {"name": "c"})])
     [r] = store.apply_entry(4, entry(group))
-    assert r.outcome is Outcome.CREATED and store.get("teams", "c")["revision"] == 4
+    assert r.outcome is Outcome.CREATED and r.name == "c"
+    assert store.get("teams", "c")["revision"] == 4
 
 
 def test_every_applied_write_is_audited_with_its_principal(store):

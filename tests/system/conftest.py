@@ -5,11 +5,16 @@ from __future__ import annotations
 import pytest
 
 from raftplane.devcluster import LocalCluster
-from tests.system.http import call
+from tests.system.http import call, register_token
 
 
 class Cluster(LocalCluster):
-    """LocalCluster with test conveniences."""
+    """LocalCluster with test conveniences (requests carry its admin token by default)."""
+
+    def wait_ready(self, *args, **kwargs) -> None:
+        super().wait_ready(*args, **kwargs)
+        for node in self.nodes.values():
+            register_token(node.api, self.admin_token)
 
     def api(self, node_id: str) -> str:
         return self.nodes[node_id].api + "/api/v1"

@@ -20,11 +20,30 @@ class Reply:
         return int(self.headers["x-raftplane-revision"])
 
 
+# Base URL -> bearer token, registered by the cluster fixtures, used unless a call says auth=.
+TOKENS: dict[str, str] = {}
+_DEFAULT = object()
+
+
+def register_token(base_url: str, token: str) -> None:
+    TOKENS[base_url.rstrip("/")] = token
+
+
 def call(method: str, url: str, body: object = None, *, raw: bytes | None = None,
-         headers: dict[str, str] | None = None, timeout: float = 20.0) -> Reply:
-    """Send one request; never raises for HTTP error statuses."""
+         headers: dict[str, str] | None = None, timeout: float = 20.0,
+         auth: object = _DEFAULT) -> Reply:
+    """Send one request; never raises for HTTP error statuses.
+
+    `auth`: a token to send, None for no Authorization header, or (default) the token
+    registered for the URL's node.
+    """
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
-    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    headers = dict(headers or {})
+    if auth is _DEFAULT:
+        auth = next((t for base, t in TOKENS.items() if url.startswith(base + "/")), None)
+    if auth is not None and "Authorization" not in headers:
+        headers["Authorization"] = f"Bearer {auth}"
+    req = urllib.request.Request(url, data=data, method=method, headers=headers)
     if data is not None and "Content-Type" not in (headers or {}):
         req.add_header("Content-Type", "application/json")
     try:

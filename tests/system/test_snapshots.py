@@ -6,14 +6,14 @@ import shutil
 
 import pytest
 
-from raftplane.devcluster import LocalCluster
+from tests.system.conftest import Cluster
 from tests.system.http import call, eventually
 
 pytestmark = pytest.mark.timeout(180)
 
 
 def test_wiped_follower_installs_a_snapshot_and_converges(tmp_path):
-    with LocalCluster(tmp_path, 3, extra_args=["--log-compaction-entries", "40"]) as c:
+    with Cluster(tmp_path, 3, extra_args=["--log-compaction-entries", "40"]) as c:
         c.wait_ready(timeout=60)
         leader = c.leader()
         api = c.nodes[leader].api + "/api/v1"

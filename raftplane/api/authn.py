@@ -1,0 +1,97 @@
+"""Authentication and authorization of every request: one middleware, scopes per route.
+
+Writes reaching a follower are relayed to the leader untouched (with the caller's
+Authorization header): the leader authenticates, authorizes and audits them, so refusals are
+recorded once, through Raft.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from aiohttp import web
+
+from raftplane.api.context import AUTH_STATE, NODE, ROUTE_SCOPES
+from raftplane.api.problems import Problem
+from raftplane.api.writes import forward_if_follower
+from raftplane.auth import tokens
+from raftplane.auth.tokens import Claims, TokenError
+from raftplane.cluster.errors import ClusterError
+from raftplane.wire import log_entry_pb2 as wire
+
+log = logging.getLogger(__name__)
+
+WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+AUDIT_TIMEOUT = 2.0
+
+
+def _scope_of(request: web.Request) -> str | None:
+    info = request.match_info
+    if info.http_exception is not None or info.route is None or info.route.resource is None:
+        return None
+    method = "GET" if request.method == "HEAD" else request.method
+    return request.app[ROUTE_SCOPES].get((method, info.route.resource.canonical))
+
+
+def authenticate(request: web.Request) -> Claims:
+    """The caller's verified claims, or a 401 problem."""
+    header = request.headers.get("Authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("send 'Authorization: Bearer <token>'")
+    state = request.app[AUTH_STATE]
+    try:
+        claims = tokens.verify(token.strip(), state.public_keys(), int(time.time()))
+    except TokenError as exc:
+        raise _unauthorized(f"the token is not valid ({exc.reason})") from None
+    record = state.token(claims.jti)
+    if record is None:
+        raise _unauthorized("the token is not known to this node (revoked, or not yet "
+                            "replicated here)")
+    if record.get("revoked"):
+        raise _unauthorized("the token has been revoked")
+    return claims
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer realm="raftplane"'})
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
+    scope = _scope_of(request)
+    if not scope:  # public route, or no route at all (404/405 answered by aiohttp)
+        return await handler(request)
+    if request.method in WRITE_METHODS:
+        relayed = await forward_if_follower(request)
+        if relayed is not None:
+            return relayed
+    claims = None
+    try:
+        claims = authenticate(request)
+        if not tokens.allows(claims, scope):
+            raise Problem(403, f"this token lacks the scope '{scope}'",
+                          errors=[{"field": "Authorization", "message": f"needs {scope}"}])
+    except Problem as problem:
+        if request.method in WRITE_METHODS:
+            await _audit_refusal(request, claims, "unauthorized" if problem.status == 401
+                                 else "forbidden")
+        raise
+    request["principal"] = claims
+    request["teams"] = None if tokens.is_admin(claims) else set(claims.teams)
+    return await handler(request)
+
+
+async def _audit_refusal(request: web.Request, claims: Claims | None, result: str) -> None:
+    """Record a write refused for auth in the audit trail (best effort, bounded)."""
+    node = request.app[NODE]
+    command = wire.Command()
+    command.audit.CopyFrom(wire.Audit(action=f"{request.method} {request.path}",
+                                      team=request.query.get("team", ""), result=result))
+    if claims is not None:
+        command.principal.token_id, command.principal.name = claims.jti, claims.sub
+    try:
+        await node.proposer.propose(command, AUDIT_TIMEOUT)
+    except ClusterError as exc:
+        log.warning("refused write not audited: %s", exc)

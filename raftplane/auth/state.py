@@ -1,0 +1,106 @@
+"""Auth state as replicated in the store: day-0 record, signing keys, token records.
+
+Kinds (internal, never served by the generic resource routes):
+- "auth"/"bootstrap": {setupTokenHash, initialized, initializedBy}
+- "signing-keys"/<kid>: {kid, publicKey (base64 raw), sealedKey, createdAt, active}
+- "tokens"/<jti>: {id, name, description, scopes, teams, kid, issuedAt, expiresAt, revoked}
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+from raftplane.auth import keys
+from raftplane.storage.store import Store
+from raftplane.wire import log_entry_pb2 as wire
+
+AUTH, BOOTSTRAP, SIGNING_KEYS, TOKENS = "auth", "bootstrap", "signing-keys", "tokens"
+
+
+@dataclass
+class AuthState:
+    """Read-side view of the replicated auth records of one node."""
+
+    store: Store
+    secret: str | None
+
+    def bootstrap(self) -> dict | None:
+        return self.store.get(AUTH, BOOTSTRAP)
+
+    def initialized(self) -> bool:
+        record = self.bootstrap()
+        return bool(record and record.get("initialized"))
+
+    def signing_keys(self) -> list[dict]:
+        return _all(self.store, SIGNING_KEYS)
+
+    def public_keys(self) -> dict[str, Ed25519PublicKey]:
+        """Every key that may have signed a live token, by kid."""
+        return {
+            k["kid"]: Ed25519PublicKey.from_public_bytes(base64.b64decode(k["publicKey"]))
+            for k in self.signing_keys()
+        }
+
+    def published_keys(self, now: int | None = None) -> dict[str, Ed25519PublicKey]:
+        """Keys for the JWKS: the active one, and older ones while a token they signed lives."""
+        now = int(time.time()) if now is None else now
+        live_kids = {t["kid"] for t in self.tokens() if t["expiresAt"] > now}
+        return {kid: pub for kid, pub in self.public_keys().items()
+                if kid in live_kids or self._is_active(kid)}
+
+    def _is_active(self, kid: str) -> bool:
+        record = self.store.get(SIGNING_KEYS, kid)
+        return bool(record and record.get("active"))
+
+    def active_signing_key(self) -> keys.SigningKey | None:
+        """The private key new tokens are signed with (needs the cluster secret)."""
+        for record in self.signing_keys():
+            if record.get("active"):
+                raw = keys.unseal(record["sealedKey"], self.secret or "", record["kid"])
+                return keys.SigningKey.from_private_bytes(record["kid"], raw,
+                                                          record["createdAt"])
+        return None
+
+    def token(self, jti: str) -> dict | None:
+        return self.store.get(TOKENS, jti)
+
+    def tokens(self) -> list[dict]:
+        return _all(self.store, TOKENS)
+
+
+def _all(store: Store, kind: str) -> list[dict]:
+    out, cursor = [], None
+    while True:
+        page = store.list(kind, limit=1000, cursor=cursor)
+        out.extend(page.items)
+        cursor = page.next_cursor
+        if cursor is None:
+            return out
+
+
+def put_command(kind: str, name: str, value: dict, mode: int,
+                expected_revision: int = 0) -> wire.Command:
+    """A Put of an auth record."""
+    command = wire.Command()
+    command.put.CopyFrom(wire.Put(kind=kind, name=name, mode=mode,
+                                  expected_revision=expected_revision,
+                                  value_json=json.dumps(value, separators=(",", ":")).encode()))
+    return command
+
+
+def key_record(key: keys.SigningKey, secret: str, active: bool = True) -> dict:
+    """The stored form of a signing key: public part in clear, private part sealed."""
+    public = key.public_key.public_bytes_raw()
+    return {
+        "name": key.kid,
+        "kid": key.kid,
+        "publicKey": base64.b64encode(public).decode(),
+        "sealedKey": keys.seal(key.private_bytes(), secret, key.kid),
+        "createdAt": key.created_at,
+        "active": active,
+    }
