@@ -7,6 +7,7 @@ recorded once, through Raft.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
 
@@ -24,6 +25,7 @@ log = logging.getLogger(__name__)
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 AUDIT_TIMEOUT = 2.0
+CATCH_UP_SECONDS = 1.0
 
 
 def _scope_of(request: web.Request) -> str | None:
@@ -34,7 +36,7 @@ def _scope_of(request: web.Request) -> str | None:
     return request.app[ROUTE_SCOPES].get((method, info.route.resource.canonical))
 
 
-def authenticate(request: web.Request) -> Claims:
+async def authenticate(request: web.Request) -> Claims:
     """The caller's verified claims, or a 401 problem."""
     header = request.headers.get("Authorization", "")
     scheme, _, token = header.partition(" ")
@@ -46,6 +48,13 @@ def authenticate(request: web.Request) -> Claims:
     except TokenError as exc:
         raise _unauthorized(f"the token is not valid ({exc.reason})") from None
     record = state.token(claims.jti)
+    if record is None:
+        # Validly signed but unknown here: it may have just been created. Catch up with what
+        # this node knows to be committed (briefly), then look again.
+        node = request.app[NODE]
+        with contextlib.suppress(ClusterError):
+            await node.wait_applied(node.raft.raftCommitIndex, CATCH_UP_SECONDS)
+        record = state.token(claims.jti)
     if record is None:
         raise _unauthorized("the token is not known to this node (revoked, or not yet "
                             "replicated here)")
@@ -69,7 +78,7 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
             return relayed
     claims = None
     try:
-        claims = authenticate(request)
+        claims = await authenticate(request)
         if not tokens.allows(claims, scope):
             raise Problem(403, f"this token lacks the scope '{scope}'",
                           errors=[{"field": "Authorization", "message": f"needs {scope}"}])
