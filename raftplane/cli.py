@@ -9,7 +9,13 @@ import sys
 from pathlib import Path
 
 from raftplane import logs
-from raftplane.cluster.config import ConfigError, NodeConfig, members_from_text, read_secret
+from raftplane.cluster.config import (
+    ConfigError,
+    NodeConfig,
+    XdsTls,
+    members_from_text,
+    read_secret,
+)
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -32,6 +38,18 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    help="HOST:PORT that resolves to every replica (a headless Service), used "
                         "in generated bootstraps instead of the member list "
                         "[RAFTPLANE_XDS_DNS_NAME]")
+    p.add_argument("--xds-tls-cert", default=_env("XDS_TLS_CERT"),
+                   help="PEM server certificate for xDS mTLS [RAFTPLANE_XDS_TLS_CERT]")
+    p.add_argument("--xds-tls-key", default=_env("XDS_TLS_KEY"), help="[RAFTPLANE_XDS_TLS_KEY]")
+    p.add_argument("--xds-tls-ca", default=_env("XDS_TLS_CA"),
+                   help="PEM CA that signs Envoy client certificates [RAFTPLANE_XDS_TLS_CA]")
+    p.add_argument("--xds-tls-ca-key", default=_env("XDS_TLS_CA_KEY"),
+                   help="the CA's key, to issue Envoy client certificates through the API "
+                        "[RAFTPLANE_XDS_TLS_CA_KEY]")
+    p.add_argument("--xds-insecure", action="store_true",
+                   default=_env("XDS_INSECURE", "") in ("1", "true"),
+                   help="serve xDS in plain text, without client certificates "
+                        "[RAFTPLANE_XDS_INSECURE=1]")
     p.add_argument("--members", default=_env("MEMBERS"),
                    help="'id=n1,raft=HOST:PORT,api=URL[,xds=HOST:PORT];...' or @cluster.json "
                         "[RAFTPLANE_MEMBERS]")
@@ -54,8 +72,20 @@ def _dev_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--data-dir", default=".dev-cluster",
                    help="where node data, the secret and cluster.json go")
     p.add_argument("--log-level", default="INFO")
+    p.add_argument("--xds-tls", action="store_true",
+                   help="create a local CA and serve xDS with mutual TLS (default: plain text, "
+                        "with --xds-insecure)")
     p.add_argument("--demo", action="store_true",
                    help="also start an upstream and a real Envoy configured through the API")
+
+
+def _certs_parser(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("certs", help="create a CA and server certificates for xDS mTLS")
+    p.add_argument("--dir", required=True, help="where to write ca.pem, ca-key.pem, NODE.pem ...")
+    p.add_argument("--node", action="append", default=[], metavar="NAME=ADDR[,ADDR...]",
+                   help="a node and the hostnames/IPs Envoys reach it at; repeatable")
+    p.add_argument("--days", type=int, default=825)
+    p.add_argument("--overwrite", action="store_true")
 
 
 def _config_from_args(args: argparse.Namespace) -> NodeConfig:
@@ -68,6 +98,12 @@ def _config_from_args(args: argparse.Namespace) -> NodeConfig:
     secret = read_secret(args.cluster_secret_file) if args.cluster_secret_file else None
     members = members_from_text(members_text)
     me = next((m for m in members if m.id == args.node_id), None)
+    tls_files = (args.xds_tls_cert, args.xds_tls_key, args.xds_tls_ca)
+    if any(tls_files) and not all(tls_files):
+        raise ConfigError("--xds-tls-cert, --xds-tls-key and --xds-tls-ca go together")
+    xds_tls = XdsTls(Path(args.xds_tls_cert), Path(args.xds_tls_key), Path(args.xds_tls_ca),
+                     Path(args.xds_tls_ca_key) if args.xds_tls_ca_key else None) \
+        if all(tls_files) else None
     return NodeConfig(
         node_id=args.node_id,
         data_dir=Path(args.data_dir),
@@ -75,6 +111,8 @@ def _config_from_args(args: argparse.Namespace) -> NodeConfig:
         api_listen=args.api_listen,
         xds_listen=args.xds_listen or (me.xds if me else ""),
         xds_dns_name=args.xds_dns_name,
+        xds_tls=xds_tls,
+        xds_insecure=args.xds_insecure,
         raft_listen=args.raft_listen,
         secret=secret,
         write_timeout=args.write_timeout,
@@ -88,7 +126,24 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _dev_parser(sub)
+    _certs_parser(sub)
     args = parser.parse_args(argv)
+    if args.command == "certs":
+        from raftplane.auth.certs import write_pki
+
+        nodes = {}
+        for spec in args.node:
+            name, _, addrs = spec.partition("=")
+            nodes[name] = [a for a in addrs.split(",") if a]
+        try:
+            paths = write_pki(args.dir, nodes, days=args.days, overwrite=args.overwrite)
+        except (FileExistsError, ValueError) as exc:
+            print(f"raftplane certs: {exc}", file=sys.stderr)
+            return 2
+        print(f"CA: {paths.ca_cert} (key {paths.ca_key}, mode 0600)")
+        for name, (cert, key) in paths.nodes.items():
+            print(f"{name}: {cert} (key {key})")
+        return 0
     if args.command == "serve":
         try:
             config = _config_from_args(args)
@@ -104,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     from raftplane.devcluster import run_dev
 
     return run_dev(nodes=args.nodes, data_dir=Path(args.data_dir), log_level=args.log_level,
-                   demo=args.demo)
+                   demo=args.demo, xds_tls=args.xds_tls)
 
 
 if __name__ == "__main__":

@@ -39,7 +39,8 @@ class LocalCluster:
     """Starts, kills and restarts raftplane node processes that share one cluster.json."""
 
     def __init__(self, data_dir: Path, nodes: int = 3, *, log_level: str = "INFO",
-                 extra_args: list[str] | None = None) -> None:
+                 extra_args: list[str] | None = None, xds_tls: bool = False) -> None:
+        self.xds_tls = xds_tls
         self.data_dir = Path(data_dir).resolve()
         self.size = nodes
         self.log_level = log_level
@@ -66,10 +67,34 @@ class LocalCluster:
         if not self.secret_file.exists():
             self.secret_file.write_text(secrets.token_urlsafe(32))
             self.secret_file.chmod(0o600)
+        self._xds_security()
         self._write_cluster_file()
         for node_id in self.nodes:
             self.spawn(node_id)
         return self
+
+    @property
+    def pki_dir(self) -> Path:
+        return self.data_dir / "pki"
+
+    def _xds_security(self) -> None:
+        """mTLS for xDS with a local CA, or an explicit plain-text opt-in."""
+        if not self.xds_tls:
+            for node_id in self.nodes:
+                self.node_args.setdefault(node_id, []).append("--xds-insecure")
+            return
+        from raftplane.auth.certs import write_pki
+
+        if not (self.pki_dir / "ca.pem").exists():
+            write_pki(self.pki_dir, {node_id: ["127.0.0.1", "localhost"]
+                                     for node_id in self.nodes})
+        for node_id in self.nodes:
+            self.node_args.setdefault(node_id, []).extend([
+                "--xds-tls-cert", str(self.pki_dir / f"{node_id}.pem"),
+                "--xds-tls-key", str(self.pki_dir / f"{node_id}-key.pem"),
+                "--xds-tls-ca", str(self.pki_dir / "ca.pem"),
+                "--xds-tls-ca-key", str(self.pki_dir / "ca-key.pem"),
+            ])
 
     def _write_cluster_file(self) -> None:
         doc = {
@@ -224,12 +249,13 @@ def _post_json(url: str, body: dict) -> tuple[int, dict]:
         return 0, {}
 
 
-def run_dev(nodes: int, data_dir: Path, log_level: str = "INFO", demo: bool = False) -> int:
+def run_dev(nodes: int, data_dir: Path, log_level: str = "INFO", demo: bool = False,
+            xds_tls: bool = False) -> int:
     """Start a local cluster, print how to use it, stay in the foreground until Ctrl-C.
 
     With `demo`, also start an upstream and a real Envoy configured through a follower.
     """
-    cluster = LocalCluster(data_dir, nodes, log_level=log_level)
+    cluster = LocalCluster(data_dir, nodes, log_level=log_level, xds_tls=xds_tls)
     stop = False
     envoy = upstream = None
 
@@ -308,6 +334,9 @@ def _banner(cluster: LocalCluster, leader: str) -> str:
     lines += [
         f"  cluster file: {cluster.cluster_file}",
         f"  admin token:  {cluster.admin_token_file} (mode 0600)",
+        f"  xDS:          mutual TLS, CA {cluster.pki_dir / 'ca.pem'}" if cluster.xds_tls else
+        "  xDS:          PLAIN TEXT (--xds-insecure): any process that reaches the xDS port "
+        "gets config; use --xds-tls for mutual TLS",
         "",
         "Try it (writes may go to any node; followers forward them to the leader):",
         f"  export AUTH=\"Authorization: Bearer $(cat {cluster.admin_token_file})\"",

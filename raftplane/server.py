@@ -41,7 +41,7 @@ async def run_node(config: NodeConfig) -> None:
     site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
     await site.start()
     if config.xds_listen:
-        await xds.start(config.xds_listen)
+        await xds.start(config.xds_listen, config.xds_tls)
     log.info("node started", extra={"api": config.api_listen, "raft": config.me.raft,
                                     "xds": config.xds_listen,
                                     "members": [m.id for m in config.members],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import yaml
@@ -12,8 +13,14 @@ from raftplane.api.context import NODE, XDS
 from raftplane.api.problems import Problem, field_problem
 from raftplane.api.reads import int_param, revision_headers
 from raftplane.api.resources import Route, visible_teams
-from raftplane.xds.bootstrap import build_bootstrap
+from raftplane.api.writes import set_principal
+from raftplane.auth import certs
+from raftplane.cluster.errors import ClusterError
+from raftplane.wire import log_entry_pb2 as wire
+from raftplane.xds.bootstrap import ClientTlsFiles, build_bootstrap
 from raftplane.xds.types import PUSH_ORDER, SHORT_NAMES
+
+DEFAULT_TLS_DIR = "/etc/raftplane/envoy"
 
 
 def _dataplane(request: web.Request) -> tuple[str, str]:
@@ -47,11 +54,43 @@ async def bootstrap(request: web.Request) -> web.StreamResponse:
     if mode not in ("sotw", "delta"):
         raise field_problem(400, "xds", "must be 'sotw' or 'delta'")
     admin_port = int_param(request, "adminPort", 9901, 1, 65535)
+    tls = None
+    if request.app[NODE].config.xds_tls is not None:
+        q = request.query
+        tls = ClientTlsFiles(q.get("tlsCert", f"{DEFAULT_TLS_DIR}/cert.pem"),
+                             q.get("tlsKey", f"{DEFAULT_TLS_DIR}/key.pem"),
+                             q.get("tlsCa", f"{DEFAULT_TLS_DIR}/ca.pem"))
     doc = build_bootstrap(team, name, _replicas(request), delta=mode == "delta",
-                          admin_port=admin_port)
+                          admin_port=admin_port, tls=tls)
     if fmt == "json":
         return web.json_response(doc)
     return web.Response(text=yaml.safe_dump(doc, sort_keys=False), content_type="application/yaml")
+
+
+async def issue_certificate(request: web.Request) -> web.StreamResponse:
+    """A client certificate naming this dataplane (SPIFFE URI SAN), for xDS mTLS."""
+    team, name = _dataplane(request)
+    tls = request.app[NODE].config.xds_tls
+    if tls is None or tls.ca_key is None:
+        raise Problem(409, "this node cannot issue certificates: start it with --xds-tls-ca "
+                      "and --xds-tls-ca-key")
+    days = int_param(request, "days", 90, 1, 825)
+    ca = certs.load_pem_cert(tls.ca.read_bytes())
+    ca_key = certs.load_pem_key(tls.ca_key.read_bytes())
+    cert, key = certs.issue_client_cert(ca, ca_key, team, name, days)
+    command = wire.Command()
+    command.audit.CopyFrom(wire.Audit(action="issue client certificate", team=team,
+                                      resource=f"dataplanes/{team}/{name}", result="issued"))
+    set_principal(request, command)
+    with contextlib.suppress(ClusterError):
+        await request.app[NODE].proposer.propose(command, 2.0)
+    return web.json_response({
+        "spiffeId": certs.spiffe_id(team, name),
+        "certificate": certs.to_pem(cert).decode(),
+        "privateKey": certs.key_to_pem(key).decode(),
+        "caCertificate": certs.to_pem(ca).decode(),
+        "expiresAt": cert.not_valid_after_utc.isoformat(),
+    }, status=201)
 
 
 async def dataplane_config(request: web.Request) -> web.StreamResponse:
@@ -86,6 +125,9 @@ def xds_routes() -> list[Route]:
         Route("GET", base + "/bootstrap", bootstrap, "dataplanes:read",
               "Envoy bootstrap for this dataplane (?format=json, ?xds=delta, ?adminPort=)",
               statuses=(200, 400, 404), tags=tag),
+        Route("POST", base + "/certificates", issue_certificate, "dataplanes:write",
+              "Issue an Envoy client certificate for this dataplane (the key is returned once)",
+              statuses=(201, 401, 403, 404, 409), tags=tag),
         Route("GET", base + "/config", dataplane_config, "dataplanes:read",
               "The xDS resources this node serves to the dataplane", statuses=(200, 404),
               tags=tag),

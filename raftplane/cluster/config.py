@@ -38,6 +38,19 @@ class Member:
 
 
 @dataclass(frozen=True)
+class XdsTls:
+    """PEM files for mutual TLS on xDS, and the CA that signs Envoy client certificates."""
+
+    cert: Path  # this node's server certificate
+    key: Path
+    ca: Path  # verifies Envoy client certificates (and is what Envoys trust)
+    ca_key: Path | None = None  # lets this node issue Envoy client certificates
+
+    def read(self) -> tuple[bytes, bytes, bytes]:
+        return self.cert.read_bytes(), self.key.read_bytes(), self.ca.read_bytes()
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """Everything one node needs to run."""
 
@@ -48,6 +61,8 @@ class NodeConfig:
     raft_listen: str = ""  # defaults to this member's raft address
     xds_listen: str = ""  # where this node serves xDS ("" = this member's xds address)
     xds_dns_name: str = ""  # host:port of a headless Service naming every replica
+    xds_tls: XdsTls | None = None  # mTLS for xDS; None needs xds_insecure
+    xds_insecure: bool = False  # serve plain-text xDS (explicit opt-in)
     secret: str | None = None
     write_timeout: float = 10.0  # seconds a write may wait for commit+apply before 504
     forward_timeout: float = 15.0
@@ -82,6 +97,11 @@ class NodeConfig:
                 "an unauthenticated port lets anyone run code in the node (a multi-node "
                 "cluster), and the secret also seals the token signing key at rest. Pass "
                 "--cluster-secret-file (or RAFTPLANE_CLUSTER_SECRET_FILE)."
+            )
+        if self.xds_tls is None and not self.xds_insecure:
+            raise ConfigError(
+                "xDS needs mutual TLS (--xds-tls-cert/--xds-tls-key/--xds-tls-ca, see "
+                "`raftplane certs`) or an explicit --xds-insecure for plain text"
             )
         if self.secret is not None and len(self.secret) < 16:
             raise ConfigError("the cluster secret must be at least 16 characters")

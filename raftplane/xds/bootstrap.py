@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 
 from raftplane.xds.stream import DATAPLANE_METADATA_KEY
 
@@ -22,15 +23,63 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+@dataclass(frozen=True)
+class ClientTlsFiles:
+    """Where the Envoy host keeps its client certificate, key, and the CA it trusts."""
+
+    cert: str
+    key: str
+    ca: str
+
+
 def build_bootstrap(team: str, dataplane: str, replicas: list[tuple[str, int]], *,
                     delta: bool = False, admin_port: int = 9901,
-                    admin_address: str = "127.0.0.1") -> dict:
+                    admin_address: str = "127.0.0.1",
+                    tls: ClientTlsFiles | None = None) -> dict:
     """The bootstrap (as a JSON-able dict) for an Envoy of `team/dataplane`.
 
     `replicas` are the xDS addresses of every control-plane node (or one DNS name of a
     headless Service); Envoy fails over between them.
     """
     all_ips = all(_is_ip(host) for host, _ in replicas)
+    xds_cluster = {
+        "name": XDS_CLUSTER,
+        "type": "STATIC" if all_ips else "STRICT_DNS",
+        "connect_timeout": "1s",
+        "lb_policy": "ROUND_ROBIN",
+        "typed_extension_protocol_options": {
+            "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+                "@type": "type.googleapis.com/"
+                         "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
+                "explicit_http_config": {"http2_protocol_options": {
+                    # Notice a replica behind a dead network in seconds.
+                    "connection_keepalive": {"interval": "5s", "timeout": "3s"},
+                }},
+            },
+        },
+        "load_assignment": {
+            "cluster_name": XDS_CLUSTER,
+            "endpoints": [{"lb_endpoints": [
+                {"endpoint": {"address": {"socket_address": {
+                    "address": host, "port_value": port}}}}
+                for host, port in replicas
+            ]}],
+        },
+    }
+    if tls is not None:
+        xds_cluster["transport_socket"] = {
+            "name": "envoy.transport_sockets.tls",
+            "typed_config": {
+                "@type": "type.googleapis.com/"
+                         "envoy.extensions.transport_sockets.tls.v3.UpstreamTlsContext",
+                "common_tls_context": {
+                    "alpn_protocols": ["h2"],
+                    "tls_certificates": [{"certificate_chain": {"filename": tls.cert},
+                                          "private_key": {"filename": tls.key}}],
+                    "validation_context": {"trusted_ca": {"filename": tls.ca}},
+                },
+            },
+        }
     config_source = {"ads": {}, "resource_api_version": "V3",
                      "initial_fetch_timeout": INITIAL_FETCH_TIMEOUT}
     return {
@@ -51,30 +100,5 @@ def build_bootstrap(team: str, dataplane: str, replicas: list[tuple[str, int]], 
             "cds_config": config_source,
             "lds_config": config_source,
         },
-        "static_resources": {
-            "clusters": [{
-                "name": XDS_CLUSTER,
-                "type": "STATIC" if all_ips else "STRICT_DNS",
-                "connect_timeout": "1s",
-                "lb_policy": "ROUND_ROBIN",
-                "typed_extension_protocol_options": {
-                    "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
-                        "@type": "type.googleapis.com/"
-                                 "envoy.extensions.upstreams.http.v3.HttpProtocolOptions",
-                        "explicit_http_config": {"http2_protocol_options": {
-                            # Notice a replica behind a dead network in seconds.
-                            "connection_keepalive": {"interval": "5s", "timeout": "3s"},
-                        }},
-                    },
-                },
-                "load_assignment": {
-                    "cluster_name": XDS_CLUSTER,
-                    "endpoints": [{"lb_endpoints": [
-                        {"endpoint": {"address": {"socket_address": {
-                            "address": host, "port_value": port}}}}
-                        for host, port in replicas
-                    ]}],
-                },
-            }],
-        },
+        "static_resources": {"clusters": [xds_cluster]},
     }

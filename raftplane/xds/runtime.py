@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 import grpc
 
+from raftplane.cluster.config import XdsTls
 from raftplane.storage.store import Store
 from raftplane.xds.cache import XdsCache
 from raftplane.xds.connections import ConnectionRegistry, XdsMetrics
@@ -34,8 +35,8 @@ class XdsRuntime:
         store.add_applied_listener(on_applied)
         return cls(cache, ConnectionRegistry(metrics))
 
-    async def start(self, listen: str) -> None:
-        self.server = await start_xds_server(self.cache, self.connections, listen)
+    async def start(self, listen: str, tls: XdsTls | None = None) -> None:
+        self.server = await start_xds_server(self.cache, self.connections, listen, tls)
 
     async def stop(self) -> None:
         if self.server is not None:

@@ -11,6 +11,7 @@ from envoy.service.endpoint.v3 import eds_pb2_grpc
 from envoy.service.listener.v3 import lds_pb2_grpc
 from envoy.service.route.v3 import rds_pb2_grpc
 
+from raftplane.cluster.config import XdsTls
 from raftplane.xds.cache import XdsCache
 from raftplane.xds.connections import ConnectionRegistry
 from raftplane.xds.delta import DeltaStream
@@ -31,17 +32,18 @@ SERVER_OPTIONS = [
 
 
 class _Streams:
-    def __init__(self, cache: XdsCache, registry: ConnectionRegistry) -> None:
+    def __init__(self, cache: XdsCache, registry: ConnectionRegistry, mtls: bool) -> None:
         self.cache = cache
         self.registry = registry
+        self.mtls = mtls
 
     def sotw(self, requests, context, only_type=None, kind="ads"):
-        stream = SotwStream(self.cache, self.registry, context, only_type)
+        stream = SotwStream(self.cache, self.registry, context, only_type, self.mtls)
         stream.kind = kind
         return stream.run(requests)
 
     def delta(self, requests, context, only_type=None, kind="ads-delta"):
-        stream = DeltaStream(self.cache, self.registry, context, only_type)
+        stream = DeltaStream(self.cache, self.registry, context, only_type, self.mtls)
         stream.kind = kind
         return stream.run(requests)
 
@@ -96,20 +98,30 @@ class RdsService(rds_pb2_grpc.RouteDiscoveryServiceServicer, _Streams):
             yield response
 
 
-async def start_xds_server(cache: XdsCache, registry: ConnectionRegistry,
-                           listen: str) -> grpc.aio.Server:
-    """Start serving xDS on `listen` (host:port)."""
+async def start_xds_server(cache: XdsCache, registry: ConnectionRegistry, listen: str,
+                           tls: XdsTls | None = None) -> grpc.aio.Server:
+    """Start serving xDS on `listen` (host:port); with `tls`, only to Envoys holding a
+    client certificate from its CA, whose dataplane the certificate names."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
-    ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server(AdsService(cache, registry),
-                                                                  server)
-    cds_pb2_grpc.add_ClusterDiscoveryServiceServicer_to_server(CdsService(cache, registry), server)
-    eds_pb2_grpc.add_EndpointDiscoveryServiceServicer_to_server(EdsService(cache, registry),
-                                                                server)
-    lds_pb2_grpc.add_ListenerDiscoveryServiceServicer_to_server(LdsService(cache, registry),
-                                                                server)
-    rds_pb2_grpc.add_RouteDiscoveryServiceServicer_to_server(RdsService(cache, registry), server)
-    if server.add_insecure_port(listen) == 0:
+    mtls = tls is not None
+    services = (
+        (ads_pb2_grpc.add_AggregatedDiscoveryServiceServicer_to_server, AdsService),
+        (cds_pb2_grpc.add_ClusterDiscoveryServiceServicer_to_server, CdsService),
+        (eds_pb2_grpc.add_EndpointDiscoveryServiceServicer_to_server, EdsService),
+        (lds_pb2_grpc.add_ListenerDiscoveryServiceServicer_to_server, LdsService),
+        (rds_pb2_grpc.add_RouteDiscoveryServiceServicer_to_server, RdsService),
+    )
+    for add, service in services:
+        add(service(cache, registry, mtls), server)
+    if tls is not None:
+        cert, key, ca = tls.read()
+        credentials = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,
+                                                  require_client_auth=True)
+        port = server.add_secure_port(listen, credentials)
+    else:
+        port = server.add_insecure_port(listen)
+    if port == 0:
         raise OSError(f"cannot listen for xDS on {listen}")
     await server.start()
-    log.info("xds server listening", extra={"xds": listen})
+    log.info("xds server listening", extra={"xds": listen, "mtls": mtls})
     return server

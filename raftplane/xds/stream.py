@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 
 import grpc
 
+from raftplane.auth.certs import spiffe_dataplane
 from raftplane.xds.cache import XdsCache
 from raftplane.xds.connections import Connection, ConnectionRegistry
 
@@ -42,6 +43,15 @@ def dataplane_of(node) -> str | None:
     return None
 
 
+def certificate_dataplane(context: grpc.aio.ServicerContext) -> str | None:
+    """The dataplane ("team/name") named by the peer's verified client certificate."""
+    pems = context.auth_context().get("x509_pem_cert") or []
+    if not pems:
+        return None
+    found = spiffe_dataplane(pems[0])
+    return f"{found[0]}/{found[1]}" if found else None
+
+
 class _Changed:
     """Queue marker: the dataplane's view changed for these types."""
 
@@ -61,7 +71,9 @@ class StreamBase:
     kind = "ads"
 
     def __init__(self, cache: XdsCache, registry: ConnectionRegistry,
-                 context: grpc.aio.ServicerContext, only_type: str | None = None) -> None:
+                 context: grpc.aio.ServicerContext, only_type: str | None = None,
+                 identity_from_certificate: bool = False) -> None:
+        self.identity_from_certificate = identity_from_certificate
         self.cache = cache
         self.registry = registry
         self.context = context
@@ -103,6 +115,15 @@ class StreamBase:
     async def _identify(self, request) -> object:
         node = request.node
         dataplane = dataplane_of(node)
+        if self.identity_from_certificate:
+            claimed, dataplane = dataplane, certificate_dataplane(self.context)
+            if dataplane is None:
+                await self.context.abort(grpc.StatusCode.PERMISSION_DENIED,
+                                         "the client certificate names no raftplane dataplane")
+            if claimed is not None and claimed != dataplane:
+                log.warning("envoy claims another dataplane than its certificate; using the "
+                            "certificate", extra={"claimed": claimed, "certified": dataplane,
+                                                  "node_id": node.id})
         if dataplane is None:
             await self.context.abort(
                 grpc.StatusCode.INVALID_ARGUMENT,

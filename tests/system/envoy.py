@@ -49,12 +49,16 @@ class Envoy:
     """An Envoy process bootstrapped from raftplane's bootstrap endpoint."""
 
     def __init__(self, api: str, team: str, dataplane: str, workdir: Path, *,
-                 delta: bool = False) -> None:
+                 delta: bool = False, query: str = "", edit=None,
+                 wait_ready: bool = True) -> None:
         self.admin_port = free_port()
-        query = f"format=json&adminPort={self.admin_port}" + ("&xds=delta" if delta else "")
+        query = f"format=json&adminPort={self.admin_port}" + ("&xds=delta" if delta else "") \
+            + (f"&{query}" if query else "")
         r = call("GET", f"{api}/teams/{team}/dataplanes/{dataplane}/bootstrap?{query}")
         assert r.status == 200, r.body
         self.bootstrap = r.body
+        if edit is not None:
+            edit(self.bootstrap)
         self.config_path = workdir / f"envoy-{dataplane}-{self.admin_port}.json"
         self.config_path.write_text(json.dumps(r.body))
         self.log_path = workdir / f"envoy-{dataplane}-{self.admin_port}.log"
@@ -64,7 +68,10 @@ class Envoy:
                  "--log-level", "info", "--disable-hot-restart"],
                 stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )
-        eventually(lambda: self.admin("/ready", raw=True) is not None, timeout=30)
+        if wait_ready:
+            eventually(lambda: self.admin("/ready", raw=True) is not None, timeout=30)
+        else:
+            eventually(lambda: self.admin("/server_info") is not None, timeout=30)
 
     def admin(self, path: str, raw: bool = False):
         try:

@@ -37,14 +37,17 @@ def test_incomplete_member_is_refused():
 
 def config(**kw) -> NodeConfig:
     members = (Member("a", "h:1", "http://h:2"), Member("b", "h:3", "http://h:4"))
-    return NodeConfig(**{"node_id": "a", "data_dir": Path("/tmp"), "members": members, **kw})
+    base = {"node_id": "a", "data_dir": Path("/tmp"), "members": members, "xds_insecure": True}
+    return NodeConfig(**{**base, **kw})
 
 
-def test_multi_node_without_secret_short_secret_or_unknown_id_is_refused():
+def test_unsafe_configurations_are_refused():
     with pytest.raises(ConfigError, match="without a cluster secret"):
         config().validate()
     with pytest.raises(ConfigError, match="at least 16"):
         config(secret="short").validate()
     with pytest.raises(ConfigError, match="not among the members"):
         config(node_id="zz", secret="x" * 20).validate()
+    with pytest.raises(ConfigError, match="mutual TLS"):
+        config(secret="x" * 20, xds_insecure=False).validate()
     config(secret="x" * 20).validate()
