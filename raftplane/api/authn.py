@@ -7,7 +7,6 @@ recorded once, through Raft.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 
@@ -25,7 +24,11 @@ log = logging.getLogger(__name__)
 
 WRITE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 AUDIT_TIMEOUT = 2.0
-CATCH_UP_SECONDS = 1.0
+# A validly signed token this node does not know yet may have just been issued on the leader
+# (the client got it once the leader applied it; this follower may be an append behind).
+# Only tokens issued this recently are waited for, and only this long.
+FRESH_TOKEN_SECONDS = 30
+CATCH_UP_SECONDS = 2.0
 
 
 def _scope_of(request: web.Request) -> str | None:
@@ -48,19 +51,26 @@ async def authenticate(request: web.Request) -> Claims:
     except TokenError as exc:
         raise _unauthorized(f"the token is not valid ({exc.reason})") from None
     record = state.token(claims.jti)
-    if record is None:
-        # Validly signed but unknown here: it may have just been created. Catch up with what
-        # this node knows to be committed (briefly), then look again.
-        node = request.app[NODE]
-        with contextlib.suppress(ClusterError):
-            await node.wait_applied(node.raft.raftCommitIndex, CATCH_UP_SECONDS)
-        record = state.token(claims.jti)
+    if record is None and claims.iat >= time.time() - FRESH_TOKEN_SECONDS:
+        record = await _await_replication(request, claims.jti)
     if record is None:
         raise _unauthorized("the token is not known to this node (revoked, or not yet "
                             "replicated here)")
     if record.get("revoked"):
         raise _unauthorized("the token has been revoked")
     return claims
+
+
+async def _await_replication(request: web.Request, jti: str) -> dict | None:
+    """Follow this node's applies (bounded) until the token `jti` appears here."""
+    node, state = request.app[NODE], request.app[AUTH_STATE]
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    while (remaining := deadline - time.monotonic()) > 0:
+        await node.wait_next_apply(remaining)
+        record = state.token(jti)
+        if record is not None:
+            return record
+    return None
 
 
 def _unauthorized(detail: str) -> Problem:

@@ -6,6 +6,7 @@ The API sees only this class: propose writes (leader), wait for local apply, ask
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import itertools
 import logging
@@ -34,6 +35,10 @@ class ClusterNode:
         self.leader_hooks: list = []  # async callables run each time this node becomes leader
         self._hook_tasks: set[asyncio.Task] = set()
         self.raft = RaftNode(config, store, on_role_change=self._on_role_in_raft_thread)
+        # Raft-internal entries (leader no-ops, membership) advance the log without touching
+        # the store; waiters for such an index are woken from the tick.
+        self._raft_applied_seen = 0
+        self.raft.addOnTickCallback(self._on_tick_in_raft_thread)
         self.proposer = Proposer(
             self.raft.submit, success_code=SUCCESS, not_proposed_codes=NOT_PROPOSED,
             batch_timeout=config.write_timeout,
@@ -91,9 +96,12 @@ class ClusterNode:
     def applied_revision(self) -> int:
         return self.store.applied_index
 
+    def _applied(self) -> int:
+        return max(self.store.applied_index, self.raft.raftLastApplied)
+
     async def wait_applied(self, revision: int, timeout: float) -> None:
         """Wait until this node has applied `revision` (read-your-writes on any node)."""
-        if self.store.applied_index >= revision:
+        if self._applied() >= revision:
             return
         future: asyncio.Future = self._loop.create_future()
         heapq.heappush(self._waiters, (revision, next(self._seq), future))
@@ -105,8 +113,20 @@ class ClusterNode:
                 f"(applied: {self.store.applied_index})"
             ) from None
 
+    async def wait_next_apply(self, timeout: float) -> None:
+        """Wait (at most `timeout`) until this node applies anything beyond what it has now."""
+        with contextlib.suppress(NotApplied):
+            await self.wait_applied(self._applied() + 1, timeout)
+
     def _on_applied_in_raft_thread(self, index: int, changed: list) -> None:
         self._loop.call_soon_threadsafe(self._wake_waiters, index)
+
+    def _on_tick_in_raft_thread(self) -> None:
+        applied = self.raft.raftLastApplied
+        if applied > self._raft_applied_seen:
+            self._raft_applied_seen = applied
+            if self._waiters:
+                self._loop.call_soon_threadsafe(self._wake_waiters, applied)
 
     def _wake_waiters(self, index: int) -> None:
         while self._waiters and self._waiters[0][0] <= index:
