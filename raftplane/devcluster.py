@@ -52,8 +52,11 @@ class LocalCluster:
         self.admin_token_file = self.data_dir / "admin-token"
 
     # ---- lifecycle ------------------------------------------------------------------------
-    def start(self) -> LocalCluster:
+    def prepare(self) -> LocalCluster:
+        """Choose addresses, write the secret and cluster.json; start nothing yet."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
+        if self.nodes:
+            return self
         if self.cluster_file.exists():  # same ports and ids as last time: data stays valid
             for n in json.loads(self.cluster_file.read_text())["nodes"]:
                 self.nodes[n["id"]] = LocalNode(n["id"], n["api"], n["raft"], n["xds"])
@@ -69,6 +72,11 @@ class LocalCluster:
             self.secret_file.chmod(0o600)
         self._xds_security()
         self._write_cluster_file()
+        return self
+
+    def start(self) -> LocalCluster:
+        """Prepare (if not done) and start every node."""
+        self.prepare()
         for node_id in self.nodes:
             self.spawn(node_id)
         return self
