@@ -152,9 +152,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"raftplane serve: {exc}", file=sys.stderr)
             return 2
         logs.configure(args.log_level, config.node_id)
+        from raftplane.cluster.journal_check import JournalTorn
         from raftplane.server import run_node
 
-        asyncio.run(run_node(config))
+        try:
+            asyncio.run(run_node(config))
+        except JournalTorn as exc:
+            print(f"raftplane serve: refusing to start: {exc}", file=sys.stderr)
+            return 2
         return 0
     from raftplane.devcluster import run_dev
 

@@ -13,6 +13,7 @@ import logging
 
 from raftplane.cluster.config import Member, NodeConfig
 from raftplane.cluster.errors import NoLeader, NotApplied, NotLeader
+from raftplane.cluster.journal_check import check_journal, journal_file
 from raftplane.cluster.proposer import Proposer
 from raftplane.cluster.raft import NOT_PROPOSED, SUCCESS, RaftNode
 from raftplane.storage.results import CommandResult
@@ -34,6 +35,7 @@ class ClusterNode:
         store.add_applied_listener(self._on_applied_in_raft_thread)
         self.leader_hooks: list = []  # async callables run each time this node becomes leader
         self._hook_tasks: set[asyncio.Task] = set()
+        check_journal(journal_file(config.data_dir), store.applied_index)  # may refuse
         self.raft = RaftNode(config, store, on_role_change=self._on_role_in_raft_thread)
         # Raft-internal entries (leader no-ops, membership) advance the log without touching
         # the store; waiters for such an index are woken from the tick.
