@@ -9,7 +9,15 @@ from aiohttp import web
 
 from raftplane.api.auth_routes import auth_routes
 from raftplane.api.authn import auth_middleware
-from raftplane.api.context import AUTH_STATE, FORWARDER, METRICS, NODE, ROUTE_SCOPES, XDS
+from raftplane.api.context import (
+    AUTH_STATE,
+    FORWARDER,
+    METRICS,
+    NODE,
+    ROUTE_SCOPES,
+    VERIFIED_TOKENS,
+    XDS,
+)
 from raftplane.api.kinds import KINDS
 from raftplane.api.metrics import ApiMetrics
 from raftplane.api.openapi import build_openapi
@@ -18,6 +26,7 @@ from raftplane.api.resources import KindHandlers, Route
 from raftplane.api.system import system_routes
 from raftplane.api.xds_routes import xds_routes
 from raftplane.auth.state import AuthState
+from raftplane.auth.verified import VerifiedTokens
 from raftplane.cluster.forwarding import Forwarder
 from raftplane.cluster.node import ClusterNode
 from raftplane.xds.runtime import XdsRuntime
@@ -90,6 +99,7 @@ def create_app(node: ClusterNode, xds: XdsRuntime, metrics: ApiMetrics) -> web.A
                           middlewares=[problem_middleware, auth_middleware])
     app[NODE] = node
     app[AUTH_STATE] = AuthState(node.store, node.config.secret)
+    app[VERIFIED_TOKENS] = VerifiedTokens()
     app[XDS] = xds
     app[FORWARDER] = Forwarder(node.config.node_id, node.config.forward_timeout)
     app[METRICS] = metrics

@@ -12,7 +12,7 @@ import time
 
 from aiohttp import web
 
-from raftplane.api.context import AUTH_STATE, NODE, ROUTE_SCOPES
+from raftplane.api.context import AUTH_STATE, NODE, ROUTE_SCOPES, VERIFIED_TOKENS
 from raftplane.api.problems import Problem
 from raftplane.api.writes import forward_if_follower
 from raftplane.auth import tokens
@@ -47,7 +47,8 @@ async def authenticate(request: web.Request) -> Claims:
         raise _unauthorized("send 'Authorization: Bearer <token>'")
     state = request.app[AUTH_STATE]
     try:
-        claims = tokens.verify(token.strip(), state.public_keys(), int(time.time()))
+        claims = request.app[VERIFIED_TOKENS].verify(token.strip(), state.public_keys(),
+                                                     int(time.time()))
     except TokenError as exc:
         raise _unauthorized(f"the token is not valid ({exc.reason})") from None
     record = state.token(claims.jti)

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from raftplane.api.metrics import ApiMetrics
 from raftplane.auth.state import AuthState
+from raftplane.auth.verified import VerifiedTokens
 from raftplane.cluster.forwarding import Forwarder
 from raftplane.cluster.node import ClusterNode
 from raftplane.xds.runtime import XdsRuntime
@@ -15,5 +16,6 @@ FORWARDER = web.AppKey("forwarder", Forwarder)
 METRICS = web.AppKey("metrics", ApiMetrics)
 XDS = web.AppKey("xds", XdsRuntime)
 AUTH_STATE = web.AppKey("auth_state", AuthState)
+VERIFIED_TOKENS = web.AppKey("verified_tokens", VerifiedTokens)
 # The scope each route needs, keyed by (method, canonical path); the auth step reads it.
 ROUTE_SCOPES = web.AppKey("route_scopes", dict)

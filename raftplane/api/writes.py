@@ -107,7 +107,7 @@ async def execute_write(
     except OutcomeUnknown as exc:
         raise outcome_unknown(str(exc), key) from exc
     request.app[METRICS].write_outcomes.labels(result.outcome.value).inc()
-    log.info("write %s %s -> %s at revision %d", request.method, request.path,
+    log.debug("write %s %s -> %s at revision %d", request.method, request.path,
              result.outcome.value, result.revision)
     return result_response(request, result, location)
 

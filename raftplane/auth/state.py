@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -28,6 +28,8 @@ class AuthState:
 
     store: Store
     secret: str | None
+    _keys_cache: tuple[tuple, dict[str, Ed25519PublicKey]] = field(
+        default=((), {}), init=False, repr=False)
 
     def bootstrap(self) -> dict | None:
         return self.store.get(AUTH, BOOTSTRAP)
@@ -40,11 +42,14 @@ class AuthState:
         return _all(self.store, SIGNING_KEYS)
 
     def public_keys(self) -> dict[str, Ed25519PublicKey]:
-        """Every key that may have signed a live token, by kid."""
-        return {
-            k["kid"]: Ed25519PublicKey.from_public_bytes(base64.b64decode(k["publicKey"]))
-            for k in self.signing_keys()
-        }
+        """Every key that may have signed a live token, by kid (parsed once per key set)."""
+        records = tuple((k["kid"], k["publicKey"]) for k in self.signing_keys())
+        cached_records, cached = self._keys_cache
+        if records != cached_records:
+            cached = {kid: Ed25519PublicKey.from_public_bytes(base64.b64decode(public))
+                      for kid, public in records}
+            self._keys_cache = (records, cached)
+        return cached
 
     def published_keys(self, now: int | None = None) -> dict[str, Ed25519PublicKey]:
         """Keys for the JWKS: the active one, and older ones while a token they signed lives."""

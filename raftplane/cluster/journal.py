@@ -4,9 +4,11 @@ pysyncobj's FileJournal writes into an mmap and never syncs it, and writes its m
 (term, vote, commit index) without fsync. DurableJournal keeps the file format and adds:
 
 - group commit: `add` only marks the journal dirty; `sync()` flushes every entry added so
-  far with one msync+fsync. The Raft transport calls `sync()` before it sends any message,
-  so a follower's "I have these entries" and a leader's AppendEntries (the only ways an
-  entry can count toward a commit) always go out after the entries are durable.
+  far with one fdatasync (on Linux that writes back the mapping's dirty pages too, so no
+  separate msync). The Raft node syncs at the end of every tick and the transport syncs
+  before it sends anything but AppendEntries, so every way an entry can count toward a
+  commit (a follower's "I have these entries", the leader counting itself in a later
+  tick) follows its fsync.
 - term and vote are fsynced (file and directory) before any vote or message reflects them.
 """
 
@@ -65,9 +67,9 @@ class DurableJournal(FileJournal):
         if not self._pending:
             return
         started = time.perf_counter()
-        resizable = self._file
-        resizable.flush()  # msync(MS_SYNC) of the mapping
-        os.fsync(resizable._ResizableFile__f.fileno())  # size and metadata
+        # The mapping's dirty pages are the file's page cache: fdatasync writes them back,
+        # with the file size when it grew (msync(MS_SYNC) would be a second, equal flush).
+        os.fdatasync(self._file._ResizableFile__f.fileno())
         with self.stats.lock:
             self.stats.syncs += 1
             self.stats.entries += self._pending

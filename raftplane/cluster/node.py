@@ -169,7 +169,8 @@ class ClusterNode:
             "hasQuorum": self.raft.hasQuorum,
             "applyHalted": self.store.halted,
             "members": members,
-            "journal": {"syncs": stats.syncs, "entries": stats.entries} if stats else None,
+            "journal": {"syncs": stats.syncs, "entries": stats.entries,
+                        "syncSeconds": round(stats.seconds, 6)} if stats else None,
         }
 
     @property

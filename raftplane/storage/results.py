@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 
@@ -38,7 +38,12 @@ class CommandResult:
     name: str = ""
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), separators=(",", ":")).encode()
+        # The fields in declaration order, as dataclasses.asdict gives them (without its
+        # deep copy, which cost half of an apply).
+        return json.dumps({
+            "outcome": self.outcome.value, "revision": self.revision, "resource": self.resource,
+            "detail": self.detail, "errors": self.errors, "kind": self.kind, "name": self.name,
+        }, separators=(",", ":")).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> CommandResult:

@@ -12,6 +12,7 @@ from raftplane.cluster.journal import DurableJournal
 from raftplane.cluster.raft import RaftNode
 from raftplane.devcluster import free_port
 from raftplane.storage.store import Store
+from raftplane.wire import log_entry_pb2 as wire
 
 
 @pytest.fixture
@@ -73,8 +74,8 @@ def test_entries_are_fsynced_before_the_follower_answers(follower, monkeypatch):
     deliver(node, leader, (1, 0), [])  # learn the term first (its meta is fsynced too)
     syncs_before, entries_before = node.journal_stats.syncs, node.journal_stats.entries
     events: list[str] = []
-    real_fsync = os.fsync
-    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), real_fsync(fd))[1])
+    real_sync = os.fdatasync
+    monkeypatch.setattr(os, "fdatasync", lambda fd: (events.append("fsync"), real_sync(fd))[1])
     transport = node._SyncObj__transport
     original_send = type(transport).__mro__[1].send
     monkeypatch.setattr(type(transport).__mro__[1], "send",
@@ -86,3 +87,35 @@ def test_entries_are_fsynced_before_the_follower_answers(follower, monkeypatch):
     assert (stats.syncs - syncs_before, stats.entries - entries_before) == (1, 49)
     reopened = DurableJournal(node._SyncObj__conf.journalFile)
     assert len(reopened) == 50
+
+
+def test_a_leader_counts_its_own_entries_only_after_syncing_them(tmp_path):
+    member = Member("n1", f"127.0.0.1:{free_port()}", "http://127.0.0.1:1")
+    config = NodeConfig(node_id="n1", data_dir=tmp_path, members=(member,), secret=None,
+                        raft_options={"autoTick": False})
+    store = Store(tmp_path / "store")
+    node = RaftNode(config, store)
+    journal = node._SyncObj__raftLog
+    synced = [0]
+    real_sync = journal.sync
+
+    def sync() -> None:
+        real_sync()
+        synced[0] = journal[len(journal) - 1][1]
+
+    journal.sync = sync
+    entry = wire.LogEntry(format_version=1)
+    entry.commands.add().barrier.SetInParent()
+    applied: list[int] = []
+    try:
+        for i in range(400):  # ticks of at most 10 ms: election, then a few commits
+            node.doTick(0.01)
+            if node.role == "leader" and i % 3 == 0:
+                node.submit(entry.SerializeToString(), lambda r, code: applied.append(code))
+            assert node.raftCommitIndex <= synced[0]
+            if len(applied) >= 5:
+                break
+        assert len(applied) >= 5
+    finally:
+        node.destroy()
+        store.close()
