@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -111,6 +112,51 @@ class Envoy:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")[-5000:]
+
+    def cluster_names(self, section: str) -> set[str]:
+        """Names in a clusters section of config_dump ('dynamic_warming_clusters', ...)."""
+        try:
+            return {entry["cluster"]["name"] for entry in self.dynamic(section)}
+        except (TypeError, KeyError):  # admin not answering (yet)
+            return set()
+
+    def host_count(self, cluster: str) -> int:
+        """How many hosts Envoy's cluster manager holds for `cluster`."""
+        for status in (self.admin("/clusters?format=json") or {}).get("cluster_statuses", []):
+            if status["name"] == cluster:
+                return len(status.get("host_statuses", []))
+        return 0
+
+
+class Traffic:
+    """GETs through an Envoy listener from a thread until stopped; bounded in count and time."""
+
+    def __init__(self, port: int, path: str = "/", *, seconds: float = 120.0,
+                 max_requests: int = 10_000, pace: float = 0.01) -> None:
+        self.port, self.path = port, path
+        self.sent = 0
+        self.failures: list[object] = []
+        self._limits = (time.monotonic() + seconds, max_requests, pace)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        deadline, max_requests, pace = self._limits
+        while not self._stop.is_set() and time.monotonic() < deadline \
+                and self.sent < max_requests:
+            self.sent += 1
+            try:
+                status, body = get_through(self.port, self.path, timeout=2)
+                if status != 200:
+                    self.failures.append((status, body[:200]))
+            except Exception as exc:  # every failure counts, whatever its kind
+                self.failures.append(repr(exc))
+            self._stop.wait(pace)  # pacing between requests, not synchronisation
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
 
 
 def get_through(port: int, path: str = "/", host: str = "example.com",

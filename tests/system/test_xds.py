@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import itertools
-import threading
-import time
 
 import pytest
 
 from raftplane.devcluster import free_port
+from tests.faults.toxiproxy import proxy_for, start_toxiproxy
 from tests.system.conftest import start_cluster
-from tests.system.envoy import Envoy, Upstream, get_through
+from tests.system.envoy import Envoy, Traffic, Upstream, get_through
 from tests.system.http import call, eventually
 from tests.system.raft_client import inject_put
 
@@ -39,8 +38,8 @@ def upstreams():
 def envoys(tmp_path):
     started: list[Envoy] = []
 
-    def start(api: str, dataplane: str, delta: bool = False) -> Envoy:
-        envoy = Envoy(api, TEAM, dataplane, tmp_path, delta=delta)
+    def start(api: str, dataplane: str, delta: bool = False, edit=None) -> Envoy:
+        envoy = Envoy(api, TEAM, dataplane, tmp_path, delta=delta, edit=edit)
         started.append(envoy)
         return envoy
 
@@ -164,37 +163,20 @@ def test_envoy_keeps_serving_when_a_replica_dies(xds_cluster, upstreams, envoys,
     before = versions(envoy)
     modified_before = (envoy.stat("cluster_manager.cluster_modified"),
                        envoy.stat("listener_manager.listener_modified"))
-    failures, sent = [], [0]
-    stop = threading.Event()
-
-    def traffic() -> None:
-        deadline = time.monotonic() + 60
-        while not stop.is_set() and time.monotonic() < deadline and sent[0] < 5000:
-            sent[0] += 1
-            try:
-                status, body = dp.get("/loop", timeout=2)
-                if status != 200:
-                    failures.append((status, body))
-            except Exception as exc:  # every failure counts, whatever its kind
-                failures.append(repr(exc))
-            time.sleep(0.01)
-
-    loop = threading.Thread(target=traffic)
-    loop.start()
+    traffic = Traffic(dp.port, "/loop")
     try:
-        eventually(lambda: sent[0] > 20, timeout=10)
+        eventually(lambda: traffic.sent > 20, timeout=10)
         c.kill(killed)
         survivors = [i for i in c.nodes if i != killed]
         c.leader(timeout=30, among=survivors)
         if killed == replica:
             eventually(lambda: connected_replica(c, dp.name) in survivors, timeout=30)
-        mark = sent[0]
-        eventually(lambda: sent[0] > mark + 20, timeout=10)
+        mark = traffic.sent
+        eventually(lambda: traffic.sent > mark + 20, timeout=10)
     finally:
-        stop.set()
-        loop.join()
+        traffic.stop()
     try:
-        assert failures == [], failures[:5]
+        assert traffic.failures == [], traffic.failures[:5]
         # Reconnecting to another replica with no change brings no new config.
         assert versions(envoy) == before
         assert (envoy.stat("cluster_manager.cluster_modified"),
@@ -261,3 +243,57 @@ def test_delta_sends_only_the_changed_cluster(xds_cluster, upstreams, envoys):
     status = eventually(lambda: (s := cds())["responses"] > before and s, timeout=20)
     assert status["lastResources"] == 1
     eventually(lambda: dp.serves("/beta/y", "beta /y"), timeout=20)
+
+
+def _retarget(toxiproxy, name: str, upstream: str) -> None:
+    """Point proxy `name` at another upstream (Toxiproxy API: POST /proxies/{name})."""
+    r = call("POST", f"http://{toxiproxy.host}:{toxiproxy.port}/proxies/{name}",
+             {"upstream": upstream})
+    assert r.status == 200, r.body
+
+
+@pytest.mark.parametrize("mode", ["sotw", "delta"])
+def test_a_cluster_warming_when_its_replica_dies_finishes_from_another(
+        xds_cluster, upstreams, envoys, mode):
+    """Envoy holds a new cluster in warming (its endpoints still on the wire) when the replica
+    it talks to is killed; the replica it reconnects to must send those endpoints."""
+    c = xds_cluster
+    dp = Dataplane(c, c.api(c.leader()), upstreams)
+    first, second = c.followers()[:2]
+    with start_toxiproxy() as toxiproxy:
+        proxy, address = proxy_for(toxiproxy, f"xds-{dp.name}", c.nodes[first].xds)
+        host, port = address.rsplit(":", 1)
+
+        def via_proxy(bootstrap: dict) -> None:
+            for cluster in bootstrap["static_resources"]["clusters"]:
+                cluster["load_assignment"]["endpoints"] = [{"lb_endpoints": [{"endpoint": {
+                    "address": {"socket_address": {"address": host, "port_value": int(port)}}}}]}]
+
+        envoy = envoys(c.api(c.leader()), dp.name, delta=mode == "delta", edit=via_proxy)
+        eventually(lambda: dp.serves("/", "alpha /"), timeout=30)
+        big = f"{dp.name}-big"
+        # 400 endpoints: ~10 KB of ClusterLoadAssignment, over a link of 6 KB/s.
+        ok(call("POST", f"{dp.api}/clusters", {"name": big, "team": TEAM, "endpoints": [
+            {"host": f"127.0.{1 + i // 200}.{1 + i % 200}", "port": 9} for i in range(400)]}))
+        proxy.add_toxic(type="bandwidth", stream="downstream", attributes={"rate": 6},
+                        name="slow-xds")
+        traffic = Traffic(dp.port, "/still")
+        try:
+            dp.set_routes([forward("big", "/big/", big), forward("all", "/", dp.cluster_name(
+                "alpha"))])
+            eventually(lambda: big in envoy.cluster_names("dynamic_warming_clusters"),
+                       timeout=20, interval=0.02)
+            c.kill(first)
+            proxy.destroy_toxic("slow-xds")
+            _retarget(toxiproxy, proxy.name, c.nodes[second].xds)
+            eventually(lambda: big in envoy.cluster_names("dynamic_active_clusters")
+                       and big not in envoy.cluster_names("dynamic_warming_clusters"),
+                       timeout=30)
+            assert envoy.host_count(big) == 400
+            eventually(lambda: connected_replica(c, dp.name) == second, timeout=10)
+        finally:
+            traffic.stop()
+            c.spawn(first)
+            c.wait_ready(timeout=60)
+        assert traffic.failures == [], traffic.failures[:5]
+        assert traffic.sent > 0
