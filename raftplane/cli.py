@@ -11,6 +11,7 @@ import uvloop
 
 from raftplane import logs
 from raftplane.cluster.config import (
+    ApiTls,
     ConfigError,
     NodeConfig,
     XdsTls,
@@ -51,6 +52,12 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    default=_env("XDS_INSECURE", "") in ("1", "true"),
                    help="serve xDS in plain text, without client certificates "
                         "[RAFTPLANE_XDS_INSECURE=1]")
+    p.add_argument("--api-tls-cert", default=_env("API_TLS_CERT"),
+                   help="PEM certificate: serve the REST API over HTTPS [RAFTPLANE_API_TLS_CERT]")
+    p.add_argument("--api-tls-key", default=_env("API_TLS_KEY"), help="[RAFTPLANE_API_TLS_KEY]")
+    p.add_argument("--api-tls-ca", default=_env("API_TLS_CA"),
+                   help="PEM CA that signed every node's API certificate; forwarded writes "
+                        "only go to a peer it verifies [RAFTPLANE_API_TLS_CA]")
     p.add_argument("--members", default=_env("MEMBERS"),
                    help="'id=n1,raft=HOST:PORT,api=URL[,xds=HOST:PORT];...' or @cluster.json "
                         "[RAFTPLANE_MEMBERS]")
@@ -76,6 +83,8 @@ def _dev_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--xds-tls", action="store_true",
                    help="create a local CA and serve xDS with mutual TLS (default: plain text, "
                         "with --xds-insecure)")
+    p.add_argument("--api-tls", action="store_true",
+                   help="serve the REST API over HTTPS (local CA), between nodes too")
     p.add_argument("--demo", action="store_true",
                    help="also start an upstream and a real Envoy configured through the API")
 
@@ -105,8 +114,13 @@ def _config_from_args(args: argparse.Namespace) -> NodeConfig:
     xds_tls = XdsTls(Path(args.xds_tls_cert), Path(args.xds_tls_key), Path(args.xds_tls_ca),
                      Path(args.xds_tls_ca_key) if args.xds_tls_ca_key else None) \
         if all(tls_files) else None
+    api_files = (args.api_tls_cert, args.api_tls_key, args.api_tls_ca)
+    if any(api_files) and not all(api_files):
+        raise ConfigError("--api-tls-cert, --api-tls-key and --api-tls-ca go together")
+    api_tls = ApiTls(*(Path(f) for f in api_files)) if all(api_files) else None
     return NodeConfig(
         node_id=args.node_id,
+        api_tls=api_tls,
         data_dir=Path(args.data_dir),
         members=members,
         api_listen=args.api_listen,
@@ -165,7 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     from raftplane.devcluster import run_dev
 
     return run_dev(nodes=args.nodes, data_dir=Path(args.data_dir), log_level=args.log_level,
-                   demo=args.demo, xds_tls=args.xds_tls)
+                   demo=args.demo, xds_tls=args.xds_tls, api_tls=args.api_tls)
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import ssl
 import subprocess
 import sys
 import threading
@@ -51,20 +52,21 @@ def envoy_binary() -> str:
     return found
 
 
-def _request(method: str, url: str, token: str, body: dict | None = None
-             ) -> tuple[int, object]:
+def _request(method: str, url: str, token: str, body: dict | None = None,
+             context: ssl.SSLContext | None = None) -> tuple[int, object]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method,
                                  headers={"Content-Type": "application/json",
                                           "Authorization": f"Bearer {token}"})
     try:
-        with urllib.request.urlopen(req, timeout=15) as resp:
+        with urllib.request.urlopen(req, timeout=15, context=context) as resp:
             return resp.status, json.loads(resp.read() or b"null")
     except urllib.error.HTTPError as err:
         return err.code, json.loads(err.read() or b"null")
 
 
-def configure(api: str, token: str, upstream_port: int, listener_port: int) -> None:
+def configure(api: str, token: str, upstream_port: int, listener_port: int,
+              context: ssl.SSLContext | None = None) -> None:
     """Create (or update) the demo's team, dataplane, cluster, routes and listener."""
     v1 = api + "/api/v1"
     resources = [
@@ -86,18 +88,19 @@ def configure(api: str, token: str, upstream_port: int, listener_port: int) -> N
                                            "routeConfigName": "demo-routes"}]}]}),
     ]
     for kind, url, body in resources:
-        status, answer = _request("POST", url, token, body)
+        status, answer = _request("POST", url, token, body, context)
         if status == 409 and kind not in ("teams", "dataplanes"):
-            status, answer = _request("PUT", f"{url}/{body['name']}", token, body)
+            status, answer = _request("PUT", f"{url}/{body['name']}", token, body, context)
         if status not in (200, 201, 409):
             raise RuntimeError(f"creating {kind} '{body['name']}' failed: {status} {answer}")
 
 
-def start_envoy(api: str, token: str, data_dir: Path, admin_port: int) -> subprocess.Popen:
+def start_envoy(api: str, token: str, data_dir: Path, admin_port: int,
+                context: ssl.SSLContext | None = None) -> subprocess.Popen:
     """Fetch the dataplane's bootstrap from the API and start Envoy with it."""
     status, bootstrap = _request(
         "GET", f"{api}/api/v1/teams/{TEAM}/dataplanes/{DATAPLANE}/bootstrap"
-               f"?format=json&adminPort={admin_port}", token)
+               f"?format=json&adminPort={admin_port}", token, context=context)
     if status != 200:
         raise RuntimeError(f"bootstrap request failed: {status} {bootstrap}")
     path = data_dir / "envoy-bootstrap.json"

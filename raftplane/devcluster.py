@@ -7,6 +7,7 @@ import os
 import secrets
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import time
@@ -39,8 +40,10 @@ class LocalCluster:
     """Starts, kills and restarts raftplane node processes that share one cluster.json."""
 
     def __init__(self, data_dir: Path, nodes: int = 3, *, log_level: str = "INFO",
-                 extra_args: list[str] | None = None, xds_tls: bool = False) -> None:
+                 extra_args: list[str] | None = None, xds_tls: bool = False,
+                 api_tls: bool = False) -> None:
         self.xds_tls = xds_tls
+        self.api_tls = api_tls
         self.data_dir = Path(data_dir).resolve()
         self.size = nodes
         self.log_level = log_level
@@ -63,14 +66,16 @@ class LocalCluster:
         else:
             for i in range(1, self.size + 1):
                 node_id = f"n{i}"
+                scheme = "https" if self.api_tls else "http"
                 self.nodes[node_id] = LocalNode(
-                    node_id, f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}",
+                    node_id, f"{scheme}://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}",
                     f"127.0.0.1:{free_port()}",
                 )
         if not self.secret_file.exists():
             self.secret_file.write_text(secrets.token_urlsafe(32))
             self.secret_file.chmod(0o600)
         self._xds_security()
+        self._api_security()
         self._write_cluster_file()
         return self
 
@@ -85,17 +90,39 @@ class LocalCluster:
     def pki_dir(self) -> Path:
         return self.data_dir / "pki"
 
+    def _ensure_pki(self) -> None:
+        from raftplane.auth.certs import write_pki
+
+        if not (self.pki_dir / "ca.pem").exists():
+            write_pki(self.pki_dir, {node_id: ["127.0.0.1", "localhost"]
+                                     for node_id in self.nodes})
+
+    @property
+    def ssl_context(self) -> ssl.SSLContext | None:
+        """What a client of this cluster's HTTPS API trusts (None: plain HTTP)."""
+        if not self.api_tls:
+            return None
+        return ssl.create_default_context(cafile=str(self.pki_dir / "ca.pem"))
+
+    def _api_security(self) -> None:
+        """HTTPS on every node's API (and so between nodes), from the local CA."""
+        if not self.api_tls:
+            return
+        self._ensure_pki()
+        for node_id in self.nodes:
+            self.node_args.setdefault(node_id, []).extend([
+                "--api-tls-cert", str(self.pki_dir / f"{node_id}.pem"),
+                "--api-tls-key", str(self.pki_dir / f"{node_id}-key.pem"),
+                "--api-tls-ca", str(self.pki_dir / "ca.pem"),
+            ])
+
     def _xds_security(self) -> None:
         """mTLS for xDS with a local CA, or an explicit plain-text opt-in."""
         if not self.xds_tls:
             for node_id in self.nodes:
                 self.node_args.setdefault(node_id, []).append("--xds-insecure")
             return
-        from raftplane.auth.certs import write_pki
-
-        if not (self.pki_dir / "ca.pem").exists():
-            write_pki(self.pki_dir, {node_id: ["127.0.0.1", "localhost"]
-                                     for node_id in self.nodes})
+        self._ensure_pki()
         for node_id in self.nodes:
             self.node_args.setdefault(node_id, []).extend([
                 "--xds-tls-cert", str(self.pki_dir / f"{node_id}.pem"),
@@ -113,6 +140,8 @@ class LocalCluster:
             "secretFile": str(self.secret_file),
             "adminTokenFile": str(self.admin_token_file),
         }
+        if self.api_tls:
+            doc["caFile"] = str(self.pki_dir / "ca.pem")
         tmp = self.cluster_file.with_suffix(".tmp")
         tmp.write_text(json.dumps(doc, indent=2))
         tmp.replace(self.cluster_file)
@@ -126,7 +155,7 @@ class LocalCluster:
             sys.executable, "-m", "raftplane", "serve",
             "--node-id", node_id,
             "--data-dir", str(self.data_dir / "nodes" / node_id),
-            "--api-listen", node.api.removeprefix("http://"),
+            "--api-listen", node.api.split("://", 1)[1],
             "--members", f"@{self.cluster_file}",
             "--cluster-secret-file", str(self.secret_file),
             "--log-level", self.log_level,
@@ -182,7 +211,7 @@ class LocalCluster:
         req = urllib.request.Request(self.nodes[node_id].api + "/api/v1/cluster/status",
                                      headers=headers)
         try:
-            with urllib.request.urlopen(req, timeout=timeout) as resp:
+            with urllib.request.urlopen(req, timeout=timeout, context=self.ssl_context) as resp:
                 return json.loads(resp.read())
         except (OSError, urllib.error.URLError, ValueError):
             return None
@@ -209,7 +238,7 @@ class LocalCluster:
             for node_id in sorted(pending):
                 try:
                     with urllib.request.urlopen(self.nodes[node_id].api + "/readyz",
-                                                timeout=2) as resp:
+                                                timeout=2, context=self.ssl_context) as resp:
                         if resp.status == 200:
                             pending.discard(node_id)
                 except (OSError, urllib.error.URLError):
@@ -234,7 +263,8 @@ class LocalCluster:
                 token = path.read_text().strip()
                 node = next(iter(self.nodes.values()))
                 status, body = _post_json(node.api + "/api/v1/bootstrap/initialize",
-                                          {"setupToken": token, "name": "dev-admin"})
+                                          {"setupToken": token, "name": "dev-admin"},
+                                          self.ssl_context)
                 if status == 201:
                     fd = os.open(self.admin_token_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC,
                                  0o600)
@@ -245,11 +275,12 @@ class LocalCluster:
         raise TimeoutError(f"could not initialize the cluster within {timeout}s")
 
 
-def _post_json(url: str, body: dict) -> tuple[int, dict]:
+def _post_json(url: str, body: dict, context: ssl.SSLContext | None = None
+               ) -> tuple[int, dict]:
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
     try:
-        with urllib.request.urlopen(req, timeout=15) as resp:
+        with urllib.request.urlopen(req, timeout=15, context=context) as resp:
             return resp.status, json.loads(resp.read())
     except urllib.error.HTTPError as err:
         return err.code, {}
@@ -258,12 +289,13 @@ def _post_json(url: str, body: dict) -> tuple[int, dict]:
 
 
 def run_dev(nodes: int, data_dir: Path, log_level: str = "INFO", demo: bool = False,
-            xds_tls: bool = False) -> int:
+            xds_tls: bool = False, api_tls: bool = False) -> int:
     """Start a local cluster, print how to use it, stay in the foreground until Ctrl-C.
 
     With `demo`, also start an upstream and a real Envoy configured through a follower.
     """
-    cluster = LocalCluster(data_dir, nodes, log_level=log_level, xds_tls=xds_tls)
+    cluster = LocalCluster(data_dir, nodes, log_level=log_level, xds_tls=xds_tls,
+                           api_tls=api_tls)
     stop = False
     envoy = upstream = None
 
@@ -312,9 +344,10 @@ def _start_demo(cluster: LocalCluster, leader: str) -> tuple[subprocess.Popen, o
         "listener": free_port(), "admin": free_port()}
     state_file.write_text(json.dumps(ports))
     upstream = demo.DemoUpstream()
-    demo.configure(follower.api, cluster.admin_token, upstream.port, ports["listener"])
+    context = cluster.ssl_context
+    demo.configure(follower.api, cluster.admin_token, upstream.port, ports["listener"], context)
     envoy = demo.start_envoy(follower.api, cluster.admin_token, cluster.data_dir,
-                             ports["admin"])
+                             ports["admin"], context)
     answer = demo.wait_for_traffic(ports["listener"])
     print(os.linesep.join([
         "",
@@ -339,21 +372,25 @@ def _banner(cluster: LocalCluster, leader: str) -> str:
     follower = next(n for n in cluster.nodes.values() if n.id != leader) \
         if len(cluster.nodes) > 1 else cluster.nodes[leader]
     api = follower.api
+    curl = f"curl -s --cacert {cluster.pki_dir / 'ca.pem'}" if cluster.api_tls else "curl -s"
     lines += [
         f"  cluster file: {cluster.cluster_file}",
         f"  admin token:  {cluster.admin_token_file} (mode 0600)",
         f"  xDS:          mutual TLS, CA {cluster.pki_dir / 'ca.pem'}" if cluster.xds_tls else
         "  xDS:          PLAIN TEXT (--xds-insecure): any process that reaches the xDS port "
         "gets config; use --xds-tls for mutual TLS",
+        f"  REST API:     HTTPS (also between nodes), CA {cluster.pki_dir / 'ca.pem'}"
+        if cluster.api_tls else
+        "  REST API:     plain HTTP on 127.0.0.1; use --api-tls for HTTPS (also between nodes)",
         "",
         "Try it (writes may go to any node; followers forward them to the leader):",
         f"  export AUTH=\"Authorization: Bearer $(cat {cluster.admin_token_file})\"",
-        f"  curl -s -H \"$AUTH\" -XPOST {api}/api/v1/teams -d '{{\"name\": \"payments\"}}'",
-        f"  curl -s -H \"$AUTH\" -XPOST {api}/api/v1/clusters -d '{{\"name\": \"echo\", "
+        f"  {curl} -H \"$AUTH\" -XPOST {api}/api/v1/teams -d '{{\"name\": \"payments\"}}'",
+        f"  {curl} -H \"$AUTH\" -XPOST {api}/api/v1/clusters -d '{{\"name\": \"echo\", "
         "\"team\": \"payments\", \"endpoints\": [{\"host\": \"127.0.0.1\", "
         "\"port\": 9000}]}'",
-        f"  curl -s -H \"$AUTH\" {api}/api/v1/clusters/echo",
-        f"  curl -s -H \"$AUTH\" {api}/api/v1/cluster/status",
+        f"  {curl} -H \"$AUTH\" {api}/api/v1/clusters/echo",
+        f"  {curl} -H \"$AUTH\" {api}/api/v1/cluster/status",
         "",
         "Ctrl-C stops every node.",
     ]

@@ -12,6 +12,7 @@ from raftplane.api.app import create_app
 from raftplane.api.context import AUTH_STATE
 from raftplane.api.metrics import ApiMetrics
 from raftplane.auth.day0 import setup_token_hook
+from raftplane.cluster import api_tls
 from raftplane.cluster.config import NodeConfig
 from raftplane.cluster.node import ClusterNode
 from raftplane.storage.store import Store
@@ -38,12 +39,14 @@ async def run_node(config: NodeConfig) -> None:
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     host, port = split_host_port(config.api_listen)
-    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024)
+    ssl_context = api_tls.server_context(config.api_tls) if config.api_tls else None
+    site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024,
+                       ssl_context=ssl_context)
     await site.start()
     if config.xds_listen:
         await xds.start(config.xds_listen, config.xds_tls)
-    log.info("node started", extra={"api": config.api_listen, "raft": config.me.raft,
-                                    "xds": config.xds_listen,
+    log.info("node started", extra={"api": config.api_listen, "apiTls": bool(ssl_context),
+                                    "raft": config.me.raft, "xds": config.xds_listen,
                                     "members": [m.id for m in config.members],
                                     "revision": store.applied_index})
     stop = asyncio.Event()

@@ -27,6 +27,7 @@ from raftplane.api.system import system_routes
 from raftplane.api.xds_routes import xds_routes
 from raftplane.auth.state import AuthState
 from raftplane.auth.verified import VerifiedTokens
+from raftplane.cluster import api_tls
 from raftplane.cluster.forwarding import Forwarder
 from raftplane.cluster.node import ClusterNode
 from raftplane.xds.runtime import XdsRuntime
@@ -101,7 +102,9 @@ def create_app(node: ClusterNode, xds: XdsRuntime, metrics: ApiMetrics) -> web.A
     app[AUTH_STATE] = AuthState(node.store, node.config.secret)
     app[VERIFIED_TOKENS] = VerifiedTokens()
     app[XDS] = xds
-    app[FORWARDER] = Forwarder(node.config.node_id, node.config.forward_timeout)
+    tls = node.config.api_tls
+    app[FORWARDER] = Forwarder(node.config.node_id, node.config.forward_timeout,
+                               api_tls.client_context(tls) if tls else None)
     app[METRICS] = metrics
     scopes: dict[tuple[str, str], str] = {}
     for route in all_routes():

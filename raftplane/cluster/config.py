@@ -51,6 +51,15 @@ class XdsTls:
 
 
 @dataclass(frozen=True)
+class ApiTls:
+    """PEM files for HTTPS on the REST API; `ca` verifies the other nodes when forwarding."""
+
+    cert: Path
+    key: Path
+    ca: Path
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     """Everything one node needs to run."""
 
@@ -63,6 +72,7 @@ class NodeConfig:
     xds_dns_name: str = ""  # host:port of a headless Service naming every replica
     xds_tls: XdsTls | None = None  # mTLS for xDS; None needs xds_insecure
     xds_insecure: bool = False  # serve plain-text xDS (explicit opt-in)
+    api_tls: ApiTls | None = None  # HTTPS on the REST API and between nodes
     secret: str | None = None
     write_timeout: float = 10.0  # seconds a write may wait for commit+apply before 504
     forward_timeout: float = 15.0
@@ -103,6 +113,14 @@ class NodeConfig:
                 "xDS needs mutual TLS (--xds-tls-cert/--xds-tls-key/--xds-tls-ca, see "
                 "`raftplane certs`) or an explicit --xds-insecure for plain text"
             )
+        plain = [m.id for m in self.members if not m.api.startswith("https://")]
+        if self.api_tls is not None and plain:
+            raise ConfigError(
+                f"with --api-tls-* every member's api URL must be https:// (not: "
+                f"{', '.join(plain)}): forwarded writes carry the caller's token")
+        if self.api_tls is None and self.me.api.startswith("https://"):
+            raise ConfigError(f"member {self.node_id}'s api URL is https:// but no "
+                              "--api-tls-cert/--api-tls-key/--api-tls-ca were given")
         if self.secret is not None and len(self.secret) < 16:
             raise ConfigError("the cluster secret must be at least 16 characters")
 

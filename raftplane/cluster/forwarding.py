@@ -8,6 +8,7 @@ apply twice.
 
 from __future__ import annotations
 
+import ssl
 from dataclasses import dataclass
 
 import aiohttp
@@ -34,9 +35,11 @@ class Relayed:
 class Forwarder:
     """Relays HTTP requests to another node's API."""
 
-    def __init__(self, node_id: str, timeout: float) -> None:
+    def __init__(self, node_id: str, timeout: float,
+                 ssl_context: ssl.SSLContext | None = None) -> None:
         self._node_id = node_id
         self._timeout = timeout
+        self._ssl = ssl_context if ssl_context is not None else True  # True: default checks
         self._session: aiohttp.ClientSession | None = None
 
     async def close(self) -> None:
@@ -46,7 +49,7 @@ class Forwarder:
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None:
             self._session = aiohttp.ClientSession(
-                connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30),
+                connector=aiohttp.TCPConnector(limit=256, keepalive_timeout=30, ssl=self._ssl),
                 timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=2.0),
                 auto_decompress=False,
             )

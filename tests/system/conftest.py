@@ -5,13 +5,16 @@ from __future__ import annotations
 import pytest
 
 from raftplane.devcluster import LocalCluster
-from tests.system.http import call, register_token
+from tests.system.http import call, register_context, register_token
 
 
 class Cluster(LocalCluster):
     """LocalCluster with test conveniences (requests carry its admin token by default)."""
 
     def wait_ready(self, *args, **kwargs) -> None:
+        for node in self.nodes.values():
+            if self.ssl_context is not None:
+                register_context(node.api, self.ssl_context)
         super().wait_ready(*args, **kwargs)
         for node in self.nodes.values():
             register_token(node.api, self.admin_token)
@@ -28,8 +31,9 @@ class Cluster(LocalCluster):
         assert r.status in (201, 409), r.body
 
 
-def start_cluster(tmp_path_factory: pytest.TempPathFactory, name: str, nodes: int = 3) -> Cluster:
-    cluster = Cluster(tmp_path_factory.mktemp(name), nodes, log_level="INFO")
+def start_cluster(tmp_path_factory: pytest.TempPathFactory, name: str, nodes: int = 3,
+                  **options) -> Cluster:
+    cluster = Cluster(tmp_path_factory.mktemp(name), nodes, log_level="INFO", **options)
     cluster.start()
     try:
         cluster.wait_ready(timeout=60)

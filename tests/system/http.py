@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -22,11 +23,21 @@ class Reply:
 
 # Base URL -> bearer token, registered by the cluster fixtures, used unless a call says auth=.
 TOKENS: dict[str, str] = {}
+# Base URL -> what to trust for an https:// node (its cluster's CA).
+CONTEXTS: dict[str, ssl.SSLContext] = {}
 _DEFAULT = object()
 
 
 def register_token(base_url: str, token: str) -> None:
     TOKENS[base_url.rstrip("/")] = token
+
+
+def register_context(base_url: str, context: ssl.SSLContext) -> None:
+    CONTEXTS[base_url.rstrip("/")] = context
+
+
+def _registered(table: dict, url: str):
+    return next((v for base, v in table.items() if url.startswith(base + "/")), None)
 
 
 def call(method: str, url: str, body: object = None, *, raw: bytes | None = None,
@@ -40,14 +51,15 @@ def call(method: str, url: str, body: object = None, *, raw: bytes | None = None
     data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
     headers = dict(headers or {})
     if auth is _DEFAULT:
-        auth = next((t for base, t in TOKENS.items() if url.startswith(base + "/")), None)
+        auth = _registered(TOKENS, url)
     if auth is not None and "Authorization" not in headers:
         headers["Authorization"] = f"Bearer {auth}"
     req = urllib.request.Request(url, data=data, method=method, headers=headers)
     if data is not None and "Content-Type" not in (headers or {}):
         req.add_header("Content-Type", "application/json")
     try:
-        with urllib.request.urlopen(req, timeout=timeout) as resp:
+        with urllib.request.urlopen(req, timeout=timeout,
+                                    context=_registered(CONTEXTS, url)) as resp:
             status, hdrs, payload = resp.status, resp.headers, resp.read()
     except urllib.error.HTTPError as err:
         status, hdrs, payload = err.code, err.headers, err.read()

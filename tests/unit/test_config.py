@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from raftplane.cluster.config import ConfigError, Member, NodeConfig, members_from_text
+from raftplane.cluster.config import ApiTls, ConfigError, Member, NodeConfig, members_from_text
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -51,3 +51,13 @@ def test_unsafe_configurations_are_refused():
     with pytest.raises(ConfigError, match="mutual TLS"):
         config(secret="x" * 20, xds_insecure=False).validate()
     config(secret="x" * 20).validate()
+
+
+def test_api_tls_needs_https_members_and_https_needs_api_tls():
+    tls = ApiTls(Path("c.pem"), Path("k.pem"), Path("ca.pem"))
+    with pytest.raises(ConfigError, match=r"must be https:// \(not: a, b\)"):
+        config(secret="x" * 20, api_tls=tls).validate()
+    https = (Member("a", "h:1", "https://h:2"), Member("b", "h:3", "https://h:4"))
+    config(secret="x" * 20, api_tls=tls, members=https).validate()
+    with pytest.raises(ConfigError, match="no --api-tls-cert"):
+        config(secret="x" * 20, members=https).validate()
