@@ -2,7 +2,8 @@
 
 Updated incrementally from the keys each applied entry changed: only changed resources are
 re-translated, and only the dataplane views that contain them (or whose listeners changed)
-are recomputed. Every resource is serialized once and shared by every stream.
+are recomputed. A resource is translated when a view first needs it (a node that serves no
+Envoy that uses it never pays for it), then serialized once and shared by every stream.
 
 Versions are revisions (invariant 6): a resource's version is the revision that last
 changed it; a set's version is derived from its members' names and revisions only, so two
@@ -65,7 +66,8 @@ class XdsCache:
 
     def __init__(self, store: Store) -> None:
         self._store = store
-        self._by_type: dict[str, dict[str, XdsResource]] = {t: {} for t in PUSH_ORDER}
+        self._translated: dict[str, dict[str, XdsResource | None]] = {t: {} for t in PUSH_ORDER}
+        self._cluster_json: dict[str, dict] = {}
         self._listener_json: dict[str, dict] = {}
         self._route_json: dict[str, dict] = {}
         self._listeners_of: dict[str, set[str]] = defaultdict(set)  # scope key -> listeners
@@ -77,7 +79,8 @@ class XdsCache:
     # ---- loading --------------------------------------------------------------------------
     def load_all(self) -> None:
         """(Re)build everything from the store (boot, snapshot install)."""
-        self._by_type = {t: {} for t in PUSH_ORDER}
+        self._translated = {t: {} for t in PUSH_ORDER}
+        self._cluster_json.clear()
         self._listener_json.clear()
         self._route_json.clear()
         self._listeners_of.clear()
@@ -134,43 +137,56 @@ class XdsCache:
                     self._notify(dataplane, changed_types)
 
     def _put(self, kind: str, name: str, resource: dict) -> None:
-        version = str(resource["revision"])
-        try:
-            if kind == "clusters":
-                cluster = translate.cluster_to_envoy(resource)
-                self._by_type[CLUSTER][name] = _packed(name, version, cluster)
-                cla = translate.endpoints_to_envoy(resource)
-                if cla is not None:
-                    self._by_type[ENDPOINT][name] = _packed(name, version, cla)
-            elif kind == "route-configs":
-                self._route_json[name] = resource
-                route = translate.route_config_to_envoy(resource)
-                self._by_type[ROUTE][name] = _packed(name, version, route)
-            elif kind == "listeners":
-                self._listener_json[name] = resource
-                self._listeners_of[_scope_key(resource)].add(name)
-                listener = translate.listener_to_envoy(resource)
-                self._by_type[LISTENER][name] = _packed(name, version, listener)
-        except translate.TranslationError as exc:
-            self.translation_errors += 1
-            log.error("cannot translate %s '%s' (%s): %s", kind, name, exc.field, exc)
+        if kind == "clusters":
+            self._cluster_json[name] = resource
+        elif kind == "route-configs":
+            self._route_json[name] = resource
+        elif kind == "listeners":
+            self._listener_json[name] = resource
+            self._listeners_of[_scope_key(resource)].add(name)
 
     def _drop(self, kind: str, name: str) -> None:
+        for type_url in _types_of(kind):
+            self._translated[type_url].pop(name, None)
         if kind == "clusters":
-            self._by_type[CLUSTER].pop(name, None)
-            self._by_type[ENDPOINT].pop(name, None)
+            self._cluster_json.pop(name, None)
         elif kind == "route-configs":
             self._route_json.pop(name, None)
-            self._by_type[ROUTE].pop(name, None)
         elif kind == "listeners":
             old = self._listener_json.pop(name, None)
             if old is not None:
                 self._listeners_of[_scope_key(old)].discard(name)
-            self._by_type[LISTENER].pop(name, None)
 
     def resource(self, type_url: str, name: str) -> XdsResource | None:
         """The current translated resource of any dataplane (None if it does not exist)."""
-        return self._by_type[type_url].get(name)
+        memo = self._translated[type_url]
+        if name not in memo:
+            self._translate(type_url, name)
+        return memo.get(name)
+
+    def _translate(self, type_url: str, name: str) -> None:
+        """Translate one stored resource into the memo (None: absent or not translatable)."""
+        source = {CLUSTER: self._cluster_json, ENDPOINT: self._cluster_json,
+                  ROUTE: self._route_json, LISTENER: self._listener_json}[type_url]
+        resource = source.get(name)
+        if resource is None:
+            return
+        version = str(resource["revision"])
+        memo = self._translated[type_url]
+        try:
+            if type_url == CLUSTER:
+                message = translate.cluster_to_envoy(resource)
+            elif type_url == ENDPOINT:
+                message = translate.endpoints_to_envoy(resource)
+            elif type_url == ROUTE:
+                message = translate.route_config_to_envoy(resource)
+            else:
+                message = translate.listener_to_envoy(resource)
+        except translate.TranslationError as exc:
+            self.translation_errors += 1
+            log.error("cannot translate %s '%s' (%s): %s", type_url, name, exc.field, exc)
+            message = None
+        memo[name] = _packed(name, version, message) if message is not None else None
 
     # ---- views ----------------------------------------------------------------------------
     def view(self, dataplane: str) -> DataplaneView:
@@ -196,8 +212,8 @@ class XdsCache:
         wanted = {LISTENER: listeners, ROUTE: routes, CLUSTER: clusters, ENDPOINT: clusters}
         view = DataplaneView(dataplane)
         for type_url, names in wanted.items():
-            available = self._by_type[type_url]
-            view.resources[type_url] = {n: available[n] for n in sorted(names) if n in available}
+            found = ((n, self.resource(type_url, n)) for n in sorted(names))
+            view.resources[type_url] = {n: r for n, r in found if r is not None}
             view.versions[type_url] = set_version(view.resources[type_url].values())
         self._views[dataplane] = view
 
