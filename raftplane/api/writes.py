@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import logging
-import uuid
+import secrets
 from collections.abc import Callable
 
 from aiohttp import web
@@ -176,5 +177,10 @@ async def _relay(request: web.Request, body: bytes, key: str, leader_id: str
     return web.Response(status=relayed.status, headers=relayed.headers, body=relayed.body)
 
 
+_KEY_PREFIX = "rp-" + secrets.token_hex(8) + "-"
+_key_counter = itertools.count(1)
+
+
 def _new_key() -> str:
-    return "rp-" + uuid.uuid4().hex
+    """A key no other request gets: this process's random prefix and a counter."""
+    return f"{_KEY_PREFIX}{next(_key_counter)}"

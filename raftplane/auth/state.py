@@ -28,8 +28,18 @@ class AuthState:
 
     store: Store
     secret: str | None
-    _keys_cache: tuple[tuple, dict[str, Ed25519PublicKey]] = field(
-        default=((), {}), init=False, repr=False)
+    # Parsed public keys and the generation they were read at; the apply thread bumps the
+    # generation whenever an entry touches the signing keys.
+    _keys: tuple[int, dict[str, Ed25519PublicKey]] = field(default=(-1, {}), init=False,
+                                                           repr=False)
+    _keys_generation: int = field(default=0, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.store.add_applied_listener(self._on_applied)
+
+    def _on_applied(self, index: int, changed: list[tuple[str, str]]) -> None:
+        if any(kind in (SIGNING_KEYS, "*") for kind, _ in changed):
+            self._keys_generation += 1
 
     def bootstrap(self) -> dict | None:
         return self.store.get(AUTH, BOOTSTRAP)
@@ -42,14 +52,17 @@ class AuthState:
         return _all(self.store, SIGNING_KEYS)
 
     def public_keys(self) -> dict[str, Ed25519PublicKey]:
-        """Every key that may have signed a live token, by kid (parsed once per key set)."""
-        records = tuple((k["kid"], k["publicKey"]) for k in self.signing_keys())
-        cached_records, cached = self._keys_cache
-        if records != cached_records:
-            cached = {kid: Ed25519PublicKey.from_public_bytes(base64.b64decode(public))
-                      for kid, public in records}
-            self._keys_cache = (records, cached)
-        return cached
+        """Every key that may have signed a live token, by kid (read again only after an
+        applied entry changed the signing keys)."""
+        generation = self._keys_generation
+        read_at, parsed = self._keys
+        if read_at != generation:
+            parsed = {
+                k["kid"]: Ed25519PublicKey.from_public_bytes(base64.b64decode(k["publicKey"]))
+                for k in self.signing_keys()
+            }
+            self._keys = (generation, parsed)  # stale at once if a change landed meanwhile
+        return parsed
 
     def published_keys(self, now: int | None = None) -> dict[str, Ed25519PublicKey]:
         """Keys for the JWKS: the active one, and older ones while a token they signed lives."""
