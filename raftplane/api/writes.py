@@ -89,13 +89,15 @@ async def execute_write(
     except NoLeader as exc:
         raise no_leader(str(exc)) from exc
 
-    key = key or _new_key()
     fingerprint = hashlib.sha256(
         b"\n".join([request.method.encode(), request.path.encode(), body])
     ).digest()
-    stored = node.store.idempotent_result(key)
-    if stored is not None:
-        return _repeat(stored, fingerprint, key, request, location)
+    if key:  # a key this node makes up cannot have been used before
+        stored = node.store.idempotent_result(key)
+        if stored is not None:
+            return _repeat(stored, fingerprint, key, request, location)
+    else:
+        key = _new_key()
     if precheck is not None:
         precheck()
     command.idempotency_key = key
