@@ -5,21 +5,28 @@ Everything here talks to 127.0.0.1 only. Every loop is bounded by a count and a 
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import contextlib
 import ctypes
 import json
+import math
 import os
 import resource
+import shutil
 import signal
 import socket
+import statistics
 import subprocess
+import sys
+import tempfile
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -29,7 +36,7 @@ T = TypeVar("T")
 _PR_SET_PDEATHSIG = 1
 
 
-def _die_with_parent() -> None:
+def die_with_parent() -> None:
     """preexec_fn: have the kernel SIGKILL the child if the benchmark process dies.
 
     Only spawn from the main thread: PDEATHSIG fires when the spawning *thread* exits.
@@ -50,7 +57,7 @@ def spawn(
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
     finally:
         log.close()
@@ -80,6 +87,14 @@ def pid_alive(pid: int) -> bool:
     except (FileNotFoundError, ProcessLookupError, IndexError):
         return False
     return state != "Z"
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
 
 
 def kill_pid(pid: int) -> None:
@@ -164,8 +179,50 @@ def percentile(values: Sequence[float], q: float) -> float:
     if not values:
         return float("nan")
     s = sorted(values)
-    k = max(0, min(len(s) - 1, round(q / 100.0 * len(s) + 0.5) - 1))
+    k = max(0, min(len(s) - 1, math.ceil(q / 100.0 * len(s)) - 1))
     return s[k]
+
+
+@dataclass(frozen=True)
+class Summary:
+    """count, p50, p90, p99 and max (nearest rank) of a list of latencies."""
+
+    n: int
+    p50: float
+    p90: float
+    p99: float
+    max: float
+
+    @classmethod
+    def of(cls, values: Sequence[float]) -> Summary:
+        top = max(values) if values else float("nan")
+        q = [percentile(values, p) for p in (50, 90, 99)]
+        return cls(len(values), q[0], q[1], q[2], top)
+
+    @classmethod
+    def median(cls, runs: Sequence[Summary]) -> Summary:
+        """Column-wise median of several runs' summaries."""
+        cols = zip(*((r.n, r.p50, r.p90, r.p99, r.max) for r in runs), strict=True)
+        n, p50, p90, p99, top = (statistics.median(c) for c in cols)
+        return cls(round(n), p50, p90, p99, top)
+
+    def brief(self, digits: int = 1) -> str:
+        """``n=.. p50=..ms p90=..ms p99=..ms max=..ms``."""
+        qs = (("p50", self.p50), ("p90", self.p90), ("p99", self.p99), ("max", self.max))
+        return f"n={self.n} " + " ".join(f"{k}={fmt_ms(v, digits)}ms" for k, v in qs)
+
+    def cells(self, digits: int = 1) -> str:
+        """``| n | p50 | p90 | p99 | max |`` for a markdown row."""
+        qs = (self.p50, self.p90, self.p99, self.max)
+        return f"| {self.n} | " + " | ".join(fmt_ms(v, digits) for v in qs) + " |"
+
+
+def fmt_ms(value: float, digits: int = 1) -> str:
+    """A latency in ms, or ``-`` for NaN (no sample)."""
+    return "-" if math.isnan(value) else f"{value:.{digits}f}"
+
+
+SUMMARY_HEADER = "| count | p50 ms | p90 ms | p99 ms | max ms |"
 
 
 @dataclass
@@ -213,7 +270,7 @@ class RunResult:
         )
 
 
-def _cpu_seconds() -> float:
+def cpu_seconds() -> float:
     ru = resource.getrusage(resource.RUSAGE_SELF)
     return ru.ru_utime + ru.ru_stime
 
@@ -230,18 +287,17 @@ class HttpError(Exception):
     """Transport-level failure (connection closed, bad response)."""
 
 
-def build_request(url: str, body: bytes, headers: dict[str, str] | None = None) -> bytes:
-    """Serialise a ``POST`` with a JSON body for ``url`` as HTTP/1.1 bytes."""
+def build_request(
+    url: str, body: bytes = b"", headers: dict[str, str] | None = None, method: str = "POST"
+) -> bytes:
+    """Serialise a request (a JSON body unless it is a bodiless GET) as HTTP/1.1 bytes."""
     parts = urllib.parse.urlsplit(url)
     path = parts.path or "/"
     if parts.query:
         path += "?" + parts.query
-    lines = [
-        f"POST {path} HTTP/1.1",
-        f"Host: {parts.netloc}",
-        "Content-Type: application/json",
-        f"Content-Length: {len(body)}",
-    ]
+    lines = [f"{method} {path} HTTP/1.1", f"Host: {parts.netloc}"]
+    if body or method != "GET":
+        lines += ["Content-Type: application/json", f"Content-Length: {len(body)}"]
     lines += [f"{k}: {v}" for k, v in (headers or {}).items()]
     return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
@@ -443,7 +499,7 @@ async def run_writes(
 
     if client == "raw":
         requests = [build_request(url, b, headers) for b in bodies]
-        cpu0, t_start = _cpu_seconds(), perf()  # serialisation is not part of the run
+        cpu0, t_start = cpu_seconds(), perf()  # serialisation is not part of the run
         await asyncio.gather(*(raw_worker() for _ in range(concurrency)))
     elif client == "aiohttp":
         connector = aiohttp.TCPConnector(limit=concurrency + 4)
@@ -453,12 +509,12 @@ async def run_writes(
             skip_auto_headers=("User-Agent",),
             timeout=aiohttp.ClientTimeout(total=timeout),
         ) as session:
-            cpu0, t_start = _cpu_seconds(), perf()
+            cpu0, t_start = cpu_seconds(), perf()
             await asyncio.gather(*(aiohttp_worker(session) for _ in range(concurrency)))
     else:
         raise ValueError(f"unknown client {client!r}")
     elapsed = perf() - t_start
-    cpu = _cpu_seconds() - cpu0
+    cpu = cpu_seconds() - cpu0
     n_err = sum(errors.values())
     return RunResult(
         label=label,
@@ -481,25 +537,41 @@ class RaftNode:
     """One node from ``cluster.json``."""
 
     id: str
-    pid: int
+    pid: int  # 0 if cluster.json has none (node not running)
     api: str
     raft: str
+    token: str = ""  # admin bearer token from cluster.json's adminTokenFile, if any
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.token}"} if self.token else {}
 
 
 def read_cluster_json(path: str) -> list[RaftNode]:
-    """Parse a raftplane ``cluster.json``."""
+    """Parse a raftplane ``cluster.json`` (and read its admin token file, if it names one)."""
     with open(path) as f:
         doc = json.load(f)
+    token = ""
+    if doc.get("adminTokenFile"):
+        with contextlib.suppress(OSError), open(doc["adminTokenFile"]) as f:
+            token = f.read().strip()
     return [
-        RaftNode(id=str(n["id"]), pid=int(n["pid"]), api=n["api"].rstrip("/"), raft=n["raft"])
+        RaftNode(str(n["id"]), int(n.get("pid") or 0), n["api"].rstrip("/"), n["raft"], token)
         for n in doc["nodes"]
     ]
 
 
+def cluster_json_wants_token(path: str) -> bool:
+    """True if ``cluster.json`` names an admin token file (the API then needs a token)."""
+    with open(path) as f:
+        return bool(json.load(f).get("adminTokenFile"))
+
+
 def raft_status(node: RaftNode, timeout: float = 1.0) -> dict[str, Any] | None:
     """``GET /api/v1/cluster/status`` on one node, or None if it does not answer 200."""
+    url = f"{node.api}/api/v1/cluster/status"
     try:
-        status, body = http_json("GET", f"{node.api}/api/v1/cluster/status", timeout=timeout)
+        status, body = http_json("GET", url, timeout=timeout, headers=node.headers)
     except OSError:
         return None
     return body if status == 200 and isinstance(body, dict) else None
@@ -534,7 +606,8 @@ def create_body(name: str) -> bytes:
 
 def ensure_team(node: RaftNode, headers: dict[str, str] | None = None) -> None:
     """Create the ``bench`` team once (201, or 409 if it already exists)."""
-    status, body = http_json("POST", f"{node.api}/api/v1/teams", {"name": TEAM}, 10.0, headers)
+    hdrs = headers or node.headers
+    status, body = http_json("POST", f"{node.api}/api/v1/teams", {"name": TEAM}, 10.0, hdrs)
     if status not in (201, 409):
         raise RuntimeError(f"creating team {TEAM!r} on {node.api}: HTTP {status} {body}")
 
@@ -589,7 +662,11 @@ class RaftplaneDev:
             if not os.path.exists(self.cluster_json):
                 return None
             nodes = read_cluster_json(self.cluster_json)
-            return nodes if len(nodes) == self.n else None
+            if len(nodes) != self.n or not all(n.pid for n in nodes):
+                return None
+            if cluster_json_wants_token(self.cluster_json) and not nodes[0].token:
+                return None  # dev writes the admin token once the nodes are ready
+            return nodes
 
         def alive() -> bool:
             return proc.poll() is None
@@ -613,12 +690,17 @@ class RaftplaneDev:
     def stop(self) -> None:
         """Stop the dev cluster and every node process it started."""
         if self.proc is not None:
+            if self.proc.poll() is not None:
+                print(
+                    f"# raftplane dev had already exited with {self.proc.returncode}",
+                    file=sys.stderr,
+                )
             stop_process(self.proc, signal.SIGINT, self.grace)
         if not self.nodes and os.path.exists(self.cluster_json):
             with contextlib.suppress(Exception):
                 self.nodes = read_cluster_json(self.cluster_json)
         for n in self.nodes:
-            if pid_alive(n.pid):
+            if pid_alive(n.pid) and os.path.realpath(self.data_dir) in _cmdline(n.pid):
                 kill_pid(n.pid)
 
     def tail_log(self, lines: int = 30) -> str:
@@ -649,3 +731,206 @@ def interrupt_on_sigterm() -> Iterator[None]:
         yield
     finally:
         signal.signal(signal.SIGTERM, old)
+
+
+# --------------------------------------------------------------------------- command line
+
+
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows ``(default: ...)`` unless the help names the default or there is none."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if action.default in (None, "", False) or "default" in text:
+            return text
+        return super()._get_help_string(action) or text
+
+
+def bench_parser(doc: str | None) -> argparse.ArgumentParser:
+    """An argument parser described by the first paragraph of a script's docstring."""
+    return argparse.ArgumentParser(
+        description=(doc or "").split("\n\n")[0], formatter_class=_HelpFormatter
+    )
+
+
+def add_run_options(
+    ap: argparse.ArgumentParser,
+    *,
+    repeat: int,
+    repeat_help: str,
+    max_seconds: float,
+    max_seconds_help: str = "time cap per run",
+    keep_help: str = "keep the data dir and logs",
+) -> None:
+    """``--repeat``, ``--max-seconds``, ``--work-dir`` and ``--keep-dirs``."""
+    ap.add_argument("--repeat", type=int, default=repeat, help=repeat_help)
+    ap.add_argument("--max-seconds", type=float, default=max_seconds, help=max_seconds_help)
+    ap.add_argument(
+        "--work-dir", default=None, help="parent dir for cluster data (default $TMPDIR)"
+    )
+    ap.add_argument("--keep-dirs", action="store_true", help=keep_help)
+
+
+def run_main(bench: Callable[[], int]) -> int:
+    """Print the load average, then run ``bench`` with SIGTERM turned into Ctrl-C.
+
+    Ctrl-C / SIGTERM: the ``finally`` blocks stop what was started; exit status 130. A setup
+    or run failure (RuntimeError, TimeoutError) is printed without a traceback; status 1.
+    """
+    print(f"# load average at start: {os.getloadavg()[0]:.2f} (other work skews results)")
+    try:
+        with interrupt_on_sigterm():
+            return bench()
+    except KeyboardInterrupt:
+        print("# interrupted; everything it started is stopped", file=sys.stderr)
+        return 130
+    except (RuntimeError, TimeoutError) as exc:
+        print(f"# failed ({type(exc).__name__}): {exc}", file=sys.stderr)
+        return 1
+
+
+# --------------------------------------------------------------------------- xDS benches
+#
+# convergence.py and fanout.py: a LocalCluster started in-process (its node processes are our
+# children), one team and dataplane whose listener and route config reference one cluster.
+
+DATAPLANE = "dp1"
+XDS_CLUSTER = "bench-upstream"
+XDS_ROUTES = "bench-routes"
+XDS_LISTENER = "bench-listener"
+
+
+def must(status_body: tuple[int, Any], what: str, ok: Sequence[int] = (200, 201)) -> Any:
+    """The body of a setup call, or RuntimeError naming ``what``."""
+    status, body = status_body
+    if status not in ok:
+        raise RuntimeError(f"{what}: HTTP {status} {body}")
+    return body
+
+
+@dataclass
+class BenchCluster:
+    """A started LocalCluster, its leader and the admin token's headers."""
+
+    cluster: Any  # raftplane.devcluster.LocalCluster
+    leader: str
+    headers: dict[str, str]
+    keep: bool = False  # set to keep the data dir (e.g. after failed measurements)
+
+    def base(self, node_id: str) -> str:
+        """Base URL of a node's REST API (``.../api/v1``)."""
+        return str(self.cluster.nodes[node_id].api) + "/api/v1"
+
+    def follower(self) -> str:
+        return next(i for i in self.cluster.nodes if i != self.leader)
+
+    def call(
+        self,
+        method: str,
+        node_id: str,
+        path: str,
+        body: Any | None = None,
+        *,
+        what: str,
+        ok: Sequence[int] = (200, 201),
+        timeout: float = 10.0,
+    ) -> Any:
+        """An authenticated setup call on one node; its body, or RuntimeError naming ``what``."""
+        url = self.base(node_id) + path
+        return must(http_json(method, url, body, timeout, self.headers), what, ok)
+
+
+@contextlib.contextmanager
+def local_cluster(work_dir: str | None, keep: bool, prefix: str) -> Iterator[BenchCluster]:
+    """A fresh 3-node LocalCluster (log level WARNING) in a temp dir; always stopped.
+
+    The API token is the admin token that cluster.json's ``adminTokenFile`` names. The dir
+    (with the node logs) is kept with ``keep``, ``BenchCluster.keep`` or on an error (not on
+    Ctrl-C).
+    """
+    from raftplane.devcluster import LocalCluster
+
+    data_dir = tempfile.mkdtemp(prefix=prefix, dir=work_dir)
+    cluster = LocalCluster(Path(data_dir), 3, log_level="WARNING")
+    try:
+        cluster.start()
+        cluster.wait_ready(timeout=60)
+        nodes = read_cluster_json(str(cluster.cluster_file))
+        if not nodes[0].token:
+            raise RuntimeError(f"no admin token in {cluster.cluster_file}")
+        bc = BenchCluster(cluster, cluster.leader(timeout=30), nodes[0].headers)
+        yield bc
+        keep = keep or bc.keep
+    except Exception:
+        keep = True
+        raise
+    finally:
+        try:
+            cluster.stop()
+        finally:  # a (second) Ctrl-C during stop() must not leave nodes or the dir behind
+            for n in cluster.nodes.values():
+                if n.process is not None and n.process.poll() is None:
+                    n.process.kill()
+                    n.process.wait(timeout=10)
+            if keep:
+                print(f"# kept {data_dir} (node logs in logs/)", file=sys.stderr)
+            else:
+                shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def route_config(variant: int) -> dict[str, Any]:
+    """The bench route config; the two variants differ in the route's name and prefix."""
+    prefix = "/" if variant % 2 == 0 else "/v"
+    route = {
+        "name": f"variant-{variant % 2}",
+        "match": {"path": {"type": "prefix", "value": prefix}},
+        "action": {"type": "forward", "cluster": XDS_CLUSTER},
+    }
+    vhost = {"name": "all", "domains": ["*"], "routes": [route]}
+    return {"name": XDS_ROUTES, "team": TEAM, "virtualHosts": [vhost]}
+
+
+def cluster_body(upstream_port: int, connect_timeout: float = 5) -> dict[str, Any]:
+    """The bench cluster (one endpoint: the upstream)."""
+    return {
+        "name": XDS_CLUSTER,
+        "team": TEAM,
+        "connectTimeoutSeconds": connect_timeout,
+        "endpoints": [{"host": "127.0.0.1", "port": upstream_port}],
+    }
+
+
+def create_dataplane(bc: BenchCluster, upstream_port: int, listen_port: int) -> int:
+    """Team, dataplane, cluster, route config and listener via the leader; last revision."""
+    lead = bc.leader
+    bc.call("POST", lead, "/teams", {"name": TEAM}, what="team", ok=(201, 409))
+    bc.call("POST", lead, f"/teams/{TEAM}/dataplanes", {"name": DATAPLANE}, what="dataplane")
+    bc.call("POST", lead, "/clusters", cluster_body(upstream_port), what="cluster")
+    bc.call("POST", lead, "/route-configs", route_config(0), what="route config")
+    hcm = {"name": "hcm", "type": "httpConnectionManager", "routeConfigName": XDS_ROUTES}
+    listener = {
+        "name": XDS_LISTENER,
+        "team": TEAM,
+        "address": "127.0.0.1",
+        "port": listen_port,
+        "dataplaneId": DATAPLANE,
+        "filterChains": [{"filters": [hcm]}],
+    }
+    return int(bc.call("POST", lead, "/listeners", listener, what="listener")["revision"])
+
+
+def bench_connections(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """The bench dataplane's streams in a ``GET /api/v1/xds/connections`` answer."""
+    return [c for c in doc["connections"] if c["dataplane"] == f"{TEAM}/{DATAPLANE}"]
+
+
+def xds_connections(bc: BenchCluster, node_id: str, timeout: float = 10.0) -> list[dict[str, Any]]:
+    """``GET /api/v1/xds/connections`` of one node: its streams of the bench dataplane."""
+    return bench_connections(
+        bc.call("GET", node_id, "/xds/connections", what="xds connections", timeout=timeout)
+    )
+
+
+def acked_version(conn: dict[str, Any], short: str) -> str:
+    """A stream's ``ackedVersion`` of one type (``cds``, ``rds``, ...), or ``""``."""
+    return str(conn["types"].get(short, {}).get("ackedVersion", ""))

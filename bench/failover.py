@@ -28,6 +28,7 @@ from _client import (
     HttpConnection,
     HttpError,
     RaftplaneDev,
+    bench_parser,
     build_request,
     create_body,
     ensure_team,
@@ -189,11 +190,13 @@ def etcd_rep(rep: int, args: argparse.Namespace) -> Sample:
 def raftplane_rep(rep: int, args: argparse.Namespace) -> Sample:
     """Fresh ``raftplane dev`` cluster; SIGKILL the leader's pid; write to the other two."""
     data_dir = tempfile.mkdtemp(prefix="raftplane-failover-", dir=args.work_dir)
-    headers = {"Authorization": f"Bearer {args.raftplane_token}"} if args.raftplane_token else {}
     dev = RaftplaneDev(data_dir, nodes=3, exe=args.raftplane_exe)
+    keep = args.keep_dirs
     try:
         with dev as nodes:
             leader = find_raft_leader(nodes)
+            token = args.raftplane_token
+            headers = {"Authorization": f"Bearer {token}"} if token else leader.headers
             ensure_team(leader, headers)
 
             def make(api: str) -> Callable[[int], bytes]:
@@ -207,11 +210,14 @@ def raftplane_rep(rep: int, args: argparse.Namespace) -> Sample:
             if dev.proc is not None and dev.proc.poll() is not None:
                 errs["raftplane dev exited after the kill"] = 1
             return Sample(RAFTPLANE, rep, leader.id, secs, node, n, errs)
-    except BaseException:
+    except Exception:
+        keep = True
         print(f"# raftplane dev log tail:\n{dev.tail_log()}", file=sys.stderr)
         raise
     finally:
-        if not args.keep_dirs:
+        if keep:
+            print(f"# kept {data_dir} (node logs in logs/)", file=sys.stderr)
+        else:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
@@ -238,10 +244,7 @@ def summary(samples: Sequence[Sample]) -> str:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    ap = bench_parser(__doc__)
     ap.add_argument("--target", choices=[ETCD, RAFTPLANE, "all"], default="all")
     ap.add_argument("--repeat", type=int, default=10, help="fresh cluster per repetition")
     ap.add_argument("--probe-interval-ms", type=float, default=10.0, help="one write every ...")
@@ -253,7 +256,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--raftplane-token",
         default=os.environ.get("RAFTPLANE_TOKEN", ""),
-        help="bearer token for the raftplane API, if needed (env RAFTPLANE_TOKEN)",
+        help="bearer token for the raftplane API (default: cluster.json's adminTokenFile)",
     )
     ap.add_argument("--work-dir", default=None, help="parent dir for cluster data")
     ap.add_argument("--keep-dirs", action="store_true", help="keep raftplane data dirs and logs")
@@ -272,7 +275,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for system in systems:
             for rep in range(args.repeat):
                 t0 = time.monotonic()
-                s = etcd_rep(rep, args) if system == ETCD else raftplane_rep(rep, args)
+                try:
+                    s = etcd_rep(rep, args) if system == ETCD else raftplane_rep(rep, args)
+                except Exception as exc:  # count it, show it, go on with the next repetition
+                    s = Sample(system, rep, "-", None, errors={f"{type(exc).__name__}: {exc}": 1})
                 samples.append(s)
                 print(f"{s.line()}  [{time.monotonic() - t0:.1f}s]", flush=True)
     print()

@@ -32,12 +32,15 @@ from _client import (
     RaftNode,
     RaftplaneDev,
     RunResult,
+    add_run_options,
+    bench_parser,
     create_body,
     ensure_team,
     find_raft_leader,
     free_ports,
     http_json,
     interrupt_on_sigterm,
+    pid_alive,
     read_cluster_json,
     run_writes,
     spawn,
@@ -88,28 +91,59 @@ def etcd_target(args: argparse.Namespace) -> Iterator[Workload]:
         yield Workload(ETCD, lead + "/v3/kv/put", frozenset({200}), {}, etcd=True)
 
 
+@dataclass
+class RaftplaneRun:
+    """The raftplane nodes under test; ``keep`` keeps a started cluster's dir (and logs)."""
+
+    nodes: list[RaftNode]
+    data_dir: str = ""
+    keep: bool = False
+    dev: RaftplaneDev | None = None
+
+    def dead(self) -> list[RaftNode]:
+        return [n for n in self.nodes if n.pid and not pid_alive(n.pid)]  # 0: pid unknown
+
+    def dev_log_tail(self) -> str:
+        if self.dev is None:
+            return ""
+        code = self.dev.proc.poll() if self.dev.proc is not None else None
+        return f"# raftplane dev exit status: {code}\n{self.dev.tail_log(8)}"
+
+
 @contextlib.contextmanager
-def raftplane_nodes(args: argparse.Namespace) -> Iterator[list[RaftNode]]:
-    """Nodes of ``--raftplane-cluster-json`` or of a fresh ``raftplane dev --nodes 3``."""
+def raftplane_nodes(args: argparse.Namespace) -> Iterator[RaftplaneRun]:
+    """Nodes of ``--raftplane-cluster-json`` or of a fresh ``raftplane dev --nodes 3``.
+
+    The data dir (with the node logs) is kept with ``--keep-dirs``, on an exception, or when
+    a node died during the runs.
+    """
     if args.raftplane_cluster_json:
-        yield read_cluster_json(args.raftplane_cluster_json)
+        yield RaftplaneRun(read_cluster_json(args.raftplane_cluster_json))
         return
     data_dir = tempfile.mkdtemp(prefix="raftplane-bench-", dir=args.work_dir)
     dev = RaftplaneDev(data_dir, nodes=3, exe=args.raftplane_exe)
+    run = RaftplaneRun([], data_dir, keep=args.keep_dirs, dev=dev)
     try:
         with dev as nodes:
             print(f"# raftplane dev in {data_dir}: {[n.api for n in nodes]}", flush=True)
-            yield nodes
-    except BaseException:
+            run.nodes = nodes
+            yield run
+    except Exception:
+        run.keep = True
         print(f"# raftplane dev log tail:\n{dev.tail_log()}", file=sys.stderr)
         raise
     finally:
-        if not args.keep_dirs:
+        if run.keep:
+            print(f"# kept {data_dir} (node logs in logs/)", file=sys.stderr)
+        else:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def raftplane_headers(args: argparse.Namespace) -> dict[str, str]:
-    return {"Authorization": f"Bearer {args.raftplane_token}"} if args.raftplane_token else {}
+def raftplane_headers(args: argparse.Namespace, nodes: Sequence[RaftNode]) -> dict[str, str]:
+    """``--raftplane-token`` if given, else the admin token that cluster.json points to."""
+    if args.raftplane_token:
+        return {"Authorization": f"Bearer {args.raftplane_token}"}
+    return nodes[0].headers if nodes else {}
 
 
 def raftplane_workload(nodes: Sequence[RaftNode], via: str, headers: dict[str, str]) -> Workload:
@@ -224,20 +258,33 @@ def bench(args: argparse.Namespace) -> list[Cell]:
     """Run every (target, concurrency) cell, one system's cluster alive at a time."""
     cells: list[Cell] = []
 
-    def sweep(w: Workload) -> None:
+    def sweep(w: Workload, rp: RaftplaneRun | None = None) -> bool:
+        """All cells of one workload; False if a raftplane node died (stop early)."""
         for c in args.concurrency:
-            runs = [run_cell(w, c, rep, args) for rep in range(args.repeat)]
+            runs: list[RunResult] = []
+            for rep in range(args.repeat):
+                runs.append(run_cell(w, c, rep, args))
+                dead = rp.dead() if rp is not None and runs[-1].errors else []
+                if dead:
+                    cells.append(Cell(w.label, c, runs))
+                    rp.keep = True
+                    ids = ", ".join(f"{n.id} (pid {n.pid})" for n in dead)
+                    print(f"# raftplane node(s) died: {ids}; skipping the rest", file=sys.stderr)
+                    print(rp.dev_log_tail(), file=sys.stderr)
+                    return False
             cells.append(Cell(w.label, c, runs))
+        return True
 
     if args.target in ("etcd", "all"):
         with etcd_target(args) as w:
             sweep(w)
     if args.target in ("raftplane", "all"):
         vias = ["leader", "follower"] if args.target == "all" else [args.via]
-        headers = raftplane_headers(args)
-        with raftplane_nodes(args) as nodes:
+        with raftplane_nodes(args) as rp:
+            headers = raftplane_headers(args, rp.nodes)
             for via in vias:
-                sweep(raftplane_workload(nodes, via, headers))
+                if not sweep(raftplane_workload(rp.nodes, via, headers), rp):
+                    break
     return cells
 
 
@@ -299,10 +346,7 @@ def selftest(args: argparse.Namespace) -> list[Cell]:
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    ap = argparse.ArgumentParser(
-        description=(__doc__ or "").split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
+    ap = bench_parser(__doc__)
     ap.add_argument("--target", choices=["etcd", "raftplane", "all", "selftest"], default="all")
     ap.add_argument(
         "--via",
@@ -318,8 +362,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="writes per run (default: 2000 for C=1, 10000 otherwise)",
     )
     ap.add_argument("--warmup", type=int, default=100, help="uncounted writes before each run")
-    ap.add_argument("--repeat", type=int, default=3, help="runs per cell; the median is reported")
-    ap.add_argument("--max-seconds", type=float, default=120.0, help="time cap per run")
+    add_run_options(
+        ap,
+        repeat=3,
+        repeat_help="runs per cell; the median is reported",
+        max_seconds=120.0,
+        keep_help="keep raftplane data dirs and logs",
+    )
     ap.add_argument("--timeout", type=float, default=10.0, help="per-request timeout (s)")
     ap.add_argument(
         "--client", choices=["raw", "aiohttp"], default="raw", help="HTTP client implementation"
@@ -340,12 +389,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument(
         "--raftplane-token",
         default=os.environ.get("RAFTPLANE_TOKEN", ""),
-        help="bearer token for the raftplane API, if it needs one (env RAFTPLANE_TOKEN)",
+        help="bearer token for the raftplane API (default: cluster.json's adminTokenFile)",
     )
-    ap.add_argument(
-        "--work-dir", default=None, help="parent dir for cluster data (default $TMPDIR)"
-    )
-    ap.add_argument("--keep-dirs", action="store_true", help="keep raftplane data dirs and logs")
     ap.add_argument("--markdown-out", default="", help="also write the markdown table here")
     ap.add_argument("--trivial-server-port", type=int, default=0, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
