@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
 import yaml
 
+from raftplane import cli
 from raftplane.cluster.config import ApiTls, ConfigError, Member, NodeConfig, members_from_text
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,3 +63,23 @@ def test_api_tls_needs_https_members_and_https_needs_api_tls():
     config(secret="x" * 20, api_tls=tls, members=https).validate()
     with pytest.raises(ConfigError, match="no --api-tls-cert"):
         config(secret="x" * 20, members=https).validate()
+
+
+def test_the_statefulset_configuration_is_one_a_node_accepts(tmp_path, monkeypatch):
+    docs = list(yaml.safe_load_all((ROOT / "deploy/statefulset.yaml").read_text()))
+    sts = next(d for d in docs if d["kind"] == "StatefulSet")
+    container = sts["spec"]["template"]["spec"]["containers"][0]
+    secret = tmp_path / "secret"
+    secret.write_text("s" * 32)
+    for e in container["env"]:
+        monkeypatch.setenv(e["name"], e.get("value") or "raftplane-1")  # the pod name
+    monkeypatch.setenv("RAFTPLANE_CLUSTER_SECRET_FILE", str(secret))
+    parser = argparse.ArgumentParser()
+    cli._serve_parser(parser.add_subparsers(dest="command"))
+    config = cli._config_from_args(parser.parse_args(["serve", *container["args"][1:]]))
+    config.validate()
+    assert config.node_id == "raftplane-1" and config.xds_tls and config.api_tls
+    assert config.xds_listen == "raftplane-1.raftplane-peers:18000"
+    mounted = {m["mountPath"] for m in container["volumeMounts"]}
+    for path in (config.xds_tls.cert, config.xds_tls.ca, config.api_tls.key):
+        assert any(str(path).startswith(m + "/") for m in mounted), path
