@@ -64,6 +64,9 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--raft-dial", action="append", default=[], metavar="ID=HOST:PORT",
                    help="reach peer ID at HOST:PORT instead of its member address (a proxy "
                         "or NAT; the peer keeps its identity); repeatable")
+    p.add_argument("--parent-pid", type=int, default=0, metavar="PID",
+                   help="stop once process PID is no longer this node's parent, i.e. when "
+                        "the `raftplane dev` or test process that started it died")
     p.add_argument("--cluster-secret-file", default=_env("CLUSTER_SECRET_FILE"),
                    help="file holding the shared cluster secret [RAFTPLANE_CLUSTER_SECRET_FILE]")
     p.add_argument("--write-timeout", type=float, default=float(_env("WRITE_TIMEOUT", "10")),
@@ -133,6 +136,7 @@ def _config_from_args(args: argparse.Namespace) -> NodeConfig:
         write_timeout=args.write_timeout,
         raft_options={"logCompactionMinEntries": args.log_compaction_entries},
         raft_dial=dict(item.split("=", 1) for item in args.raft_dial),
+        parent_pid=args.parent_pid,
     )
 
 

@@ -159,6 +159,7 @@ class LocalCluster:
             "--members", f"@{self.cluster_file}",
             "--cluster-secret-file", str(self.secret_file),
             "--log-level", self.log_level,
+            "--parent-pid", str(os.getpid()),
             *self.extra_args,
             *self.node_args.get(node_id, []),
         ]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from aiohttp import web
@@ -25,6 +26,15 @@ log = logging.getLogger(__name__)
 def split_host_port(address: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     return host.strip("[]") or "0.0.0.0", int(port)
+
+
+async def _stop_when_orphaned(stop: asyncio.Event, parent: int, period: float = 1.0) -> None:
+    """Set `stop` once `parent` is no longer this process's parent (it died: we were
+    re-parented)."""
+    while os.getppid() == parent:
+        await asyncio.sleep(period)
+    log.warning("the process that started this node exited; stopping")
+    stop.set()
 
 
 async def run_node(config: NodeConfig) -> None:
@@ -53,7 +63,11 @@ async def run_node(config: NodeConfig) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    watcher = loop.create_task(_stop_when_orphaned(stop, config.parent_pid)) \
+        if config.parent_pid else None
     await stop.wait()
+    if watcher is not None:
+        watcher.cancel()
     log.info("node stopping")
     await xds.stop()
     await runner.cleanup()

@@ -80,6 +80,7 @@ class NodeConfig:
     raft_options: dict = field(default_factory=dict)
     # Peer id -> host:port to dial instead of its member address (proxies, NAT).
     raft_dial: dict[str, str] = field(default_factory=dict)
+    parent_pid: int = 0  # stop once this process is no longer our parent (dev clusters)
 
     @property
     def me(self) -> Member:
