@@ -79,6 +79,7 @@ class DeltaStream(StreamBase):
     def push(self, types: frozenset[str]) -> list:
         view = self.cache.view(self.dataplane)
         keep = retained_clusters(self._types[ROUTE].acked, view.resources.get(ROUTE, {}))
+        held = self.held_routes(view.resources.get(ROUTE, {}))  # sent once clusters are warm
         out = []
         for type_url in PUSH_ORDER:
             state = self._types[type_url]
@@ -91,7 +92,8 @@ class DeltaStream(StreamBase):
                         current[name] = kept
             wanted = set(current) if state.wildcard else state.names
             changed = [current[n] for n in sorted(wanted)
-                       if n in current and state.client.get(n) != current[n].version]
+                       if n in current and state.client.get(n) != current[n].version
+                       and not (type_url == ROUTE and n in held)]
             removed = sorted(n for n in state.client if n not in current or n not in wanted)
             missing = sorted(n for n in state.names if n not in current
                              and n not in state.client and n not in state.told_missing)

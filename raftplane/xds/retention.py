@@ -1,10 +1,14 @@
-"""Keep what an Envoy still uses until it has accepted the config that stops using it.
+"""Make-before-break between routes and the clusters they forward to.
 
 The view of a dataplane follows the store. But an Envoy runs the last route configuration
 it ACKed: while it has not accepted a newer one (still in flight, or NACKed), the clusters
-its running routes forward to must stay in its CDS set, or its traffic breaks. This also
-gives make-before-break for free: a cluster leaves CDS only after the routes that used it
-were replaced and ACKed.
+its running routes forward to must stay in its CDS set, or its traffic breaks. So a cluster
+leaves CDS only after the routes that used it were replaced and ACKed.
+
+The other way round, a route configuration that forwards to a cluster the Envoy has not
+warmed yet (CDS not ACKed, or, for an EDS cluster, its endpoints not ACKed: Envoy asks for
+them only once it got the cluster) is held back: Envoy would apply the routes at once and
+answer 503 (no cluster) until the cluster is warm.
 """
 
 from __future__ import annotations
@@ -40,3 +44,18 @@ def retained_clusters(acked_routes: Mapping[str, XdsResource],
         if current is None or current.version != running.version:
             names |= clusters_of_route_config(running.message)
     return names
+
+
+def warm_clusters(clusters: Mapping[str, XdsResource],
+                  endpoints: Mapping[str, XdsResource]) -> set[str]:
+    """Clusters an Envoy ACKed and, for EDS clusters, ACKed the endpoints of."""
+    return {name for name, cluster in clusters.items()
+            if name in endpoints or not cluster.message.HasField("eds_cluster_config")}
+
+
+def held_routes(routes: Mapping[str, XdsResource], clusters: Mapping[str, XdsResource],
+                endpoints: Mapping[str, XdsResource]) -> set[str]:
+    """Route configs not to send yet: they forward to a cluster that is not warm."""
+    warm = warm_clusters(clusters, endpoints)
+    return {name for name, route in routes.items()
+            if not clusters_of_route_config(route.message) <= warm}

@@ -32,6 +32,7 @@ class SotwStream(StreamBase):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
         self._types: dict[str, _TypeState] = {t: _TypeState() for t in PUSH_ORDER}
+        self._holding = False  # routes held back: a CDS or EDS ACK may release them
 
     def handle_request(self, request: discovery_pb2.DiscoveryRequest) -> list:
         type_url = request.type_url or self.only_type or ""
@@ -54,7 +55,7 @@ class SotwStream(StreamBase):
         wildcard = type_url in WILDCARD_TYPES and (not names or "*" in names)
         if not state.requested or wildcard != state.wildcard or names != state.names:
             state.must_answer = True  # first request on this stream or a new subscription
-        elif not routes_accepted:
+        elif not routes_accepted and not (self._holding and type_url in (CLUSTER, ENDPOINT)):
             return []  # a plain ACK: changes arrive through the cache watch
         state.requested, state.wildcard, state.names = True, wildcard, names - {"*"}
         return self.push(frozenset())
@@ -62,6 +63,8 @@ class SotwStream(StreamBase):
     def push(self, types: frozenset[str]) -> list:
         view = self.cache.view(self.dataplane)
         keep = retained_clusters(self._types[ROUTE].acked, view.resources.get(ROUTE, {}))
+        held = self.held_routes(view.resources.get(ROUTE, {}))
+        self._holding = bool(held)
         out = []
         for type_url in PUSH_ORDER:
             state = self._types[type_url]
@@ -76,6 +79,10 @@ class SotwStream(StreamBase):
                         current[name] = kept
             desired = current if state.wildcard else {n: current[n] for n in sorted(state.names)
                                                       if n in current}
+            if type_url == ROUTE and held:  # what Envoy was sent until the clusters are warm
+                if held & desired.keys() - state.sent.keys():
+                    continue  # never sent here yet: no answer at all rather than an empty one
+                desired = {n: state.sent[n] if n in held else r for n, r in desired.items()}
             response = self._respond(type_url, state, desired, version)
             if response is not None:
                 out.append(response)

@@ -12,13 +12,15 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 
 import grpc
 
 from raftplane.auth.certs import spiffe_dataplane
-from raftplane.xds.cache import XdsCache
+from raftplane.xds.cache import XdsCache, XdsResource
 from raftplane.xds.connections import Connection, ConnectionRegistry
+from raftplane.xds.retention import held_routes
+from raftplane.xds.types import CLUSTER, ENDPOINT
 
 log = logging.getLogger(__name__)
 
@@ -155,6 +157,14 @@ class StreamBase:
 
     def push(self, types: frozenset[str]) -> list:
         raise NotImplementedError
+
+    def held_routes(self, routes: Mapping[str, XdsResource]) -> set[str]:
+        """Route configs to hold back until their clusters are warm (see retention.py); only
+        on a stream that serves CDS too (ADS): elsewhere the clusters' state is unknown.
+        Subclasses keep per-type state with `requested` and `acked` in `self._types`."""
+        cds = self._types[CLUSTER]
+        return held_routes(routes, cds.acked, self._types[ENDPOINT].acked) \
+            if cds.requested else set()
 
     def observe_push(self, type_url: str, short: str) -> None:
         metrics = self.registry.metrics

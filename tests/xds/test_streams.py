@@ -54,9 +54,10 @@ def test_sotw_answers_first_requests_then_only_changes(world, registry):
     assert len(cds.resources) == 1  # only cluster "a" is used by dp1
     assert s.handle_request(sotw_req(CLUSTER, version=cds.version_info, nonce=cds.nonce)) == []
     [eds] = s.handle_request(sotw_req(ENDPOINT, ["a"]))
+    assert s.handle_request(sotw_req(ENDPOINT, ["a"], eds.version_info, eds.nonce)) == []
     [lds] = s.handle_request(sotw_req(LISTENER))
     [rds] = s.handle_request(sotw_req(ROUTE, ["rc"]))
-    for r in (eds, lds, rds):
+    for r in (lds, rds):
         assert s.handle_request(sotw_req(r.type_url, ["a"] if r.type_url == ENDPOINT else
                                          ["rc"] if r.type_url == ROUTE else [],
                                          r.version_info, r.nonce)) == []
@@ -85,22 +86,37 @@ def test_sotw_nack_is_recorded_and_the_version_is_not_resent(world, registry):
     assert s.push(frozenset({ROUTE})) == []  # no NACK loop
 
 
-def test_sotw_keeps_clusters_of_routes_envoy_still_runs(world, registry):
+def sotw_ack(s: SotwStream, response, names=()) -> list:
+    return s.handle_request(sotw_req(response.type_url, names, response.version_info,
+                                     response.nonce))
+
+
+def test_sotw_makes_the_new_cluster_warm_before_routes_use_it_and_the_old_one_unused(
+        world, registry):
     writer, cache, _ = world
     s = open_stream(SotwStream, cache, registry)
     [cds] = s.handle_request(sotw_req(CLUSTER))
-    s.handle_request(sotw_req(CLUSTER, version=cds.version_info, nonce=cds.nonce))
+    sotw_ack(s, cds)
+    [eds] = s.handle_request(sotw_req(ENDPOINT, ["a"]))
+    sotw_ack(s, eds, ["a"])
+    old_eds = eds
     [rds] = s.handle_request(sotw_req(ROUTE, ["rc"]))
-    s.handle_request(sotw_req(ROUTE, ["rc"], rds.version_info, rds.nonce))
-    # Routes move from "a" to "b": CDS first gains "b" but keeps "a" (Envoy's routes use it).
+    sotw_ack(s, rds, ["rc"])
+    # Routes move from "a" to "b": CDS first gains "b" but keeps "a" (Envoy's routes use it),
+    # and the routes wait: Envoy would run them before "b" is warm (503, no cluster).
     rev = writer.put("route-configs", routes("rc", "b"))
     cache.apply_changes(rev, [("route-configs", "rc")])
-    out = s.push(frozenset({CLUSTER, ROUTE}))
-    assert [r.type_url for r in out] == [CLUSTER, ROUTE]
-    assert len(out[0].resources) == 2
+    [cds] = s.push(frozenset({CLUSTER, ROUTE}))
+    assert cds.type_url == CLUSTER and len(cds.resources) == 2
+    assert sotw_ack(s, cds) == []  # "b" accepted, but its endpoints were not asked for yet
+    [eds] = sotw_ack(s, old_eds, ["a", "b"])  # Envoy asks for the endpoints of "b" too
+    assert len(eds.resources) == 2
+    # Its endpoints accepted, "b" is warm: now the routes go.
+    [rds] = sotw_ack(s, eds, ["a", "b"])
+    assert rds.type_url == ROUTE and rds.version_info.startswith(f"{rev}.")
     # Once Envoy ACKs the new routes, "a" leaves CDS.
-    follow = s.handle_request(sotw_req(ROUTE, ["rc"], out[1].version_info, out[1].nonce))
-    assert [r.type_url for r in follow] == [CLUSTER] and len(follow[0].resources) == 1
+    follow = {r.type_url: r for r in sotw_ack(s, rds, ["rc"])}
+    assert [len(follow[t].resources) for t in (CLUSTER, ENDPOINT)] == [1, 1]
 
 
 def delta_req(type_url, subscribe=(), nonce="", error=None, initial=None):
@@ -129,6 +145,27 @@ def test_delta_sends_what_changed_and_skips_what_the_client_has(world, registry)
     assert [(r.type_url, [x.name for x in r.resources]) for r in out] == [
         (CLUSTER, ["a"]), (ENDPOINT, ["a"])]
     assert out[0].resources[0].version == str(rev)
+
+
+def test_delta_sends_routes_only_once_their_new_cluster_is_warm(world, registry):
+    writer, cache, _ = world
+    s = open_stream(DeltaStream, cache, registry)
+    [cds] = s.handle_request(delta_req(CLUSTER))
+    s.handle_request(delta_req(CLUSTER, nonce=cds.nonce))
+    [eds] = s.handle_request(delta_req(ENDPOINT, ["a"]))
+    s.handle_request(delta_req(ENDPOINT, nonce=eds.nonce))
+    [rds] = s.handle_request(delta_req(ROUTE, ["rc"]))
+    s.handle_request(delta_req(ROUTE, nonce=rds.nonce))
+    rev = writer.put("route-configs", routes("rc", "b"))
+    cache.apply_changes(rev, [("route-configs", "rc")])
+    [cds] = s.push(frozenset({CLUSTER, ROUTE}))  # "b" first; the routes wait for it
+    assert cds.type_url == CLUSTER and [r.name for r in cds.resources] == ["b"]
+    assert s.handle_request(delta_req(CLUSTER, nonce=cds.nonce)) == []
+    [eds] = s.handle_request(delta_req(ENDPOINT, ["b"]))
+    [rds] = s.handle_request(delta_req(ENDPOINT, nonce=eds.nonce))  # "b" warm: routes go
+    assert rds.type_url == ROUTE and rds.resources[0].version == str(rev)
+    follow = {r.type_url: r for r in s.handle_request(delta_req(ROUTE, nonce=rds.nonce))}
+    assert [list(follow[t].removed_resources) for t in (CLUSTER, ENDPOINT)] == [["a"], ["a"]]
 
 
 def test_delta_lists_removals_and_missing_names(world, registry):
