@@ -21,11 +21,12 @@ Submit = Callable[[bytes, Callable[[list[CommandResult] | None, int], None]], No
 
 
 class _Batch:
-    __slots__ = ("done", "futures")
+    __slots__ = ("done", "futures", "timer")
 
     def __init__(self, futures: list[asyncio.Future]) -> None:
         self.futures = futures
         self.done = False
+        self.timer: asyncio.TimerHandle | None = None
 
 
 class Proposer:
@@ -70,7 +71,8 @@ class Proposer:
         self._queue.append((command, future))
         self._wake.set()
         try:
-            return await asyncio.wait_for(asyncio.shield(future), timeout)
+            # No shield needed: a batch skips or ignores futures that are already done.
+            return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             raise OutcomeUnknown("no result within the write timeout") from None
 
@@ -101,7 +103,7 @@ class Proposer:
             self._inflight.release()
             return
         batch = _Batch(futures)
-        self._loop.call_later(self._batch_timeout, self._finish, batch, None, None)
+        batch.timer = self._loop.call_later(self._batch_timeout, self._finish, batch, None, None)
 
         def on_applied(results: list[CommandResult] | None, code: int) -> None:
             self._loop.call_soon_threadsafe(self._finish, batch, results, code)
@@ -118,6 +120,8 @@ class Proposer:
         if batch.done:
             return
         batch.done = True
+        if batch.timer is not None:
+            batch.timer.cancel()
         self._inflight.release()
         if error is None:
             if code == self._success and results is not None:
