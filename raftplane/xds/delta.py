@@ -62,6 +62,7 @@ class DeltaStream(StreamBase):
                 # What the client already holds after a reconnect is not sent again. Endpoints
                 # always are: a cluster that was warming needs them from this replica too.
                 state.client.update(request.initial_resource_versions)
+                self._adopt(type_url, request.initial_resource_versions)
         for name in request.resource_names_subscribe:
             if name == "*":
                 state.wildcard = True
@@ -75,6 +76,15 @@ class DeltaStream(StreamBase):
             state.names.discard(name)
             state.client.pop(name, None)
         return self.push(frozenset())
+
+    def _adopt(self, type_url: str, held: dict[str, str]) -> None:
+        """What the client holds at the current version counts as accepted on this stream
+        (so routes are not held back for clusters it already has)."""
+        current = self.cache.view(self.dataplane).resources.get(type_url, {})
+        for name, version in held.items():
+            resource = current.get(name)
+            if resource is not None and resource.version == version:
+                self._types[type_url].acked[name] = resource
 
     def push(self, types: frozenset[str]) -> list:
         view = self.cache.view(self.dataplane)

@@ -168,6 +168,22 @@ def test_delta_sends_routes_only_once_their_new_cluster_is_warm(world, registry)
     assert [list(follow[t].removed_resources) for t in (CLUSTER, ENDPOINT)] == [["a"], ["a"]]
 
 
+def test_delta_reconnect_counts_what_the_client_holds_as_accepted(world, registry):
+    writer, cache, _ = world
+    view = cache.view("t/dp1").resources
+    holds = {name: r.version for name, r in view[CLUSTER].items()}
+    s = open_stream(DeltaStream, cache, registry)  # a new stream, to another replica
+    assert s.handle_request(delta_req(CLUSTER, initial=holds)) == []
+    [eds] = s.handle_request(delta_req(ENDPOINT, ["a"], initial=holds))
+    s.handle_request(delta_req(ENDPOINT, nonce=eds.nonce))
+    old = {"rc": view[ROUTE]["rc"].version}
+    rev = writer.put("route-configs", routes("rc", "a", "a"))  # changed while away
+    cache.apply_changes(rev, [("route-configs", "rc")])
+    # Cluster "a" was never sent on this stream, but Envoy holds it: the routes are not held.
+    [rds] = s.handle_request(delta_req(ROUTE, ["rc"], initial=old))
+    assert rds.resources[0].version == str(rev)
+
+
 def test_delta_lists_removals_and_missing_names(world, registry):
     writer, cache, _ = world
     s = open_stream(DeltaStream, cache, registry)
