@@ -20,7 +20,7 @@ from tests.chaos.netcluster import NetCluster
 from tests.chaos.workload import Workload
 from tests.system.http import call
 
-ELECTION_TIMEOUT = 1.4  # pysyncobj raftMaxTimeout
+ELECTION_TIMEOUT = 1.0  # raftMaxTimeout (cluster/raft.py)
 BURST = 32  # concurrent creates in flight when the leader goes
 RECOVERY_TIMEOUT = 45.0  # after a heal, the cluster must converge within this
 
@@ -115,9 +115,8 @@ def mid_writes(act: Act) -> Act:
             raise RuntimeError("a fault during a burst of writes needs a workload")
         keys = set(w.burst(c.client_api(victim), BURST))
         deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and not any(
-                op.key in keys and op.status == "ok" for op in w.history.ops[-4 * BURST:]):
-            time.sleep(0.005)
+        while time.monotonic() < deadline and not any(k in w.acked_keys for k in keys):
+            time.sleep(0.002)
         return f"{act(c, w, victim)} during a burst of {BURST} creates"
 
     return during_burst

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from tests.faults.toxiproxy import ToxiproxyHandle, proxy_for
 from tests.system.conftest import Cluster
+from tests.system.http import register_token
 
 
 class NetCluster(Cluster):
@@ -42,6 +43,11 @@ class NetCluster(Cluster):
         for node_id in self.nodes:
             self.spawn(node_id)
         return self
+
+    def wait_ready(self, *args, **kwargs) -> None:
+        super().wait_ready(*args, **kwargs)
+        for _, listen in self.api_proxies.values():  # requests via proxies carry it too
+            register_token(f"http://{listen}", self.admin_token)
 
     def client_api(self, node_id: str) -> str:
         """The node's REST API as clients reach it (through its proxy)."""

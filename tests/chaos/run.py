@@ -151,6 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rest", type=float, default=2.0)
     parser.add_argument("--clients", type=int, default=5)
     parser.add_argument("--json", type=Path, help="append one JSON line per run here")
+    parser.add_argument("--keep", type=Path, default=Path(".dev-cluster/chaos"),
+                        help="where a failed run's history and logs are kept")
     args = parser.parse_args(argv)
     failed = False
     for run_no, nodes in itertools.product(range(args.runs), args.nodes):
@@ -160,11 +162,12 @@ def main(argv: list[str] | None = None) -> int:
             report = run(Path(tmp), nodes=nodes, schedule=schedule, seed=seed, hold=args.hold,
                          rest=args.rest, clients=args.clients)
             if not report.ok:  # keep the evidence: history and node logs
-                kept = Path.cwd() / f"chaos-failure-{nodes}n-seed{seed}"
+                kept = args.keep / f"failure-{nodes}n-seed{seed}-{int(time.time())}"
                 shutil.copytree(Path(tmp), kept, ignore=shutil.ignore_patterns("*.mdb"))
                 report.notes.append(f"history and logs kept in {kept}")
         print(report, flush=True)
         if args.json:
+            args.json.parent.mkdir(parents=True, exist_ok=True)
             with args.json.open("a") as f:
                 f.write(json.dumps(report.summary()) + "\n")
         failed |= not report.ok

@@ -66,6 +66,7 @@ class Workload:
         self.stop = threading.Event()
         self.counts = Counts()
         self.extra_keys: list[str] = []  # keys written by bursts, read at the end too
+        self.acked_keys: set[str] = set()  # keys some write was acknowledged on
         self._lock = threading.Lock()
         self._threads: list[threading.Thread] = []
         self._bursts = 0
@@ -167,6 +168,7 @@ class Workload:
             else:
                 seen[key] = revision
             handle.ok(revision=revision)
+            self.acked_keys.add(key)
             return self._count("ok", retried=not first)
         # After an unknown attempt only an answer from apply (it carries the revision the
         # key's first command was applied at) proves nothing else will apply.
