@@ -53,6 +53,11 @@ class Forwarder:
                 timeout=aiohttp.ClientTimeout(total=self._timeout, sock_connect=2.0),
                 auto_decompress=False,
             )
+            # aiohttp resends a PUT or DELETE once when the connection breaks (RFC 9112
+            # retrying of idempotent methods). Here the first copy may already be proposed:
+            # a resend that then finds the leader gone would answer 503, "nothing written",
+            # for a write that commits. One send only; a broken connection is unknown (504).
+            self._session._retry_connection = False
         return self._session
 
     async def forward(
