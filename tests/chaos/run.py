@@ -136,8 +136,12 @@ def heal(cluster: NetCluster) -> None:
 
 
 def random_schedule(rng: random.Random, minutes: float, hold: float, rest: float) -> list[str]:
+    """Faults for `minutes`: rounds of every kind, each round in a random order."""
     count = max(1, int(minutes * 60 / (hold + rest)))
-    return [rng.choice(WORKLOAD_FAULTS) for _ in range(count)]
+    schedule: list[str] = []
+    while len(schedule) < count:
+        schedule += rng.sample(WORKLOAD_FAULTS, len(WORKLOAD_FAULTS))
+    return schedule[:count]
 
 
 def main(argv: list[str] | None = None) -> int:
