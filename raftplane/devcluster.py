@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import secrets
 import signal
 import socket
@@ -16,9 +17,37 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+_handed_out: set[int] = set()
+PORT_FLOOR = 10000
+
+
+def _ephemeral_floor() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
 
 def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as s:
+    """A TCP port that is free now, for a process that will bind it a little later.
+
+    Chosen at random below the kernel's ephemeral range: a port the kernel picks itself (a
+    client connection's local port, a listener on port 0) could otherwise take it in the
+    meantime. Never the same port twice in one process.
+    """
+    ceiling = _ephemeral_floor()
+    for _ in range(500 if ceiling - PORT_FLOOR > 1000 else 0):
+        port = random.randrange(PORT_FLOOR, ceiling)
+        if port in _handed_out:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind((host, port))
+            except OSError:
+                continue
+        _handed_out.add(port)
+        return port
+    with socket.socket() as s:  # no room below the ephemeral range: let the kernel pick
         s.bind((host, 0))
         return s.getsockname()[1]
 

@@ -22,7 +22,6 @@ import contextlib
 import http.client
 import json
 import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -34,6 +33,8 @@ from typing import IO, Any
 
 from toxiproxy import Proxy, Toxiproxy
 from toxiproxy.api import APIConsumer
+
+from raftplane.devcluster import free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 15.0
@@ -80,13 +81,6 @@ class BoundToxiproxy(_Bound, Toxiproxy):
         enabled: bool | None = None,
     ) -> BoundProxy:
         return BoundProxy(self._api, super().create(upstream, name, listen, enabled))
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    """A TCP port that was free a moment ago."""
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
 
 
 class ToxiproxyHandle:
