@@ -47,10 +47,11 @@ async def authenticate(request: web.Request) -> Claims:
         raise _unauthorized("send 'Authorization: Bearer <token>'")
     state = request.app[AUTH_STATE]
     try:
-        claims = request.app[VERIFIED_TOKENS].verify(token.strip(), state.public_keys(),
-                                                     int(time.time()))
+        claims = _verify(request, token.strip())
     except TokenError as exc:
-        raise _unauthorized(f"the token is not valid ({exc.reason})") from None
+        if exc.reason != tokens.UNKNOWN_KID or not _catching_up(request.app[NODE]):
+            raise _unauthorized(f"the token is not valid ({exc.reason})") from None
+        claims = await _verify_after_catching_up(request, token.strip())
     record = state.token(claims.jti)
     if record is None and claims.iat >= time.time() - FRESH_TOKEN_SECONDS:
         record = await _await_replication(request, claims.jti)
@@ -60,6 +61,31 @@ async def authenticate(request: web.Request) -> Claims:
     if record.get("revoked"):
         raise _unauthorized("the token has been revoked")
     return claims
+
+
+def _verify(request: web.Request, token: str) -> Claims:
+    return request.app[VERIFIED_TOKENS].verify(token, request.app[AUTH_STATE].public_keys(),
+                                               int(time.time()))
+
+
+def _catching_up(node) -> bool:
+    """Behind what it knows is committed, or not in touch with a leader yet (a node that
+    just restarted, or rejoined with an empty data directory)."""
+    return node.leader is None or node.raft.raftLastApplied < node.raft.raftCommitIndex
+
+
+async def _verify_after_catching_up(request: web.Request, token: str) -> Claims:
+    """A key this node does not know yet may be on its way: follow its applies (bounded)."""
+    node = request.app[NODE]
+    deadline = time.monotonic() + CATCH_UP_SECONDS
+    while True:
+        await node.wait_next_apply(max(0.0, deadline - time.monotonic()))
+        try:
+            return _verify(request, token)
+        except TokenError as exc:
+            if exc.reason != tokens.UNKNOWN_KID or time.monotonic() >= deadline \
+                    or not _catching_up(node):
+                raise _unauthorized(f"the token is not valid ({exc.reason})") from None
 
 
 async def _await_replication(request: web.Request, jti: str) -> dict | None:
