@@ -137,13 +137,7 @@ class LocalCluster:
         """HTTPS on every node's API (and so between nodes), from the local CA."""
         if not self.api_tls:
             return
-        self._ensure_pki()
-        for node_id in self.nodes:
-            self.node_args.setdefault(node_id, []).extend([
-                "--api-tls-cert", str(self.pki_dir / f"{node_id}.pem"),
-                "--api-tls-key", str(self.pki_dir / f"{node_id}-key.pem"),
-                "--api-tls-ca", str(self.pki_dir / "ca.pem"),
-            ])
+        self._tls_args("--api-tls")
 
     def _xds_security(self) -> None:
         """mTLS for xDS with a local CA, or an explicit plain-text opt-in."""
@@ -151,13 +145,17 @@ class LocalCluster:
             for node_id in self.nodes:
                 self.node_args.setdefault(node_id, []).append("--xds-insecure")
             return
+        self._tls_args("--xds-tls", ["--xds-tls-ca-key", str(self.pki_dir / "ca-key.pem")])
+
+    def _tls_args(self, prefix: str, extra: list[str] | None = None) -> None:
+        """Give every node PREFIX-cert/-key/-ca flags for its certificate from the local CA."""
         self._ensure_pki()
         for node_id in self.nodes:
             self.node_args.setdefault(node_id, []).extend([
-                "--xds-tls-cert", str(self.pki_dir / f"{node_id}.pem"),
-                "--xds-tls-key", str(self.pki_dir / f"{node_id}-key.pem"),
-                "--xds-tls-ca", str(self.pki_dir / "ca.pem"),
-                "--xds-tls-ca-key", str(self.pki_dir / "ca-key.pem"),
+                f"{prefix}-cert", str(self.pki_dir / f"{node_id}.pem"),
+                f"{prefix}-key", str(self.pki_dir / f"{node_id}-key.pem"),
+                f"{prefix}-ca", str(self.pki_dir / "ca.pem"),
+                *(extra or []),
             ])
 
     def _write_cluster_file(self) -> None:

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 from tests.chaos.netcluster import NetCluster
 from tests.chaos.workload import Workload
-from tests.system.http import call
+from tests.system.http import call, poll
 
 ELECTION_TIMEOUT = 1.0  # raftMaxTimeout (cluster/raft.py)
 BURST = 32  # concurrent creates in flight when the leader goes
@@ -114,9 +114,7 @@ def mid_writes(act: Act) -> Act:
         if w is None:
             raise RuntimeError("a fault during a burst of writes needs a workload")
         keys = set(w.burst(c.client_api(victim), BURST))
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and not any(k in w.acked_keys for k in keys):
-            time.sleep(0.002)
+        poll(lambda: any(k in w.acked_keys for k in keys), timeout=5.0, interval=0.002)
         return f"{act(c, w, victim)} during a burst of {BURST} creates"
 
     return during_burst
@@ -244,15 +242,18 @@ def converged(c: NetCluster, timeout: float) -> float | None:
     """Seconds until every node runs, all agree on a leader and have applied what that leader
     had committed when this was called; None if not within `timeout`."""
     started = time.monotonic()
-    target: int | None = None
-    while time.monotonic() - started < timeout:
+    target: list[int] = []  # the leader's commit index when it was first seen
+
+    def done() -> bool:
         views = [c.status(n, timeout=1.0) for n in sorted(c.nodes)]
         leaders = {v["leader"] for v in views if v}
-        if all(views) and len(leaders) == 1 and None not in leaders:
-            lead = next((v for v in views if v["id"] in leaders), None)
-            if lead is not None and lead["role"] == "leader":
-                target = lead["commitIndex"] if target is None else target
-                if all(v["appliedIndex"] >= target for v in views):
-                    return time.monotonic() - started
-        time.sleep(0.05)
-    return None
+        if not all(views) or len(leaders) != 1 or None in leaders:
+            return False
+        lead = next((v for v in views if v["id"] in leaders), None)
+        if lead is None or lead["role"] != "leader":
+            return False
+        target[:] = target or [lead["commitIndex"]]
+        return all(v["appliedIndex"] >= target[0] for v in views)
+
+    ok, _ = poll(done, timeout=timeout, interval=0.05)
+    return time.monotonic() - started if ok else None

@@ -21,7 +21,7 @@ from tests.chaos.run import NODE_ARGS, heal
 from tests.faults.toxiproxy import start_toxiproxy
 from tests.system.conftest import start_cluster
 from tests.system.envoy import Envoy, Upstream
-from tests.system.http import call, eventually
+from tests.system.http import call, eventually, poll
 from tests.system.test_xds import TEAM, Dataplane, forward, route_config, versions
 
 QUORUM_LOSS_SECONDS = 8.0  # past pysyncobj's leaderFallbackTimeout (3 s)
@@ -111,11 +111,12 @@ def converge(c: NetCluster, dps: list[Dataplane], envoys: list[Envoy],
     started = time.monotonic()
     leader = c.leader(timeout=timeout)
     for envoy, dp in zip(envoys, dps, strict=True):
-        while not holds(envoy, want := stored_versions(c, leader, dp)):
-            assert time.monotonic() - started < timeout, (
-                f"{dp.name}: Envoy holds {versions(envoy)}, {leader} stores {want}; "
-                f"xDS: {call('GET', c.api(leader) + '/xds/connections').body}")
-            time.sleep(0.1)
+        remaining = max(0.0, timeout - (time.monotonic() - started))
+        ok, _ = poll(lambda e=envoy, d=dp: holds(e, stored_versions(c, leader, d)),
+                     timeout=remaining, interval=0.1)
+        assert ok, (f"{dp.name}: Envoy holds {versions(envoy)}, {leader} stores "
+                    f"{stored_versions(c, leader, dp)}; "
+                    f"xDS: {call('GET', c.api(leader) + '/xds/connections').body}")
     return time.monotonic() - started
 
 

@@ -103,7 +103,7 @@ class Workload:
             else:
                 status = self.write(process, rng, key, kind, f"p{process}-{n}", seen)
             if status != "ok":
-                time.sleep(FAIL_PAUSE)  # pacing: no busy loop on a node that is down
+                self.stop.wait(FAIL_PAUSE)  # pacing: no busy loop on a node that is down
 
     def burst(self, api: str, count: int) -> list[str]:
         """Start `count` concurrent creates of new keys on `api` (the leader's, say): many

@@ -25,7 +25,6 @@ import shutil
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 from types import TracebackType
@@ -35,6 +34,7 @@ from toxiproxy import Proxy, Toxiproxy
 from toxiproxy.api import APIConsumer
 
 from raftplane.devcluster import free_port
+from tests.system.http import poll
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 START_TIMEOUT = 15.0
@@ -154,12 +154,11 @@ def start_toxiproxy(host: str = "127.0.0.1", attempts: int = 3) -> ToxiproxyHand
             _command(host, port), cwd=REPO_ROOT, stdin=subprocess.DEVNULL, stdout=log, stderr=log
         )
         handle = ToxiproxyHandle(process, log, host, port)
-        deadline = time.monotonic() + START_TIMEOUT
         try:
-            while time.monotonic() < deadline and process.poll() is None:
-                if handle.version() is not None:
-                    return handle
-                time.sleep(0.05)
+            poll(lambda p=process, h=handle: p.poll() is not None or h.version() is not None,
+                 timeout=START_TIMEOUT)
+            if process.poll() is None and handle.version() is not None:
+                return handle
         except BaseException:
             handle.stop()
             raise

@@ -71,16 +71,27 @@ def call(method: str, url: str, body: object = None, *, raw: bytes | None = None
     return Reply(status, {k.lower(): v for k, v in hdrs.items()}, parsed)
 
 
-def eventually(fn, timeout: float = 20.0, interval: float = 0.05):
-    """Poll `fn` until it returns a truthy value or `timeout` passes (then raise)."""
+def poll(fn, timeout: float = 20.0, interval: float = 0.05) -> tuple[object, object]:
+    """Call `fn` every `interval` until it returns a truthy value or `timeout` passes.
+
+    Returns (that value, None) or (None, the last value or OSError seen)."""
     deadline = time.monotonic() + timeout
     last: object = None
-    while time.monotonic() < deadline:
+    while True:
         try:
             last = fn()
             if last:
-                return last
+                return last, None
         except OSError as exc:  # a node that is down or restarting
             last = exc
+        if time.monotonic() >= deadline:
+            return None, last
         time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+
+
+def eventually(fn, timeout: float = 20.0, interval: float = 0.05):
+    """Poll `fn` until it returns a truthy value or `timeout` passes (then raise)."""
+    value, last = poll(fn, timeout, interval)
+    if value is None:
+        raise AssertionError(f"condition not met within {timeout}s (last: {last!r})")
+    return value
