@@ -1,24 +1,23 @@
 """Apply a log entry's commands inside one LMDB write transaction.
 
 Deterministic (invariant 2): everything comes from the entry and the stored state; the
-entry's `proposed_at_ms` (the leader's clock) stands in for "now".
+entry's `proposed_at_ms` (the leader's clock) stands in for "now", and its `retention` (the
+leader's flags) for how long records are kept.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 import lmdb
 
-from raftplane.storage import audit, constraints, keys
+from raftplane.storage import audit, constraints, idempotency, keys, retention
 from raftplane.storage.results import CommandResult, Outcome
 from raftplane.wire import log_entry_pb2 as wire
 
-IDEMPOTENCY_TTL_MS = 24 * 3600 * 1000
-IDEMPOTENCY_PURGE_PER_ENTRY = 256
 SERVER_FIELDS = ("revision", "createdAt", "updatedAt")
 
 
@@ -37,6 +36,7 @@ class ApplyContext:
     changed: list[tuple[str, str]] = field(default_factory=list)
     env: lmdb.Environment | None = None
     audit_seq: int = 0
+    retention: wire.Retention = field(default_factory=wire.Retention)
 
     @property
     def now_iso(self) -> str:
@@ -47,18 +47,21 @@ class ApplyContext:
         return json.loads(raw) if raw is not None else None
 
 
-def apply_commands(ctx: ApplyContext, commands: Iterable[wire.Command]) -> list[CommandResult]:
-    """Apply each command in order; return one result per command."""
-    _purge_expired_idempotency(ctx)
-    return [_apply_one(ctx, command) for command in commands]
+def apply_commands(ctx: ApplyContext, commands: Sequence[wire.Command]) -> list[CommandResult]:
+    """Apply each command in order; return one result per command. Then prune (bounded)."""
+    idempotency.purge_expired(ctx)
+    results = [_apply_one(ctx, command) for command in commands]
+    retention.prune_audit(ctx, retention.PRUNE_PER_ENTRY + len(commands))
+    return results
 
 
 def _apply_one(ctx: ApplyContext, command: wire.Command) -> CommandResult:
     key = command.idempotency_key
+    principal = command.principal.token_id
     if key:
-        raw = ctx.txn.get(key.encode(), db=ctx.dbs["idem"])
-        if raw is not None:
-            return CommandResult.from_json(json.loads(raw)["result"].encode())
+        repeat = idempotency.repeat(ctx, principal, key, command.request_fingerprint)
+        if repeat is not None:
+            return repeat
     op = command.WhichOneof("op")
     if op == "put":
         result = _put(ctx, command.put)
@@ -76,7 +79,7 @@ def _apply_one(ctx: ApplyContext, command: wire.Command) -> CommandResult:
         raise EntryRejected(f"entry {ctx.index} holds a command this node does not know")
     audit.record_command(ctx, command, result)
     if key:
-        _remember(ctx, key, command.request_fingerprint, result)
+        idempotency.remember(ctx, principal, key, command.request_fingerprint, result)
     return result
 
 
@@ -233,29 +236,6 @@ def _team_members(ctx: ApplyContext, team: str) -> list[tuple[str, str]]:
             member_kind, member_name = keys.split(key[len(pfx):])
             out.append((member_kind, member_name))
     return out
-
-
-def _remember(ctx: ApplyContext, key: str, fingerprint: bytes, result: CommandResult) -> None:
-    expires = ctx.now_ms + IDEMPOTENCY_TTL_MS
-    record = {"fp": fingerprint.hex(), "result": result.to_json().decode(), "expires": expires}
-    ctx.txn.put(key.encode(), _dumps(record), db=ctx.dbs["idem"])
-    ctx.txn.put(keys.u64(expires) + key.encode(), b"", db=ctx.dbs["idem_expiry"])
-
-
-def _purge_expired_idempotency(ctx: ApplyContext) -> None:
-    """Forget at most a bounded number of expired keys per entry (keeps apply short)."""
-    cur = ctx.txn.cursor(db=ctx.dbs["idem_expiry"])
-    purged = 0
-    if not cur.first():
-        return
-    while purged < IDEMPOTENCY_PURGE_PER_ENTRY:
-        key = cur.key()
-        if not key or keys.from_u64(key[:8]) > ctx.now_ms:
-            break
-        ctx.txn.delete(key[8:], db=ctx.dbs["idem"])
-        if not cur.delete():
-            break
-        purged += 1
 
 
 def _dumps(value: object) -> bytes:

@@ -19,6 +19,7 @@ class Outcome(StrEnum):
     PRECONDITION_FAILED = "precondition_failed"  # If-Match revision differs
     INVALID_REFERENCE = "invalid_reference"  # names a resource that does not exist
     STILL_REFERENCED = "still_referenced"  # delete of a resource others name
+    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"  # same key and principal, other request
 
     @property
     def ok(self) -> bool:

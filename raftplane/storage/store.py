@@ -18,7 +18,7 @@ from pathlib import Path
 
 import lmdb
 
-from raftplane.storage import audit, constraints, keys
+from raftplane.storage import audit, constraints, idempotency, keys
 from raftplane.storage.apply import ApplyContext, EntryRejected, apply_commands
 from raftplane.storage.results import CommandResult
 from raftplane.wire import log_entry_pb2 as wire
@@ -57,6 +57,11 @@ class Store:
         # Held by readers around each read txn and by the writer while resizing the map:
         # LMDB's set_mapsize needs no open transaction in the process.
         self._resize_lock = threading.Lock()
+        # Snapshot copies run in a worker thread inside a read txn of their own; growing the
+        # map must wait for them (LMDB: no open transaction while resizing). Rare: the map
+        # doubles whenever it is half full.
+        self._copies = 0
+        self._copies_done = threading.Condition()
         self._listeners: list[AppliedListener] = []
         self.applied_index = self._read_applied_index()
         self.halted: str | None = None
@@ -88,7 +93,8 @@ class Store:
         while True:
             try:
                 with self._env.begin(write=True) as txn:
-                    ctx = ApplyContext(txn, self._dbs, index, entry.proposed_at_ms, env=self._env)
+                    ctx = ApplyContext(txn, self._dbs, index, entry.proposed_at_ms, env=self._env,
+                                       retention=entry.retention)
                     results = apply_commands(ctx, entry.commands)
                     txn.put(APPLIED_INDEX, keys.u64(index), db=self._dbs["meta"])
                 break
@@ -116,7 +122,8 @@ class Store:
             self._grow_map()
 
     def _grow_map(self) -> None:
-        with self._resize_lock:
+        with self._resize_lock, self._copies_done:
+            self._copies_done.wait_for(lambda: self._copies == 0)
             new_size = self._env.info()["map_size"] * 2
             self._env.set_mapsize(new_size)
         log.info("lmdb map grown", extra={"map_size": new_size})
@@ -211,14 +218,11 @@ class Store:
         with self.read() as txn:
             return constraints.port_conflict(txn, self._dbs["ports"], listener)
 
-    def idempotent_result(self, key: str) -> tuple[bytes, CommandResult] | None:
-        """(request fingerprint, first result) stored for an Idempotency-Key, if any."""
+    def idempotent_result(self, key: str, principal: str = ""
+                          ) -> tuple[bytes, CommandResult] | None:
+        """(request fingerprint, first result) stored for `principal`'s (token id) key, if any."""
         with self.read() as txn:
-            raw = txn.get(key.encode(), db=self._dbs["idem"])
-        if raw is None:
-            return None
-        record = json.loads(raw)
-        return bytes.fromhex(record["fp"]), CommandResult.from_json(record["result"].encode())
+            return idempotency.stored(txn, self._dbs, principal, key)
 
     def audit_events(self, *, team: str | None = None, principal: str | None = None,
                      since_ms: int = 0, after: str | None = None, limit: int = 100,
@@ -236,11 +240,52 @@ class Store:
                 counts[kind] = counts.get(kind, 0) + 1
         return counts
 
+    def stats(self) -> dict[str, int | None]:
+        """Size of the store and what retention keeps (for status and metrics)."""
+        with self.read() as txn:
+            audit_events = txn.stat(self._dbs["audit"])["entries"]
+            idempotency_keys = txn.stat(self._dbs["idem"])["entries"]
+            cur = txn.cursor(db=self._dbs["audit"])
+            oldest = keys.from_u64(cur.key()[:8]) if cur.first() else None
+            info, psize = self._env.info(), self._env.stat()["psize"]
+        return {
+            "usedBytes": (info["last_pgno"] + 1) * psize,
+            "mapSize": info["map_size"],
+            "auditEvents": audit_events,
+            "oldestAuditRevision": oldest,
+            "idempotencyKeys": idempotency_keys,
+        }
+
     # ---- snapshots -------------------------------------------------------------------
-    def copy_to_fd(self, fd: int) -> None:
-        """Write a consistent, compacted copy of the whole store to `fd`."""
-        with self._env.begin() as txn:
+    def begin_snapshot(self) -> lmdb.Transaction:
+        """A read txn fixing the store as it is now, for a copy made in another thread
+        (py-lmdb opens environments with MDB_NOTLS, so a read txn may change threads).
+        Pair with `end_snapshot`."""
+        with self._resize_lock, self._copies_done:
+            self._copies += 1
+            return self._env.begin()
+
+    def end_snapshot(self, txn: lmdb.Transaction) -> None:
+        txn.abort()
+        with self._copies_done:
+            self._copies -= 1
+            self._copies_done.notify_all()
+
+    def applied_index_in(self, txn: lmdb.Transaction) -> int:
+        raw = txn.get(APPLIED_INDEX, db=self._dbs["meta"])
+        return keys.from_u64(raw) if raw else 0
+
+    def copy_to_fd(self, fd: int, txn: lmdb.Transaction | None = None) -> None:
+        """Write a consistent, compacted copy of the whole store (as `txn` sees it) to `fd`."""
+        if txn is not None:
             self._env.copyfd(fd, compact=True, txn=txn)
+            return
+        with self._env.begin() as own:
+            self._env.copyfd(fd, compact=True, txn=own)
+
+    def sync(self) -> None:
+        """Flush every committed transaction to disk (LMDB runs with sync=False)."""
+        self._env.sync(True)
 
     def replace_from(self, other_path: str | Path) -> None:
         """Replace every record with those of the LMDB copy at `other_path` (one txn)."""

@@ -24,31 +24,33 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1craftplane/v1/log_entry.proto\x12\x0craftplane.v1\"c\n\x08LogEntry\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x16\n\x0eproposed_at_ms\x18\x02 \x01(\x03\x12\'\n\x08\x63ommands\x18\x03 \x03(\x0b\x32\x15.raftplane.v1.Command\"\xb3\x02\n\x07\x43ommand\x12 \n\x03put\x18\x01 \x01(\x0b\x32\x11.raftplane.v1.PutH\x00\x12&\n\x06\x64\x65lete\x18\x02 \x01(\x0b\x32\x14.raftplane.v1.DeleteH\x00\x12(\n\x07\x62\x61rrier\x18\x03 \x01(\x0b\x32\x15.raftplane.v1.BarrierH\x00\x12&\n\x06\x61tomic\x18\x04 \x01(\x0b\x32\x14.raftplane.v1.AtomicH\x00\x12$\n\x05\x61udit\x18\x05 \x01(\x0b\x32\x13.raftplane.v1.AuditH\x00\x12\x17\n\x0fidempotency_key\x18\n \x01(\t\x12\x1b\n\x13request_fingerprint\x18\x0b \x01(\x0c\x12*\n\tprincipal\x18\x0c \x01(\x0b\x32\x17.raftplane.v1.PrincipalB\x04\n\x02op\"+\n\tPrincipal\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"1\n\x06\x41tomic\x12\'\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x15.raftplane.v1.Command\"G\n\x05\x41udit\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x0c\n\x04team\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\x0e\n\x06result\x18\x04 \x01(\t\"6\n\tReference\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"\xb0\x01\n\x03Put\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nvalue_json\x18\x03 \x01(\x0c\x12#\n\x04mode\x18\x04 \x01(\x0e\x32\x15.raftplane.v1.PutMode\x12\x19\n\x11\x65xpected_revision\x18\x05 \x01(\x03\x12+\n\nreferences\x18\x06 \x03(\x0b\x32\x17.raftplane.v1.Reference\x12\x0c\n\x04team\x18\x07 \x01(\t\"?\n\x06\x44\x65lete\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11\x65xpected_revision\x18\x03 \x01(\x03\"\t\n\x07\x42\x61rrier*N\n\x07PutMode\x12\x18\n\x14PUT_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fPUT_MODE_CREATE\x10\x01\x12\x14\n\x10PUT_MODE_REPLACE\x10\x02\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1craftplane/v1/log_entry.proto\x12\x0craftplane.v1\"\x8f\x01\n\x08LogEntry\x12\x16\n\x0e\x66ormat_version\x18\x01 \x01(\r\x12\x16\n\x0eproposed_at_ms\x18\x02 \x01(\x03\x12\'\n\x08\x63ommands\x18\x03 \x03(\x0b\x32\x15.raftplane.v1.Command\x12*\n\tretention\x18\x04 \x01(\x0b\x32\x17.raftplane.v1.Retention\"[\n\tRetention\x12\x18\n\x10\x61udit_max_age_ms\x18\x01 \x01(\x03\x12\x18\n\x10\x61udit_max_events\x18\x02 \x01(\x04\x12\x1a\n\x12idempotency_ttl_ms\x18\x03 \x01(\x03\"\xb3\x02\n\x07\x43ommand\x12 \n\x03put\x18\x01 \x01(\x0b\x32\x11.raftplane.v1.PutH\x00\x12&\n\x06\x64\x65lete\x18\x02 \x01(\x0b\x32\x14.raftplane.v1.DeleteH\x00\x12(\n\x07\x62\x61rrier\x18\x03 \x01(\x0b\x32\x15.raftplane.v1.BarrierH\x00\x12&\n\x06\x61tomic\x18\x04 \x01(\x0b\x32\x14.raftplane.v1.AtomicH\x00\x12$\n\x05\x61udit\x18\x05 \x01(\x0b\x32\x13.raftplane.v1.AuditH\x00\x12\x17\n\x0fidempotency_key\x18\n \x01(\t\x12\x1b\n\x13request_fingerprint\x18\x0b \x01(\x0c\x12*\n\tprincipal\x18\x0c \x01(\x0b\x32\x17.raftplane.v1.PrincipalB\x04\n\x02op\"+\n\tPrincipal\x12\x10\n\x08token_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\"1\n\x06\x41tomic\x12\'\n\x08\x63ommands\x18\x01 \x03(\x0b\x32\x15.raftplane.v1.Command\"G\n\x05\x41udit\x12\x0e\n\x06\x61\x63tion\x18\x01 \x01(\t\x12\x0c\n\x04team\x18\x02 \x01(\t\x12\x10\n\x08resource\x18\x03 \x01(\t\x12\x0e\n\x06result\x18\x04 \x01(\t\"6\n\tReference\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\r\n\x05\x66ield\x18\x03 \x01(\t\"\xb0\x01\n\x03Put\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x12\n\nvalue_json\x18\x03 \x01(\x0c\x12#\n\x04mode\x18\x04 \x01(\x0e\x32\x15.raftplane.v1.PutMode\x12\x19\n\x11\x65xpected_revision\x18\x05 \x01(\x03\x12+\n\nreferences\x18\x06 \x03(\x0b\x32\x17.raftplane.v1.Reference\x12\x0c\n\x04team\x18\x07 \x01(\t\"?\n\x06\x44\x65lete\x12\x0c\n\x04kind\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12\x19\n\x11\x65xpected_revision\x18\x03 \x01(\x03\"\t\n\x07\x42\x61rrier*N\n\x07PutMode\x12\x18\n\x14PUT_MODE_UNSPECIFIED\x10\x00\x12\x13\n\x0fPUT_MODE_CREATE\x10\x01\x12\x14\n\x10PUT_MODE_REPLACE\x10\x02\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'raftplane.v1.log_entry_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_PUTMODE']._serialized_start=937
-  _globals['_PUTMODE']._serialized_end=1015
-  _globals['_LOGENTRY']._serialized_start=46
-  _globals['_LOGENTRY']._serialized_end=145
-  _globals['_COMMAND']._serialized_start=148
-  _globals['_COMMAND']._serialized_end=455
-  _globals['_PRINCIPAL']._serialized_start=457
-  _globals['_PRINCIPAL']._serialized_end=500
-  _globals['_ATOMIC']._serialized_start=502
-  _globals['_ATOMIC']._serialized_end=551
-  _globals['_AUDIT']._serialized_start=553
-  _globals['_AUDIT']._serialized_end=624
-  _globals['_REFERENCE']._serialized_start=626
-  _globals['_REFERENCE']._serialized_end=680
-  _globals['_PUT']._serialized_start=683
-  _globals['_PUT']._serialized_end=859
-  _globals['_DELETE']._serialized_start=861
-  _globals['_DELETE']._serialized_end=924
-  _globals['_BARRIER']._serialized_start=926
-  _globals['_BARRIER']._serialized_end=935
+  _globals['_PUTMODE']._serialized_start=1075
+  _globals['_PUTMODE']._serialized_end=1153
+  _globals['_LOGENTRY']._serialized_start=47
+  _globals['_LOGENTRY']._serialized_end=190
+  _globals['_RETENTION']._serialized_start=192
+  _globals['_RETENTION']._serialized_end=283
+  _globals['_COMMAND']._serialized_start=286
+  _globals['_COMMAND']._serialized_end=593
+  _globals['_PRINCIPAL']._serialized_start=595
+  _globals['_PRINCIPAL']._serialized_end=638
+  _globals['_ATOMIC']._serialized_start=640
+  _globals['_ATOMIC']._serialized_end=689
+  _globals['_AUDIT']._serialized_start=691
+  _globals['_AUDIT']._serialized_end=762
+  _globals['_REFERENCE']._serialized_start=764
+  _globals['_REFERENCE']._serialized_end=818
+  _globals['_PUT']._serialized_start=821
+  _globals['_PUT']._serialized_end=997
+  _globals['_DELETE']._serialized_start=999
+  _globals['_DELETE']._serialized_end=1062
+  _globals['_BARRIER']._serialized_start=1064
+  _globals['_BARRIER']._serialized_end=1073
 # @@protoc_insertion_point(module_scope)

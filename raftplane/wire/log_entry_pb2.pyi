@@ -17,14 +17,26 @@ PUT_MODE_CREATE: PutMode
 PUT_MODE_REPLACE: PutMode
 
 class LogEntry(_message.Message):
-    __slots__ = ("format_version", "proposed_at_ms", "commands")
+    __slots__ = ("format_version", "proposed_at_ms", "commands", "retention")
     FORMAT_VERSION_FIELD_NUMBER: _ClassVar[int]
     PROPOSED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     COMMANDS_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_FIELD_NUMBER: _ClassVar[int]
     format_version: int
     proposed_at_ms: int
     commands: _containers.RepeatedCompositeFieldContainer[Command]
-    def __init__(self, format_version: _Optional[int] = ..., proposed_at_ms: _Optional[int] = ..., commands: _Optional[_Iterable[_Union[Command, _Mapping]]] = ...) -> None: ...
+    retention: Retention
+    def __init__(self, format_version: _Optional[int] = ..., proposed_at_ms: _Optional[int] = ..., commands: _Optional[_Iterable[_Union[Command, _Mapping]]] = ..., retention: _Optional[_Union[Retention, _Mapping]] = ...) -> None: ...
+
+class Retention(_message.Message):
+    __slots__ = ("audit_max_age_ms", "audit_max_events", "idempotency_ttl_ms")
+    AUDIT_MAX_AGE_MS_FIELD_NUMBER: _ClassVar[int]
+    AUDIT_MAX_EVENTS_FIELD_NUMBER: _ClassVar[int]
+    IDEMPOTENCY_TTL_MS_FIELD_NUMBER: _ClassVar[int]
+    audit_max_age_ms: int
+    audit_max_events: int
+    idempotency_ttl_ms: int
+    def __init__(self, audit_max_age_ms: _Optional[int] = ..., audit_max_events: _Optional[int] = ..., idempotency_ttl_ms: _Optional[int] = ...) -> None: ...
 
 class Command(_message.Message):
     __slots__ = ("put", "delete", "barrier", "atomic", "audit", "idempotency_key", "request_fingerprint", "principal")
