@@ -57,6 +57,8 @@ class Forwarder:
             # retrying of idempotent methods). Here the first copy may already be proposed:
             # a resend that then finds the leader gone would answer 503, "nothing written",
             # for a write that commits. One send only; a broken connection is unknown (504).
+            # The switch is private (aiohttp 3.11+): pyproject.toml pins the tested range and
+            # tests/cluster/test_forwarding_once.py fails if the attribute goes away.
             self._session._retry_connection = False
         return self._session
 

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import asyncio
+import tomllib
+from pathlib import Path
 
+import aiohttp
 import pytest
 from multidict import CIMultiDict
+from packaging.requirements import Requirement
 
 from raftplane.cluster.errors import OutcomeUnknown
 from raftplane.cluster.forwarding import Forwarder
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 async def _forward_to_a_leader_that_dies(method: str) -> list[bytes]:
@@ -38,3 +44,29 @@ async def _forward_to_a_leader_that_dies(method: str) -> list[bytes]:
 def test_a_write_whose_connection_broke_is_unknown_and_not_resent(method: str) -> None:
     received = asyncio.run(_forward_to_a_leader_that_dies(method))
     assert len(received) == 1 and received[0].startswith(method.encode())
+
+
+def test_aiohttp_is_pinned_to_releases_that_have_the_retry_switch() -> None:
+    """`_retry_connection` is private: it appeared in aiohttp 3.11 (earlier releases resend
+    silently) and may go in any release not tested here."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pins = [Requirement(d) for d in project["dependencies"] if d.startswith("aiohttp")]
+    assert len(pins) == 1
+    specifier = pins[0].specifier
+    assert specifier.contains(aiohttp.__version__), (str(specifier), aiohttp.__version__)
+    assert not specifier.contains("3.10.11"), f"{specifier} allows a release without the switch"
+    assert not specifier.contains("3.15.0"), f"{specifier} allows an untested release"
+
+
+def test_the_private_retry_switch_exists_and_is_off() -> None:
+    assert "_retry_connection" in aiohttp.ClientSession.ATTRS, (
+        "aiohttp dropped ClientSession._retry_connection: the forwarder would resend writes")
+
+    async def switch() -> object:
+        forwarder = Forwarder("n2", 1.0)
+        try:
+            return forwarder._client()._retry_connection
+        finally:
+            await forwarder.close()
+
+    assert asyncio.run(switch()) is False
