@@ -18,6 +18,7 @@ from raftplane.cluster.config import (
     members_from_text,
     read_secret,
 )
+from raftplane.storage.retention import parse_duration
 
 
 def _env(name: str, default: str | None = None) -> str | None:
@@ -71,6 +72,18 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    help="file holding the shared cluster secret [RAFTPLANE_CLUSTER_SECRET_FILE]")
     p.add_argument("--write-timeout", type=float, default=float(_env("WRITE_TIMEOUT", "10")),
                    help="seconds a write waits for commit before answering 504")
+    p.add_argument("--audit-retention", type=parse_duration,
+                   default=_env("AUDIT_RETENTION", "30d"),
+                   help="prune audit events older than this, e.g. 30d, 12h (0: keep); the "
+                        "leader's value applies on every node [RAFTPLANE_AUDIT_RETENTION]")
+    p.add_argument("--audit-max-events", type=int,
+                   default=int(_env("AUDIT_MAX_EVENTS", "1000000")),
+                   help="keep at most this many audit events, the newest (0: no limit) "
+                        "[RAFTPLANE_AUDIT_MAX_EVENTS]")
+    p.add_argument("--idempotency-ttl", type=parse_duration,
+                   default=_env("IDEMPOTENCY_TTL", "24h"),
+                   help="how long a repeat with the same Idempotency-Key returns the first "
+                        "result (at least 1m) [RAFTPLANE_IDEMPOTENCY_TTL]")
     p.add_argument("--log-compaction-entries", type=int,
                    default=int(_env("LOG_COMPACTION_ENTRIES", "20000")),
                    help="snapshot the store and drop the Raft log once it holds this many entries")
@@ -134,6 +147,9 @@ def _config_from_args(args: argparse.Namespace) -> NodeConfig:
         raft_listen=args.raft_listen,
         secret=secret,
         write_timeout=args.write_timeout,
+        audit_max_age=args.audit_retention,
+        audit_max_events=args.audit_max_events,
+        idempotency_ttl=args.idempotency_ttl,
         raft_options={"logCompactionMinEntries": args.log_compaction_entries},
         raft_dial=dict(item.split("=", 1) for item in args.raft_dial),
         parent_pid=args.parent_pid,

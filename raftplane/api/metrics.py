@@ -35,3 +35,20 @@ class ApiMetrics:
                                  registry=r)
         self.log_commands = Gauge("raftplane_proposed_commands",
                                   "Commands proposed here (several per entry)", registry=r)
+        self.store_used = Gauge("raftplane_store_used_bytes",
+                                "LMDB bytes in use (pages up to the highest used)", registry=r)
+        self.store_map_size = Gauge("raftplane_store_map_size_bytes",
+                                    "LMDB map size (grows by doubling)", registry=r)
+        self.audit_events = Gauge("raftplane_audit_events", "Audit events kept", registry=r)
+        self.audit_oldest = Gauge("raftplane_audit_oldest_revision",
+                                  "Revision of the oldest audit event kept (0: none)", registry=r)
+        self.idempotency_keys = Gauge("raftplane_idempotency_keys",
+                                      "Idempotency-Key results kept", registry=r)
+
+    def observe_store(self, stats: dict) -> None:
+        """Set the store gauges from `Store.stats()`."""
+        self.store_used.set(stats["usedBytes"])
+        self.store_map_size.set(stats["mapSize"])
+        self.audit_events.set(stats["auditEvents"])
+        self.audit_oldest.set(stats["oldestAuditRevision"] or 0)
+        self.idempotency_keys.set(stats["idempotencyKeys"])

@@ -43,6 +43,7 @@ async def metrics(request: web.Request) -> web.StreamResponse:
         m.journal_entries.set(status["journal"]["entries"])
     m.log_entries.set(node.proposer.entries)
     m.log_commands.set(node.proposer.commands)
+    m.observe_store(status["store"])
     return web.Response(body=generate_latest(m.registry),
                         headers={"Content-Type": CONTENT_TYPE_LATEST})
 

@@ -15,6 +15,7 @@ from raftplane.api.context import FORWARDER, METRICS, NODE
 from raftplane.api.problems import Problem
 from raftplane.cluster.errors import NoLeader, NotLeader, OutcomeUnknown
 from raftplane.cluster.forwarding import FORWARDED_BY
+from raftplane.storage import idempotency
 from raftplane.storage.results import CommandResult, Outcome
 from raftplane.wire import log_entry_pb2 as wire
 
@@ -33,6 +34,7 @@ OUTCOME_STATUS = {
     Outcome.PRECONDITION_FAILED: 412,
     Outcome.INVALID_REFERENCE: 422,
     Outcome.STILL_REFERENCED: 409,
+    Outcome.IDEMPOTENCY_KEY_REUSED: 422,
 }
 
 # A pre-check on the leader's state; raises Problem to refuse before anything is proposed.
@@ -92,8 +94,10 @@ async def execute_write(
     fingerprint = hashlib.sha256(
         b"\n".join([request.method.encode(), request.path.encode(), body])
     ).digest()
+    claims = request.get("principal")
     if key:  # a key this node makes up cannot have been used before
-        stored = node.store.idempotent_result(key)
+        # Keys are scoped per principal (token id): another's key is none of this request's.
+        stored = node.store.idempotent_result(key, claims.jti if claims is not None else "")
         if stored is not None:
             return _repeat(stored, fingerprint, key, request, location)
     else:
@@ -107,6 +111,9 @@ async def execute_write(
         result = await node.propose(command)
     except NoLeader as exc:
         raise no_leader(str(exc)) from exc
+    except NotLeader as exc:  # leadership moved since the check above; nothing was proposed
+        raise no_leader(f"leadership moved before the write was proposed ({exc}); nothing "
+                        "was written") from exc
     except OutcomeUnknown as exc:
         raise outcome_unknown(str(exc), key) from exc
     request.app[METRICS].write_outcomes.labels(result.outcome.value).inc()
@@ -127,12 +134,16 @@ def _repeat(stored: tuple[bytes, CommandResult], fingerprint: bytes, key: str,
             request: web.Request, location: str | None) -> web.StreamResponse:
     first_fingerprint, result = stored
     if first_fingerprint != fingerprint:
-        raise Problem(422, "this Idempotency-Key was already used with a different request",
-                      errors=[{"field": "Idempotency-Key", "message": "reused with another "
-                               "request"}], slug="idempotency-key-reused")
+        raise _key_reused()
     response = result_response(request, result, location)
     response.headers["Idempotent-Replayed"] = "true"
     return response
+
+
+def _key_reused(headers: dict[str, str] | None = None) -> Problem:
+    """The answer to a key reused with another request (pre-check on the leader or apply)."""
+    return Problem(422, idempotency.REUSED_DETAIL, errors=idempotency.REUSED_ERRORS,
+                   slug="idempotency-key-reused", headers=headers)
 
 
 def result_response(request: web.Request, result: CommandResult,
@@ -143,6 +154,8 @@ def result_response(request: web.Request, result: CommandResult,
     if node.config.node_id:
         headers["X-Raftplane-Leader"] = node.config.node_id
     status = OUTCOME_STATUS[result.outcome]
+    if result.outcome is Outcome.IDEMPOTENCY_KEY_REUSED:  # raced the pre-check; nothing applied
+        raise _key_reused(headers)
     if not result.outcome.ok:
         problem = Problem(status, result.detail, errors=result.errors, headers=headers,
                           extra={"revision": result.revision})

@@ -77,6 +77,10 @@ class NodeConfig:
     write_timeout: float = 10.0  # seconds a write may wait for commit+apply before 504
     forward_timeout: float = 15.0
     max_body_bytes: int = 1 << 20
+    # Retention this node puts into the entries it proposes as leader (apply uses the entry's).
+    audit_max_age: float = 30 * 86400.0  # seconds; 0: no age limit
+    audit_max_events: int = 1_000_000  # 0: no count limit
+    idempotency_ttl: float = 86400.0  # seconds an Idempotency-Key's result is kept
     raft_options: dict = field(default_factory=dict)
     # Peer id -> host:port to dial instead of its member address (proxies, NAT).
     raft_dial: dict[str, str] = field(default_factory=dict)
@@ -122,6 +126,9 @@ class NodeConfig:
         if self.api_tls is None and self.me.api.startswith("https://"):
             raise ConfigError(f"member {self.node_id}'s api URL is https:// but no "
                               "--api-tls-cert/--api-tls-key/--api-tls-ca were given")
+        if self.idempotency_ttl < 60 or self.audit_max_age < 0 or self.audit_max_events < 0:
+            raise ConfigError("--idempotency-ttl must be at least 1m (retries must find the "
+                              "result); --audit-retention and --audit-max-events not negative")
         if self.secret is not None and len(self.secret) < 16:
             raise ConfigError("the cluster secret must be at least 16 characters")
 

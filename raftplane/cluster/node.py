@@ -16,6 +16,7 @@ from raftplane.cluster.errors import NoLeader, NotApplied, NotLeader
 from raftplane.cluster.journal_check import check_journal, journal_file
 from raftplane.cluster.proposer import Proposer
 from raftplane.cluster.raft import NOT_PROPOSED, SUCCESS, RaftNode
+from raftplane.storage import retention
 from raftplane.storage.results import CommandResult
 from raftplane.storage.store import Store
 from raftplane.wire import log_entry_pb2 as wire
@@ -44,6 +45,8 @@ class ClusterNode:
         self.proposer = Proposer(
             self.raft.submit, success_code=SUCCESS, not_proposed_codes=NOT_PROPOSED,
             batch_timeout=config.write_timeout,
+            retention=retention.for_entries(config.audit_max_age, config.audit_max_events,
+                                            config.idempotency_ttl),
         )
 
     async def close(self) -> None:
@@ -168,6 +171,7 @@ class ClusterNode:
             "revision": self.store.applied_index,
             "hasQuorum": self.raft.hasQuorum,
             "applyHalted": self.store.halted,
+            "store": self.store.stats(),
             "members": members,
             "journal": {"syncs": stats.syncs, "entries": stats.entries,
                         "syncSeconds": round(stats.seconds, 6)} if stats else None,

@@ -42,6 +42,7 @@ class Proposer:
         max_batch_bytes: int = 512 << 10,
         max_inflight: int = 4,
         batch_timeout: float = 10.0,
+        retention: wire.Retention | None = None,
     ) -> None:
         self._submit = submit
         self._success = success_code
@@ -49,6 +50,7 @@ class Proposer:
         self._max_batch = max_batch
         self._max_batch_bytes = max_batch_bytes
         self._batch_timeout = batch_timeout
+        self._retention = retention  # this leader's retention, carried by every entry
         self._queue: deque[tuple[wire.Command, asyncio.Future]] = deque()
         self._inflight = asyncio.Semaphore(max_inflight)
         self._wake = asyncio.Event()
@@ -86,6 +88,8 @@ class Proposer:
 
     def _send_batch(self) -> None:
         entry = wire.LogEntry(format_version=1, proposed_at_ms=int(time.time() * 1000))
+        if self._retention is not None:
+            entry.retention.CopyFrom(self._retention)
         futures: list[asyncio.Future] = []
         size = 0
         while self._queue and len(futures) < self._max_batch:

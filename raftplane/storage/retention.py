@@ -13,6 +13,8 @@ import math
 import re
 from typing import TYPE_CHECKING
 
+from raftplane.wire import log_entry_pb2 as wire
+
 if TYPE_CHECKING:
     from raftplane.storage.apply import ApplyContext
 
@@ -25,6 +27,14 @@ MIN_IDEMPOTENCY_TTL_S = 60.0  # retries of a forwarded or timed-out write must f
 
 _UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
 _PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
+
+
+def for_entries(audit_max_age_s: float, audit_max_events: int, idempotency_ttl_s: float
+                ) -> wire.Retention:
+    """The retention a leader puts into its entries (from its flags)."""
+    return wire.Retention(audit_max_age_ms=round(audit_max_age_s * 1000),
+                          audit_max_events=audit_max_events,
+                          idempotency_ttl_ms=round(idempotency_ttl_s * 1000))
 
 
 def prune_audit(ctx: ApplyContext, budget: int) -> int:
