@@ -1,0 +1,55 @@
+"""Retention flags: defaults, RAFTPLANE_* equivalents, refusals, and what the leader proposes."""
+
+from __future__ import annotations
+
+import argparse
+
+import pytest
+
+from raftplane import cli
+from raftplane.cluster.config import ConfigError
+from raftplane.storage import retention
+from tests.unit.test_config import config
+
+BASE = ["serve", "--node-id", "a", "--data-dir", "/tmp/x", "--members",
+        "id=a,raft=h:1,api=http://h:2"]
+
+
+def parse(*flags: str):
+    parser = argparse.ArgumentParser()
+    cli._serve_parser(parser.add_subparsers(dest="command"))
+    return cli._config_from_args(parser.parse_args([*BASE, *flags]))
+
+
+def test_defaults_flags_and_environment(monkeypatch):
+    default = parse()
+    assert (default.audit_max_age, default.audit_max_events, default.idempotency_ttl) == (
+        30 * 86400, 1_000_000, 86400)
+    flagged = parse("--audit-retention", "7d", "--audit-max-events", "0",
+                    "--idempotency-ttl", "2h")
+    assert (flagged.audit_max_age, flagged.audit_max_events, flagged.idempotency_ttl) == (
+        7 * 86400, 0, 7200)
+    monkeypatch.setenv("RAFTPLANE_AUDIT_RETENTION", "12h")
+    monkeypatch.setenv("RAFTPLANE_AUDIT_MAX_EVENTS", "500")
+    monkeypatch.setenv("RAFTPLANE_IDEMPOTENCY_TTL", "90m")
+    env = parse()
+    assert (env.audit_max_age, env.audit_max_events, env.idempotency_ttl) == (43200, 500, 5400)
+
+
+def test_a_bad_duration_is_a_usage_error():
+    with pytest.raises(SystemExit):
+        parse("--audit-retention", "a month")
+
+
+def test_retention_that_breaks_retries_is_refused():
+    with pytest.raises(ConfigError, match="idempotency-ttl"):
+        config(secret="x" * 20, idempotency_ttl=5).validate()
+    with pytest.raises(ConfigError, match="audit"):
+        config(secret="x" * 20, audit_max_events=-1).validate()
+    config(secret="x" * 20, audit_max_age=0, audit_max_events=0).validate()
+
+
+def test_the_leader_proposes_its_retention_in_milliseconds():
+    keep = retention.for_entries(30 * 86400, 1_000_000, 86400)
+    assert (keep.audit_max_age_ms, keep.audit_max_events, keep.idempotency_ttl_ms) == (
+        30 * 86400_000, 1_000_000, 86400_000)
