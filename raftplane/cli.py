@@ -72,6 +72,10 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
                    help="file holding the shared cluster secret [RAFTPLANE_CLUSTER_SECRET_FILE]")
     p.add_argument("--write-timeout", type=float, default=float(_env("WRITE_TIMEOUT", "10")),
                    help="seconds a write waits for commit before answering 504")
+    p.add_argument("--max-stale", type=float, default=float(_env("MAX_STALE", "30")),
+                   help="seconds without a leader after which authenticated REST reads answer "
+                        "503 unless they ask ?consistency=stale (xDS keeps serving) "
+                        "[RAFTPLANE_MAX_STALE]")
     p.add_argument("--audit-retention", type=parse_duration,
                    default=_env("AUDIT_RETENTION", "30d"),
                    help="prune audit events older than this, e.g. 30d, 12h (0: keep); the "
@@ -147,6 +151,7 @@ def _config_from_args(args: argparse.Namespace) -> NodeConfig:
         raft_listen=args.raft_listen,
         secret=secret,
         write_timeout=args.write_timeout,
+        max_stale=args.max_stale,
         audit_max_age=args.audit_retention,
         audit_max_events=args.audit_max_events,
         idempotency_ttl=args.idempotency_ttl,
@@ -187,12 +192,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"raftplane serve: {exc}", file=sys.stderr)
             return 2
         logs.configure(args.log_level, config.node_id)
-        from raftplane.cluster.journal_check import JournalTorn
+        from raftplane.cluster.journal import JournalDamaged
         from raftplane.server import run_node
 
         try:
             uvloop.run(run_node(config))  # libuv's loop: ~10% less CPU per write
-        except JournalTorn as exc:
+        except JournalDamaged as exc:
             print(f"raftplane serve: refusing to start: {exc}", file=sys.stderr)
             return 2
         return 0

@@ -13,7 +13,7 @@ from raftplane.api.app import create_app
 from raftplane.api.context import AUTH_STATE
 from raftplane.api.metrics import ApiMetrics
 from raftplane.auth.day0 import setup_token_hook
-from raftplane.cluster import api_tls
+from raftplane.cluster import api_tls, power_loss
 from raftplane.cluster.config import NodeConfig
 from raftplane.cluster.node import ClusterNode
 from raftplane.storage.store import Store
@@ -40,6 +40,7 @@ async def _stop_when_orphaned(stop: asyncio.Event, parent: int, period: float = 
 async def run_node(config: NodeConfig) -> None:
     """Serve until a stop signal arrives; then close everything in order."""
     config.validate()
+    power_loss.start(config.data_dir, config.data_dir / "store")  # may set the store aside
     store = Store(config.data_dir / "store")
     metrics = ApiMetrics()
     xds = XdsRuntime.create(store, XdsMetrics(metrics.registry))
@@ -72,4 +73,6 @@ async def run_node(config: NodeConfig) -> None:
     await xds.stop()
     await runner.cleanup()
     await node.close()
+    store.sync()
     store.close()
+    power_loss.stop(config.data_dir)

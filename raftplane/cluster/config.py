@@ -76,6 +76,9 @@ class NodeConfig:
     secret: str | None = None
     write_timeout: float = 10.0  # seconds a write may wait for commit+apply before 504
     forward_timeout: float = 15.0
+    # Seconds without a leader after which authenticated REST reads answer 503 (unless the
+    # client asks ?consistency=stale): a cut-off node stops honouring tokens it cannot check.
+    max_stale: float = 30.0
     max_body_bytes: int = 1 << 20
     # Retention this node puts into the entries it proposes as leader (apply uses the entry's).
     audit_max_age: float = 30 * 86400.0  # seconds; 0: no age limit
@@ -126,6 +129,8 @@ class NodeConfig:
         if self.api_tls is None and self.me.api.startswith("https://"):
             raise ConfigError(f"member {self.node_id}'s api URL is https:// but no "
                               "--api-tls-cert/--api-tls-key/--api-tls-ca were given")
+        if self.max_stale <= 0:
+            raise ConfigError("--max-stale must be a positive number of seconds")
         if self.idempotency_ttl < 60 or self.audit_max_age < 0 or self.audit_max_events < 0:
             raise ConfigError("--idempotency-ttl must be at least 1m (retries must find the "
                               "result); --audit-retention and --audit-max-events not negative")

@@ -10,10 +10,10 @@ import contextlib
 import heapq
 import itertools
 import logging
+import time
 
 from raftplane.cluster.config import Member, NodeConfig
 from raftplane.cluster.errors import NoLeader, NotApplied, NotLeader
-from raftplane.cluster.journal_check import check_journal, journal_file
 from raftplane.cluster.proposer import Proposer
 from raftplane.cluster.raft import NOT_PROPOSED, SUCCESS, RaftNode
 from raftplane.storage import retention
@@ -36,11 +36,11 @@ class ClusterNode:
         store.add_applied_listener(self._on_applied_in_raft_thread)
         self.leader_hooks: list = []  # async callables run each time this node becomes leader
         self._hook_tasks: set[asyncio.Task] = set()
-        check_journal(journal_file(config.data_dir), store.applied_index)  # may refuse
         self.raft = RaftNode(config, store, on_role_change=self._on_role_in_raft_thread)
         # Raft-internal entries (leader no-ops, membership) advance the log without touching
         # the store; waiters for such an index are woken from the tick.
         self._raft_applied_seen = 0
+        self._leader_seen_at = time.monotonic()  # start-up counts as "last knew a leader"
         self.raft.addOnTickCallback(self._on_tick_in_raft_thread)
         self.proposer = Proposer(
             self.raft.submit, success_code=SUCCESS, not_proposed_codes=NOT_PROPOSED,
@@ -73,6 +73,33 @@ class ClusterNode:
         if leader is None:
             raise NoLeader("no leader is known (election in progress or no quorum)")
         raise NotLeader(leader.id)
+
+    def _knows_leader(self) -> bool:
+        """In touch with a leader: connected to it, or leading while reaching a quorum. (A
+        follower connected to no one keeps its last leader and never campaigns.)"""
+        address = self.raft.leader_address
+        if address is None:
+            return False
+        if self.is_leader:
+            return self.raft.hasQuorum
+        return bool(self.raft.peer_progress().get(address, {}).get("connected"))
+
+    @property
+    def seconds_without_leader(self) -> float:
+        """Seconds since this node last knew a leader (0.0 while it knows one)."""
+        if self._knows_leader():
+            return 0.0
+        return max(0.0, time.monotonic() - self._leader_seen_at)
+
+    @property
+    def leader_commit_index(self) -> int | None:
+        """The leader's commit index as this node last learned it (a follower: from the
+        latest AppendEntries or heartbeat); None while no leader is known."""
+        if self.is_leader:
+            return self.raft.raftCommitIndex
+        if self.leader is None:
+            return None
+        return self.raft.leader_commit_index
 
     def _on_role_in_raft_thread(self, role: str) -> None:
         if role == "leader":
@@ -127,6 +154,8 @@ class ClusterNode:
         self._loop.call_soon_threadsafe(self._wake_waiters, index)
 
     def _on_tick_in_raft_thread(self) -> None:
+        if self._knows_leader():
+            self._leader_seen_at = time.monotonic()
         applied = self.raft.raftLastApplied
         if applied > self._raft_applied_seen:
             self._raft_applied_seen = applied

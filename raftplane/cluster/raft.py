@@ -2,10 +2,20 @@
 the LMDB store.
 
 What this adds to pysyncobj 0.3.17 (see ../shared/spec/pysyncobj-notes.md):
-- a durable, group-committed journal (journal.py), synced before any message leaves;
-- the follower-truncation guard (log_guard.py);
-- snapshots that are LMDB copies, never pickles of Python objects (snapshot.py);
+- a checksummed, group-committed journal with atomic compaction and a durable term/vote
+  file (journal.py), synced before any message leaves;
+- the follower-truncation guard (log_guard.py), for chunked entries too, and membership
+  changes in a kept tail are not undone;
+- snapshots that are LMDB copies, never pickles, written off the tick thread and durable
+  before the journal is compacted against them; received ones verified (snapshot.py);
+- PreVote (prevote.py): a node that was cut off or stalled asks before it campaigns, so it
+  cannot depose a healthy leader by bumping the term;
+- a node whose apply halted stops campaigning and steps down;
 - a mandatory cluster secret for multi-node clusters (config.py).
+
+journal.py and snapshot.py implement pysyncobj's Journal and Serializer interfaces (and
+import them); this module installs them and is the only one that reaches into SyncObj's
+private state.
 """
 
 from __future__ import annotations
@@ -16,16 +26,19 @@ from pathlib import Path
 
 import pysyncobj.syncobj as _syncobj_module
 from pysyncobj import SyncObj, SyncObjConf, replicated
+from pysyncobj import pickle as _pysyncobj_pickle
 from pysyncobj.config import FAIL_REASON
 from pysyncobj.dns_resolver import globalDnsResolver
 from pysyncobj.journal import MemoryJournal
+from pysyncobj.monotonic import monotonic as monotonic_time
 from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
 from raftplane.cluster import snapshot
 from raftplane.cluster.config import NodeConfig
-from raftplane.cluster.journal import DurableJournal
+from raftplane.cluster.journal import DurableJournal, JournalDamaged, recovery_hint
 from raftplane.cluster.log_guard import rewrite_append_entries
+from raftplane.cluster.prevote import PreVote
 from raftplane.storage.apply import EntryRejected
 from raftplane.storage.results import CommandResult
 from raftplane.storage.store import Store
@@ -40,12 +53,24 @@ SUCCESS = FAIL_REASON.SUCCESS
 ApplyCallback = Callable[[list[CommandResult] | None, int], None]
 
 
+# Opened by RaftNode before SyncObj.__init__ (which asks its module's factories for them).
+_PREPARED_JOURNALS: dict[str, DurableJournal] = {}
+_PREPARED_SNAPSHOTS: dict[str, snapshot.SnapshotFiles] = {}
+
+
 def _create_journal(path: str | None):
-    return DurableJournal(path) if path else MemoryJournal()
+    if path is None:
+        return MemoryJournal()
+    return _PREPARED_JOURNALS.pop(path, None) or DurableJournal(path)
 
 
-# pysyncobj looks its journal factory up in its own module namespace.
+def _create_serializer(file_name, batch_size, *_ignored):
+    return _PREPARED_SNAPSHOTS.pop(file_name)
+
+
+# pysyncobj looks its journal and serializer factories up in its own module namespace.
 _syncobj_module.createJournal = _create_journal
+_syncobj_module.Serializer = _create_serializer
 
 
 class _GuardedTransport(TCPTransport):
@@ -63,8 +88,13 @@ class _GuardedTransport(TCPTransport):
         return super().send(node, message)
 
     def _onMessageReceived(self, node, message) -> None:
-        if isinstance(message, dict) and message.get("type") == "append_entries":
-            self._syncObj.guard_append_entries(message)
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind == "append_entries":
+            if not self._syncObj.guard_append_entries(message):
+                return
+        elif kind in PreVote.MESSAGES:
+            self._syncObj.prevote.on_message(node, message)
+            return
         super()._onMessageReceived(node, message)
 
 
@@ -101,12 +131,24 @@ class RaftNode(SyncObj):
         self._store = store
         self._truncate_from: int | None = None
         self._kept_entries = 0
+        self._chunks: list[bytes] = []
         raft_dir = Path(config.data_dir) / "raft"
         raft_dir.mkdir(parents=True, exist_ok=True)
+        journal_path, snapshot_path = str(raft_dir / "journal"), str(raft_dir / "snapshot")
+        try:
+            on_disk = snapshot.snapshot_entries(snapshot_path)
+        except snapshot.SnapshotInvalid as exc:
+            raise JournalDamaged(
+                f"the Raft snapshot cannot be trusted: {exc}. The journal was compacted "
+                "against it, so this node cannot rebuild its state alone. "
+                + recovery_hint(Path(config.data_dir))) from None
+        _PREPARED_JOURNALS[journal_path] = DurableJournal(
+            journal_path, applied_index=store.applied_index, snapshot_entries=on_disk)
         options = {
             "password": config.secret,
-            "journalFile": str(raft_dir / "journal"),
-            "fullDumpFile": str(raft_dir / "snapshot"),
+            "journalFile": journal_path,
+            "fullDumpFile": snapshot_path,
+            # Read by our serializer factory only to know it is not pysyncobj's default.
             "serializer": self._write_snapshot,
             "deserializer": self._read_snapshot,
             "appendEntriesUseBatch": False,  # send at once: latency, not 100 ms ticks
@@ -128,7 +170,10 @@ class RaftNode(SyncObj):
         if config.raft_listen:  # bind here, but peers know this node by its member address
             options["bindAddress"] = config.raft_listen
         options.update(config.raft_options)
+        self.snapshots = _PREPARED_SNAPSHOTS[snapshot_path] = snapshot.SnapshotFiles(
+            snapshot_path, SyncObjConf(**options).logCompactionBatchSize, store)
         self._on_role_change = on_role_change
+        self.prevote = PreVote(self)
         me = config.me
         peers = [
             RoutedNode(p.raft, config.raft_dial[p.id]) if p.id in config.raft_dial else p.raft
@@ -144,6 +189,8 @@ class RaftNode(SyncObj):
         # computes the commit index at the start of a tick); syncing at the end of every tick
         # makes the leader's own copy durable before it counts.
         self.addOnTickCallback(self.sync_journal)
+        self.addOnTickCallback(self._take_peer_view)
+        self._peer_view: dict[str, dict] = {}
 
     # ---- state machine -------------------------------------------------------------------
     @replicated
@@ -172,14 +219,53 @@ class RaftNode(SyncObj):
         journal = self._SyncObj__raftLog
         return journal.stats if isinstance(journal, DurableJournal) else None
 
-    def guard_append_entries(self, message: dict) -> None:
+    def guard_append_entries(self, message: dict) -> bool:
+        """Rewrite an AppendEntries so it obeys Raft's truncation rule (log_guard.py).
+
+        Returns False when the message must not reach pysyncobj at all.
+        """
+        if message.get("term", 0) >= self.raftCurrentTerm:
+            self.prevote.leader_heard()
         if "prevLogIdx" not in message:
             self._truncate_from = None
-        elif "transmission" in message:
-            # A single large entry in chunks: pysyncobj's own rule (rare, >1 MiB entries).
-            self._truncate_from = message["prevLogIdx"] + 1
-        else:
-            self._truncate_from = rewrite_append_entries(message, self._entry_at)
+            return True
+        transmission = message.get("transmission")
+        if transmission is not None and not self._reassemble(message, transmission):
+            return True
+        self._truncate_from = rewrite_append_entries(message, self._entry_at)
+        return True
+
+    def _reassemble(self, message: dict, transmission: str) -> bool:
+        """One entry of 1 MiB or more comes in chunks ('start', 'process', 'finish').
+
+        The last chunk turns into a regular AppendEntries carrying the whole entry, so the
+        guard decides about it like about any other (pysyncobj's own rule for chunks deletes
+        everything after prevLogIdx). Returns True when `message` now carries the entry.
+        """
+        if transmission == "start":
+            self._chunks = []
+        self._chunks.append(message.get("data", b""))
+        self._truncate_from = None
+        if transmission != "finish":
+            return False
+        try:
+            entry = _pysyncobj_pickle.loads(b"".join(self._chunks))
+        except Exception:
+            # pysyncobj marks a chunk 'finish' by the command's length, not the pickle's:
+            # the pickle may need one more chunk. Treat this one as 'process'.
+            message["transmission"] = "process"
+            return False
+        self._chunks = []
+        del message["transmission"], message["data"]
+        message["entries"] = [tuple(entry)]
+        return True
+
+    def _SyncObj__doChangeCluster(self, request, reverse: bool = False):
+        """pysyncobj undoes membership changes of every entry after prevLogIdx before it
+        deletes them; the guard may keep those entries, and then their change stays."""
+        if reverse and self._truncate_from is None:
+            return False
+        return SyncObj._SyncObj__doChangeCluster(self, request, reverse)
 
     def _entry_at(self, index: int):
         entries = self._SyncObj__getEntries(index, 1)
@@ -209,6 +295,56 @@ class RaftNode(SyncObj):
     def _read_snapshot(self, path: str) -> tuple:
         return snapshot.read(path, self._store)
 
+    # ---- ticks -----------------------------------------------------------------------------
+    def _onTick(self, timeToWait: float = 0.0) -> None:
+        if self._store.halted is not None:
+            self._stand_down()
+        else:
+            self.prevote.before_tick()
+        super()._onTick(timeToWait)
+
+    def _stand_down(self) -> None:
+        """A node that cannot apply must not lead or campaign (it would disrupt the others)."""
+        self._SyncObj__raftElectionDeadline = monotonic_time() + 3600.0
+        if self._SyncObj__raftState != 0:
+            log.critical("apply halted: stepping down and not campaigning")
+            self._SyncObj__setState(0)
+            self._SyncObj__raftLeader = None
+
+    def _take_peer_view(self) -> None:
+        """Copy what status needs from pysyncobj's dicts, in the thread that changes them."""
+        match = self._SyncObj__raftMatchIndex
+        self._peer_view = {
+            node.address: {"connected": self.isNodeConnected(node), "matchIndex": match.get(node)}
+            for node in self.otherNodes
+        }
+
+    # ---- PreVote hooks (prevote.py) ----------------------------------------------------------
+    def election_due(self) -> bool:
+        """pysyncobj would start an election in this tick."""
+        return (self._SyncObj__raftState != 2
+                and self._SyncObj__raftElectionDeadline < monotonic_time()
+                and not self._SyncObj__transferInProgress
+                and (bool(self._SyncObj__connectedNodes) or not self.otherNodes))
+
+    def postpone_election(self) -> None:
+        timeout = self._SyncObj__generateRaftTimeout()
+        self._SyncObj__raftElectionDeadline = monotonic_time() + timeout
+
+    def start_election_now(self) -> None:
+        self._SyncObj__raftElectionDeadline = 0.0
+
+    def log_position(self) -> tuple[int, int]:
+        """(index, term) of this node's last log entry."""
+        return self._SyncObj__getCurrentLogIndex(), self._SyncObj__getCurrentLogTerm()
+
+    def send_to(self, node, message: dict) -> None:
+        self._SyncObj__transport.send(node, message)
+
+    @property
+    def min_election_timeout(self) -> float:
+        return self._SyncObj__conf.raftMinTimeout
+
     # ---- read-only views -------------------------------------------------------------------
     @property
     def role(self) -> str:
@@ -224,9 +360,13 @@ class RaftNode(SyncObj):
         return self.raftCurrentTerm
 
     def peer_progress(self) -> dict[str, dict]:
-        """Per peer address: connected, and (on the leader) match index."""
-        match = dict(self._SyncObj__raftMatchIndex)
-        return {
-            node.address: {"connected": self.isNodeConnected(node), "matchIndex": match.get(node)}
-            for node in list(self.otherNodes)
-        }
+        """Per peer address: connected, and (on the leader) match index, as of the last tick
+        (copied in the tick thread: pysyncobj's dicts change under a reader elsewhere)."""
+        return self._peer_view
+
+    @property
+    def leader_commit_index(self) -> int | None:
+        """The leader's commit index as this node last learned it (None: never learned)."""
+        if self.role == "leader":
+            return self.raftCommitIndex
+        return self._SyncObj__leaderCommitIndex
