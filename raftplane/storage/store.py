@@ -18,6 +18,7 @@ from pathlib import Path
 
 import lmdb
 
+from raftplane import failpoints
 from raftplane.storage import audit, constraints, idempotency, keys
 from raftplane.storage.apply import ApplyContext, EntryRejected, apply_commands
 from raftplane.storage.results import CommandResult
@@ -100,6 +101,7 @@ class Store:
                 break
             except lmdb.MapFullError:
                 self._grow_map()
+        failpoints.hit("lmdb-commit")
         self.applied_index = index
         for listener in self._listeners:
             listener(index, ctx.changed)
