@@ -11,6 +11,7 @@ from raftplane.api.auth_routes import auth_routes
 from raftplane.api.authn import auth_middleware
 from raftplane.api.context import (
     AUTH_STATE,
+    CONSISTENT_READS,
     FORWARDER,
     METRICS,
     NODE,
@@ -107,10 +108,13 @@ def create_app(node: ClusterNode, xds: XdsRuntime, metrics: ApiMetrics) -> web.A
                                api_tls.client_context(tls) if tls else None)
     app[METRICS] = metrics
     scopes: dict[tuple[str, str], str] = {}
-    for route in all_routes():
+    routes = all_routes()
+    for route in routes:
         app.router.add_route(route.method, route.path, route.handler)
         scopes[(route.method, route.path)] = route.scope
     app[ROUTE_SCOPES] = scopes
+    app[CONSISTENT_READS] = frozenset((r.method, r.path) for r in routes
+                                      if "minRevision" in r.query)
 
     async def close_forwarder(app: web.Application) -> None:
         await app[FORWARDER].close()

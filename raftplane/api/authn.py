@@ -3,6 +3,11 @@
 Writes reaching a follower are relayed to the leader untouched (with the caller's
 Authorization header): the leader authenticates, authorizes and audits them, so refusals are
 recorded once, through Raft.
+
+Reads are authenticated after their consistency waits (?minRevision=, a linearizable
+barrier): a token revoked at or before the revision waited for is refused, and the outcome
+of a wait is told only to a caller whose token holds. A node that has known no leader for
+longer than --max-stale answers 503 unless the read accepts ?consistency=stale.
 """
 
 from __future__ import annotations
@@ -12,7 +17,14 @@ import time
 
 from aiohttp import web
 
-from raftplane.api.context import AUTH_STATE, NODE, ROUTE_SCOPES, VERIFIED_TOKENS
+from raftplane.api import reads
+from raftplane.api.context import (
+    AUTH_STATE,
+    CONSISTENT_READS,
+    NODE,
+    ROUTE_SCOPES,
+    VERIFIED_TOKENS,
+)
 from raftplane.api.problems import Problem
 from raftplane.api.writes import forward_if_follower
 from raftplane.auth import tokens
@@ -31,12 +43,17 @@ FRESH_TOKEN_SECONDS = 30
 CATCH_UP_SECONDS = 2.0
 
 
-def _scope_of(request: web.Request) -> str | None:
+def _route_key(request: web.Request) -> tuple[str, str] | None:
     info = request.match_info
     if info.http_exception is not None or info.route is None or info.route.resource is None:
         return None
     method = "GET" if request.method == "HEAD" else request.method
-    return request.app[ROUTE_SCOPES].get((method, info.route.resource.canonical))
+    return method, info.route.resource.canonical
+
+
+def _scope_of(request: web.Request) -> str | None:
+    key = _route_key(request)
+    return request.app[ROUTE_SCOPES].get(key) if key else None
 
 
 async def authenticate(request: web.Request) -> Claims:
@@ -113,6 +130,36 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
         relayed = await forward_if_follower(request)
         if relayed is not None:
             return relayed
+        await _authorize(request, scope)
+        return await handler(request)
+    relayed = await _read_with_auth(request, scope)
+    return relayed if relayed is not None else await handler(request)
+
+
+async def _read_with_auth(request: web.Request, scope: str) -> web.StreamResponse | None:
+    """Consistency first, then authentication; a relayed answer, or None to go on."""
+    level = reads.consistency(request)
+    if level != "stale":
+        reads.refuse_if_cut_off(request)
+    if _route_key(request) not in request.app[CONSISTENT_READS]:
+        await _authorize(request, scope)
+        return None
+    floor = 0
+    if level == "linearizable":
+        await _authorize(request, scope)  # no barrier, no forwarding for a stranger
+        confirmed = await reads.linearize(request)
+        if not isinstance(confirmed, int):
+            return confirmed
+        floor = confirmed
+    problem = await reads.await_revision(request, floor)
+    await _authorize(request, scope)
+    if problem is not None:
+        raise problem
+    return None
+
+
+async def _authorize(request: web.Request, scope: str) -> None:
+    """Authenticate and check `scope`; sets the principal and its teams on the request."""
     claims = None
     try:
         claims = await authenticate(request)
@@ -126,7 +173,6 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
         raise
     request["principal"] = claims
     request["teams"] = None if tokens.is_admin(claims) else set(claims.teams)
-    return await handler(request)
 
 
 async def _audit_refusal(request: web.Request, claims: Claims | None, result: str) -> None:

@@ -19,3 +19,5 @@ AUTH_STATE = web.AppKey("auth_state", AuthState)
 VERIFIED_TOKENS = web.AppKey("verified_tokens", VerifiedTokens)
 # The scope each route needs, keyed by (method, canonical path); the auth step reads it.
 ROUTE_SCOPES = web.AppKey("route_scopes", dict)
+# The (method, canonical path) of reads that honour ?minRevision= and ?consistency=linearizable.
+CONSISTENT_READS = web.AppKey("consistent_reads", frozenset)

@@ -14,12 +14,21 @@ QUERY_DOCS = {
     "cursor": ({"type": "string"}, "nextCursor of the previous page"),
     "team": ({"type": "string"}, "Only resources of this team"),
     "minRevision": ({"type": "integer", "minimum": 0},
-                    "Wait until this node has applied this revision (read-your-writes)"),
-    "consistency": ({"type": "string", "enum": ["local", "linearizable"], "default": "local"},
-                    "linearizable: answered after the leader confirms its leadership"),
+                    "Wait until this node has applied this revision (read-your-writes); 400 "
+                    "when it does not exist yet (beyond the commit index), 503 when this node "
+                    "did not apply it in time"),
+    "consistency": ({"type": "string", "enum": ["local", "linearizable", "stale"],
+                     "default": "local"},
+                    "linearizable: answered after the leader confirms its leadership; stale: "
+                    "answered even by a node that has known no leader for longer than "
+                    "--max-stale (otherwise 503)"),
     "waitSeconds": ({"type": "integer", "minimum": 1, "maximum": 30, "default": 5},
-                    "How long minRevision may wait before 504"),
+                    "How long minRevision may wait before 400 or 503"),
 }
+# Any authenticated read takes ?consistency=stale (see reads.refuse_if_cut_off).
+STALE_ONLY = ({"type": "string", "enum": ["local", "stale"], "default": "local"},
+              "stale: answered even by a node that has known no leader for longer than "
+              "--max-stale (otherwise 503)")
 
 PROBLEM_SCHEMA = {
     "type": "object",
@@ -59,6 +68,10 @@ def build_openapi(routes: list[Route]) -> dict:
             schema, doc = QUERY_DOCS[q]
             params.append({"name": q, "in": "query", "required": False, "schema": schema,
                            "description": doc})
+        if _authenticated_read(route) and "consistency" not in route.query:
+            schema, doc = STALE_ONLY
+            params.append({"name": "consistency", "in": "query", "required": False,
+                           "schema": schema, "description": doc})
         if route.method in ("PUT", "DELETE"):
             params.append({"name": "If-Match", "in": "header", "required": False,
                            "schema": {"type": "string"}, "description": "Expected revision"})
@@ -71,7 +84,7 @@ def build_openapi(routes: list[Route]) -> dict:
         ref = {"$ref": f"#/components/schemas/{_schema_name(route.kind)}"} if route.kind else None
         if route.body and ref:
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref}}}
-        for status in route.statuses:
+        for status in _statuses(route):
             if status < 400:
                 content = {"application/json": {"schema": ref or {"type": "object"}}}
                 op["responses"][str(status)] = {"description": "OK", "content": content}
@@ -89,6 +102,19 @@ def build_openapi(routes: list[Route]) -> dict:
         "paths": paths,
         "components": {"schemas": components},
     }
+
+
+def _authenticated_read(route: Route) -> bool:
+    return bool(route.scope) and route.method == "GET"
+
+
+def _statuses(route: Route) -> list[int]:
+    """The route's own statuses, and those the auth step adds (401, 403; 503 for reads on a
+    node cut off from the leader)."""
+    added = {401, 403} if route.scope else set()
+    if _authenticated_read(route):
+        added.add(503)
+    return sorted(set(route.statuses) | added)
 
 
 def _operation_id(route: Route) -> str:

@@ -1,4 +1,9 @@
-"""Read consistency: local by default, `minRevision` waits, `linearizable` asks the leader."""
+"""Read consistency: local by default, `minRevision` waits, `linearizable` asks the leader,
+and a node cut off from the leader for longer than --max-stale refuses (`stale` accepts).
+
+The auth middleware runs these steps around authentication: every wait comes first, so a
+token is checked against at least the state the client asked for (a revocation included).
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,13 @@ from aiohttp import web
 
 from raftplane.api.context import FORWARDER, NODE
 from raftplane.api.problems import Problem, field_problem
-from raftplane.api.writes import no_leader, outcome_unknown
-from raftplane.cluster.errors import NoLeader, NotApplied, OutcomeUnknown
+from raftplane.api.writes import RETRY_AFTER_SECONDS, no_leader, outcome_unknown
+from raftplane.cluster.errors import NoLeader, NotApplied, NotLeader, OutcomeUnknown
 from raftplane.cluster.forwarding import FORWARDED_BY
 
 MIN_REVISION_TIMEOUT = 5.0
 MAX_WAIT_SECONDS = 30.0
+CONSISTENCY_LEVELS = ("local", "linearizable", "stale")
 
 
 def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -> int:
@@ -28,32 +34,76 @@ def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -
     return value
 
 
-async def consistent_read(request: web.Request) -> web.StreamResponse | None:
-    """Honour ?minRevision= and ?consistency=; returns a relayed answer or None to go on."""
+def consistency(request: web.Request) -> str:
+    """The ?consistency= level asked for ('local' by default), or a 400 naming it."""
+    level = request.query.get("consistency", "local")
+    if level not in CONSISTENCY_LEVELS:
+        raise field_problem(400, "consistency", "must be 'local', 'linearizable' or 'stale'")
+    return level
+
+
+def refuse_if_cut_off(request: web.Request) -> None:
+    """503 when this node has known no leader for longer than --max-stale: what it holds
+    (revocations above all) may be out of date. `?consistency=stale` skips this check."""
     node = request.app[NODE]
-    consistency = request.query.get("consistency", "local")
-    if consistency not in ("local", "linearizable"):
-        raise field_problem(400, "consistency", "must be 'local' or 'linearizable'")
+    without, limit = node.seconds_without_leader, node.config.max_stale
+    if without > limit:
+        raise Problem(503, f"this node has known no leader for {without:.0f}s (more than "
+                      f"--max-stale {limit:g}s), so its data and tokens may be stale: retry, "
+                      "ask another node, or accept a stale answer with ?consistency=stale",
+                      slug="stale-node", headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
+async def linearize(request: web.Request) -> web.StreamResponse | int:
+    """Confirm leadership for a linearizable read: the leader's answer relayed (this node
+    follows), or the revision of a committed barrier (this node leads)."""
+    node = request.app[NODE]
+    if not node.is_leader:
+        return await _read_on_leader(request)
+    try:
+        return await node.barrier()
+    except (NoLeader, NotLeader) as exc:
+        raise no_leader(f"leadership could not be confirmed: {exc}") from exc
+    except OutcomeUnknown as exc:
+        raise Problem(504, f"leadership could not be confirmed: {exc}",
+                      headers={"Retry-After": RETRY_AFTER_SECONDS}) from exc
+
+
+async def await_revision(request: web.Request, floor: int = 0) -> Problem | None:
+    """Wait (bounded) until this node has applied ?minRevision= (and `floor`).
+
+    Returns None once applied, else the problem to answer: 400 when the revision does not
+    exist yet (beyond the leader's commit index as known after the wait), 503 when it exists
+    but was not applied here in time. The caller raises it only after authenticating, so
+    the wait tells nothing to a caller without a valid token.
+    """
     timeout = float(int_param(request, "waitSeconds", int(MIN_REVISION_TIMEOUT), 1,
                               int(MAX_WAIT_SECONDS)))
-    min_revision = int_param(request, "minRevision", 0, 0, 2**63 - 1)
-    if consistency == "linearizable":
-        if not node.is_leader:
-            return await _read_on_leader(request)
-        try:
-            min_revision = max(min_revision, await node.barrier())
-        except NoLeader as exc:
-            raise no_leader(str(exc)) from exc
-        except OutcomeUnknown as exc:
-            raise Problem(504, f"leadership could not be confirmed: {exc}",
-                          headers={"Retry-After": "1"}) from exc
-    if min_revision:
-        try:
-            await node.wait_applied(min_revision, timeout)
-        except NotApplied as exc:
-            raise Problem(504, str(exc), slug="revision-not-applied",
-                          headers={"Retry-After": "1"}) from exc
+    revision = max(floor, int_param(request, "minRevision", 0, 0, 2**63 - 1))
+    if not revision:
+        return None
+    node = request.app[NODE]
+    try:
+        await node.wait_applied(revision, timeout)
+    except NotApplied as exc:
+        return _not_applied(node, revision, str(exc))
     return None
+
+
+def _not_applied(node, revision: int, detail: str) -> Problem:
+    commit = node.leader_commit_index
+    if commit is None:
+        return no_leader(f"{detail}; no leader is known to tell whether it exists")
+    if revision > commit:
+        return Problem(400, f"revision {revision} does not exist yet: the cluster's commit "
+                       f"index is {commit}",
+                       errors=[{"field": "minRevision",
+                                "message": f"beyond the cluster's commit index {commit}"}],
+                       slug="revision-not-found", extra={"commitIndex": commit})
+    return Problem(503, f"{detail}; it is committed (commit index {commit}): retry, or read "
+                   "from another node", title="Revision not applied yet",
+                   slug="revision-not-applied", headers={"Retry-After": RETRY_AFTER_SECONDS},
+                   extra={"commitIndex": commit})
 
 
 async def _read_on_leader(request: web.Request) -> web.StreamResponse:

@@ -11,7 +11,7 @@ from raftplane.api import schemas
 from raftplane.api.context import NODE
 from raftplane.api.kinds import KindSpec
 from raftplane.api.problems import Problem, field_problem
-from raftplane.api.reads import consistent_read, int_param, revision_headers
+from raftplane.api.reads import int_param, revision_headers
 from raftplane.api.writes import execute_write
 from raftplane.wire import log_entry_pb2 as wire
 from raftplane.xds import translate
@@ -203,9 +203,7 @@ class KindHandlers:
         return await execute_write(request, b"", command, precheck)
 
     async def get(self, request: web.Request) -> web.StreamResponse:
-        relayed = await consistent_read(request)
-        if relayed is not None:
-            return relayed
+        # ?minRevision= and ?consistency= were honoured by the auth middleware (before auth).
         name = self._stored_name(request)
         resource = request.app[NODE].store.get(self.kind, name, teams=visible_teams(request))
         if resource is None:
@@ -215,9 +213,6 @@ class KindHandlers:
         return web.json_response(resource, headers=headers)
 
     async def list(self, request: web.Request) -> web.StreamResponse:
-        relayed = await consistent_read(request)
-        if relayed is not None:
-            return relayed
         limit = int_param(request, "limit", 100, 1, MAX_PAGE)
         team = self._path_team(request) or request.query.get("team") or None
         page = request.app[NODE].store.list(
