@@ -121,6 +121,10 @@ def _unauthorized(detail: str) -> Problem:
     return Problem(401, detail, headers={"WWW-Authenticate": 'Bearer realm="raftplane"'})
 
 
+# A cut-off node still says how it is (it reports how long it has known no leader).
+STALE_EXEMPT = frozenset({"/api/v1/cluster/status"})
+
+
 @web.middleware
 async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
     scope = _scope_of(request)
@@ -139,7 +143,7 @@ async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
 async def _read_with_auth(request: web.Request, scope: str) -> web.StreamResponse | None:
     """Consistency first, then authentication; a relayed answer, or None to go on."""
     level = reads.consistency(request)
-    if level != "stale":
+    if level != "stale" and request.path not in STALE_EXEMPT:
         reads.refuse_if_cut_off(request)
     if _route_key(request) not in request.app[CONSISTENT_READS]:
         await _authorize(request, scope)

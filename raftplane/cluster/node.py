@@ -199,6 +199,7 @@ class ClusterNode:
             "appliedIndex": self.raft.raftLastApplied,
             "revision": self.store.applied_index,
             "hasQuorum": self.raft.hasQuorum,
+            "secondsWithoutLeader": round(self.seconds_without_leader, 3),
             "applyHalted": self.store.halted,
             "store": self.store.stats(),
             "members": members,

@@ -125,6 +125,8 @@ def test_a_node_cut_off_past_max_stale_serves_only_stale_reads(tmp_path_factory)
         assert call("GET", api + "/tokens?consistency=stale").status == 200
         assert call("GET", api + "/clusters?consistency=stale", auth="garbage").status == 401
         assert call("GET", c.nodes[survivor].api + "/healthz").status == 200
+        status = call("GET", api + "/cluster/status")  # says how it is, without ?consistency
+        assert status.status == 200 and status.body["secondsWithoutLeader"] >= 2, status.body
         for node_id in others:
             c.spawn(node_id)
         eventually(lambda: call("GET", api + "/clusters").status == 200, timeout=60)
