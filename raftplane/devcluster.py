@@ -173,8 +173,13 @@ class LocalCluster:
         tmp.write_text(json.dumps(doc, indent=2))
         tmp.replace(self.cluster_file)
 
-    def spawn(self, node_id: str) -> None:
-        """Start (or restart) one node process with its fixed addresses and data."""
+    def spawn(self, node_id: str, *, env: dict[str, str] | None = None,
+              args: list[str] | None = None) -> None:
+        """Start (or restart) one node process with its fixed addresses and data.
+
+        `env` (added to this process's environment) and `args` (more flags) are for this
+        start only: a node started with a failpoint armed restarts without it by default.
+        """
         node = self.nodes[node_id]
         logs = self.data_dir / "logs"
         logs.mkdir(exist_ok=True)
@@ -189,10 +194,12 @@ class LocalCluster:
             "--parent-pid", str(os.getpid()),
             *self.extra_args,
             *self.node_args.get(node_id, []),
+            *(args or []),
         ]
         with open(logs / f"{node_id}.log", "ab") as log_file:
             node.process = subprocess.Popen(cmd, stdout=log_file, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL)
+                                            stdin=subprocess.DEVNULL,
+                                            env={**os.environ, **env} if env else None)
         self._write_cluster_file()
 
     def kill(self, node_id: str, sig: int = signal.SIGKILL) -> None:

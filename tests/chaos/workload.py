@@ -54,7 +54,7 @@ class Workload:
 
     def __init__(self, apis: list[str], token: str, history: History, *, keys: int = 3,
                  clients: int = 5, seed: int = 1, max_ops: int = 20_000,
-                 retry_seconds: float = 8.0) -> None:
+                 retry_seconds: float = 8.0, first_process: int = 0) -> None:
         self.apis = apis
         self.token = token
         self.history = history
@@ -63,6 +63,9 @@ class Workload:
         self.seed = seed
         self.max_ops = max_ops
         self.retry_seconds = retry_seconds
+        # Client processes are numbered from here: workloads run one after another on one
+        # history keep their ops (and written values) apart.
+        self.first_process = first_process
         self.stop = threading.Event()
         self.counts = Counts()
         self.extra_keys: list[str] = []  # keys written by bursts, read at the end too
@@ -72,7 +75,7 @@ class Workload:
         self._bursts = 0
 
     def start(self) -> None:
-        for process in range(self.clients):
+        for process in range(self.first_process, self.first_process + self.clients):
             self._spawn(self._client, process)
 
     def finish(self) -> None:
