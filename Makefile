@@ -27,12 +27,15 @@ protos: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/write_throughput.py --target all
 
-# Random fault schedules, CHAOS_MINUTES of faults per run, on 3 and on 5 nodes; every run
-# is bounded (fault count, op count, deadlines). Figures: .dev-cluster/chaos/results.jsonl.
+# Random fault schedules, CHAOS_MINUTES of faults per run, on 3 and on 5 nodes, then as long
+# of crashes at random failpoints; every run is bounded (fault count, op count, deadlines).
+# Figures: .dev-cluster/chaos/results.jsonl.
 CHAOS_MINUTES ?= 3
 CHAOS_SEED ?= 7
 chaos: $(STAMP)
 	$(BIN)/python -m tests.chaos.run --nodes 3 5 --minutes $(CHAOS_MINUTES) \
+		--seed $(CHAOS_SEED) --json .dev-cluster/chaos/results.jsonl
+	$(BIN)/python -m tests.chaos.run --failpoints --nodes 3 5 --minutes $(CHAOS_MINUTES) \
 		--seed $(CHAOS_SEED) --json .dev-cluster/chaos/results.jsonl
 
 clean:

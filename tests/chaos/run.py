@@ -1,6 +1,7 @@
 """Run a workload under a nemesis, then check the history and every replica.
 
     python -m tests.chaos.run --nodes 3 5 --minutes 3 --seed 7     # what `make chaos` runs
+    python -m tests.chaos.run --failpoints --nodes 3 5 --minutes 3 --seed 7   # and then this
 
 Each run is bounded: the schedule has a fixed number of faults, each held and healed for
 fixed times, the workload a maximum number of ops, every wait a deadline.
@@ -16,18 +17,23 @@ import shutil
 import statistics
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from raftplane.failpoints import POINTS
 from tests.chaos.checker import Result, check
+from tests.chaos.crashes import FILL_TEAM, Crash, Crasher, differing_replicas, random_action
+from tests.chaos.crashes import NODE_ARGS as CRASH_NODE_ARGS
 from tests.chaos.final import FinalCheck, final_check
 from tests.chaos.history import History
 from tests.chaos.nemesis import WORKLOAD_FAULTS, Nemesis
 from tests.chaos.netcluster import NetCluster
 from tests.chaos.workload import TEAM, Counts, Workload
 from tests.faults.toxiproxy import start_toxiproxy
+from tests.system.conftest import Cluster
 
 # Node flags for chaos runs: answer 504 soon when a commit does not come (lost callbacks).
 NODE_ARGS = ["--write-timeout", "2"]
@@ -125,6 +131,111 @@ def run(workdir: Path, *, nodes: int, schedule: list[str], seed: int, hold: floa
     return report
 
 
+@dataclass
+class FailpointReport(Report):
+    """A run of crashes at failpoints (`--failpoints`)."""
+
+    crashes: list[Crash] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return super().ok and not any(x.failures() for x in self.crashes)
+
+    def summary(self) -> dict:
+        s = super().summary()
+        fired = Counter(x.point for x in self.crashes for _ in x.fired)
+        s.update({
+            "mode": "failpoints", "crashes": len(self.crashes),
+            "crash_modes": dict(Counter(x.mode for x in self.crashes)),
+            "nodes_fired": sum(fired.values()),
+            "fired_per_point": {p: fired[p] for p in POINTS},
+            "not_fired": sum(not x.fired for x in self.crashes),
+            "documented_refusals": sum(len(x.documented_refusals) for x in self.crashes),
+            "refusals": sum(len(x.refused) for x in self.crashes),
+            "died_otherwise": sum(len(x.died_otherwise) for x in self.crashes),
+            "not_back": sum(len(x.not_back) for x in self.crashes),
+            "restart_max_seconds": round(max((x.restart_seconds or 0.0
+                                              for x in self.crashes), default=0.0), 2),
+        })
+        return s
+
+    def __str__(self) -> str:
+        s = self.summary()
+        return "\n".join([
+            f"failpoints: {s['crashes']} crashes ({s['crash_modes']}), {s['nodes_fired']} "
+            f"nodes died at a point, {s['not_fired']} armed without firing in time; fired "
+            f"per point: {s['fired_per_point']}; documented refusals "
+            f"{s['documented_refusals']}, other refusals {s['refusals']}, died otherwise "
+            f"{s['died_otherwise']}",
+            *[f for x in self.crashes for f in x.failures()],
+            super().__str__(),
+        ])
+
+
+CRASH_MODES = ("one", "one-then-rest", "all")
+
+
+def run_failpoints(workdir: Path, *, nodes: int, minutes: float, seed: int, clients: int = 5,
+                   rest: float = 1.0, max_ops: int = 20_000) -> FailpointReport:
+    """Crashes at random failpoints under the workload for `minutes`, then the checks.
+
+    Each crash draws a point (rounds of every point in random order), a kill%P action
+    (`random_action`) and a mode: `one` random node armed; `one-then-rest` the same, and
+    every other node SIGKILLed the moment it fires; `all` every node restarted armed, the
+    rest SIGKILLed the moment one fires. Every node that is down is then restarted unarmed.
+    """
+    history = History()
+    started = time.monotonic()
+    rng = random.Random(seed)
+    crashes: list[Crash] = []
+    log: list[str] = []
+    cluster = Cluster(workdir / "cluster", nodes, log_level="WARNING",
+                      extra_args=CRASH_NODE_ARGS)
+    try:
+        cluster.start()
+        cluster.wait_ready(timeout=60)
+        cluster.ensure_team(TEAM)
+        cluster.ensure_team(FILL_TEAM)
+        workload = Workload([cluster.api(n) for n in sorted(cluster.nodes)],
+                            cluster.admin_token, history, keys=3, clients=clients, seed=seed,
+                            max_ops=max_ops)
+        crasher = Crasher(cluster, seed)
+        idle = threading.Event()  # never set: waits on it are durations (the rest)
+        workload.start()
+        try:
+            points: list[str] = []
+            while time.monotonic() - started < minutes * 60 and len(crashes) < 1000:
+                points = points or rng.sample(list(POINTS), len(POINTS))
+                point = points.pop()
+                mode = rng.choice(CRASH_MODES)
+                ids = sorted(cluster.nodes)
+                targets = ids if mode == "all" else [rng.choice(ids)]
+                crash = crasher.crash(point, targets, random_action(rng, point),
+                                      kill_rest=mode != "one", seed=rng.randrange(1 << 30),
+                                      fire_timeout=20.0)
+                crash.mode = mode
+                crashes.append(crash)
+                log.append(f"{time.strftime('%H:%M:%S')} {crash}")
+                if crash.converged_seconds is None:
+                    log.append(f"heal: {crasher.heal()}")
+                idle.wait(rest)
+        finally:
+            crasher.heal()
+            workload.finish()
+        final = final_check(cluster, history, workload.keys)
+        final.differing += differing_replicas(cluster, final.top)
+    finally:
+        cluster.stop()
+    result = check(history)
+    report = FailpointReport(
+        nodes, seed, log, Counter(x.point for x in crashes),
+        [(x.point, x.converged_seconds) for x in crashes], workload.counts, result, final,
+        time.monotonic() - started, crashes=crashes)
+    if not report.ok:
+        report.history_file = history.save(workdir / f"history-{nodes}n-seed{seed}.json")
+    return report
+
+
 def heal(cluster: NetCluster) -> None:
     """Undo whatever fault may still be on: links, paused and stopped nodes."""
     cluster.heal()
@@ -154,6 +265,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--hold", type=float, default=4.0)
     parser.add_argument("--rest", type=float, default=2.0)
     parser.add_argument("--clients", type=int, default=5)
+    parser.add_argument("--failpoints", action="store_true",
+                        help="crash nodes at random failpoints (raftplane/failpoints.py) "
+                             "instead of the network and process faults")
     parser.add_argument("--json", type=Path, help="append one JSON line per run here")
     parser.add_argument("--keep", type=Path, default=Path(".dev-cluster/chaos"),
                         help="where a failed run's history and logs are kept")
@@ -163,10 +277,15 @@ def main(argv: list[str] | None = None) -> int:
         seed = args.seed + run_no
         schedule = random_schedule(random.Random(seed), args.minutes, args.hold, args.rest)
         with tempfile.TemporaryDirectory(prefix="raftplane-chaos-") as tmp:
-            report = run(Path(tmp), nodes=nodes, schedule=schedule, seed=seed, hold=args.hold,
-                         rest=args.rest, clients=args.clients)
+            if args.failpoints:
+                report = run_failpoints(Path(tmp), nodes=nodes, minutes=args.minutes,
+                                        seed=seed, clients=args.clients)
+            else:
+                report = run(Path(tmp), nodes=nodes, schedule=schedule, seed=seed,
+                             hold=args.hold, rest=args.rest, clients=args.clients)
             if not report.ok:  # keep the evidence: history and node logs
-                kept = args.keep / f"failure-{nodes}n-seed{seed}-{int(time.time())}"
+                kind = "failpoints-" if args.failpoints else ""
+                kept = args.keep / f"failure-{kind}{nodes}n-seed{seed}-{int(time.time())}"
                 shutil.copytree(Path(tmp), kept, ignore=shutil.ignore_patterns("*.mdb"))
                 report.notes.append(f"history and logs kept in {kept}")
         print(report, flush=True)
