@@ -23,30 +23,20 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from _client import (
+from _cli import add_run_options, bench_parser, run_main
+from _http import HttpConnection, HttpError, build_request, host_port, http_json
+from _procs import spawn, stop_process, wait_until
+from _raftplane_api import TEAM
+from _stats import SUMMARY_HEADER, Summary, fmt_ms
+from _xds_setup import (
     DATAPLANE,
-    SUMMARY_HEADER,
-    TEAM,
     XDS_ROUTES,
     BenchCluster,
-    HttpConnection,
-    HttpError,
-    Summary,
     acked_version,
-    add_run_options,
     bench_connections,
-    bench_parser,
-    build_request,
     create_dataplane,
-    fmt_ms,
-    host_port,
-    http_json,
     local_cluster,
     route_config,
-    run_main,
-    spawn,
-    stop_process,
-    wait_until,
     xds_connections,
 )
 

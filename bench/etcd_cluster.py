@@ -32,7 +32,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from _client import free_ports, http_json, interrupt_on_sigterm, spawn, stop_process, wait_until
+from _http import http_json
+from _procs import free_ports, interrupt_on_sigterm, spawn, stop_process, wait_until
 
 ETCD_BIN = "/usr/bin/etcd"
 

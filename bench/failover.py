@@ -24,20 +24,12 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from _client import (
-    HttpConnection,
-    HttpError,
-    RaftplaneDev,
-    bench_parser,
-    build_request,
-    create_body,
-    ensure_team,
-    find_raft_leader,
-    host_port,
-    interrupt_on_sigterm,
-    kill_pid,
-    percentile,
-)
+from _cli import bench_parser
+from _http import HttpConnection, HttpError, build_request, host_port
+from _procs import interrupt_on_sigterm, kill_pid
+from _raftplane_api import create_body, ensure_team, find_raft_leader
+from _raftplane_dev import RaftplaneDev
+from _stats import percentile
 from etcd_cluster import EtcdCluster, b64
 
 ETCD = "etcd"

@@ -30,23 +30,18 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import grpc
-from _client import (
+from _cli import add_run_options, bench_parser, run_main
+from _procs import die_with_parent, stop_process
+from _raftplane_api import TEAM
+from _stats import SUMMARY_HEADER, Summary, cpu_seconds
+from _xds_setup import (
     DATAPLANE,
-    SUMMARY_HEADER,
-    TEAM,
     XDS_CLUSTER,
     BenchCluster,
-    Summary,
     acked_version,
-    add_run_options,
-    bench_parser,
     cluster_body,
-    cpu_seconds,
     create_dataplane,
-    die_with_parent,
     local_cluster,
-    run_main,
-    stop_process,
     xds_connections,
 )
 from envoy.service.discovery.v3 import ads_pb2_grpc, discovery_pb2

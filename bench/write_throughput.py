@@ -28,25 +28,18 @@ import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
-from _client import (
-    RaftNode,
-    RaftplaneDev,
-    RunResult,
-    add_run_options,
-    bench_parser,
+from _cli import add_run_options, bench_parser
+from _http import http_json
+from _load import RunResult, run_writes
+from _procs import free_ports, interrupt_on_sigterm, pid_alive, spawn, stop_process, wait_until
+from _raftplane_api import (
+    ClusterJsonNode,
     create_body,
     ensure_team,
     find_raft_leader,
-    free_ports,
-    http_json,
-    interrupt_on_sigterm,
-    pid_alive,
     read_cluster_json,
-    run_writes,
-    spawn,
-    stop_process,
-    wait_until,
 )
+from _raftplane_dev import RaftplaneDev
 from etcd_cluster import EtcdCluster, b64, leader_url
 
 ETCD = "etcd"
@@ -95,12 +88,12 @@ def etcd_target(args: argparse.Namespace) -> Iterator[Workload]:
 class RaftplaneRun:
     """The raftplane nodes under test; ``keep`` keeps a started cluster's dir (and logs)."""
 
-    nodes: list[RaftNode]
+    nodes: list[ClusterJsonNode]
     data_dir: str = ""
     keep: bool = False
     dev: RaftplaneDev | None = None
 
-    def dead(self) -> list[RaftNode]:
+    def dead(self) -> list[ClusterJsonNode]:
         return [n for n in self.nodes if n.pid and not pid_alive(n.pid)]  # 0: pid unknown
 
     def dev_log_tail(self) -> str:
@@ -139,14 +132,16 @@ def raftplane_nodes(args: argparse.Namespace) -> Iterator[RaftplaneRun]:
             shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def raftplane_headers(args: argparse.Namespace, nodes: Sequence[RaftNode]) -> dict[str, str]:
+def raftplane_headers(args: argparse.Namespace, nodes: Sequence[ClusterJsonNode]) -> dict[str, str]:
     """``--raftplane-token`` if given, else the admin token that cluster.json points to."""
     if args.raftplane_token:
         return {"Authorization": f"Bearer {args.raftplane_token}"}
     return nodes[0].headers if nodes else {}
 
 
-def raftplane_workload(nodes: Sequence[RaftNode], via: str, headers: dict[str, str]) -> Workload:
+def raftplane_workload(
+    nodes: Sequence[ClusterJsonNode], via: str, headers: dict[str, str]
+) -> Workload:
     """Workload aimed at the current leader or at a follower."""
     leader = find_raft_leader(nodes)
     ensure_team(leader, headers)
