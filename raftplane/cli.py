@@ -201,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"raftplane serve: refusing to start: {exc}", file=sys.stderr)
             return 2
         return 0
-    from raftplane.devcluster import run_dev
+    from raftplane.dev_command import run_dev
 
     return run_dev(nodes=args.nodes, data_dir=Path(args.data_dir), log_level=args.log_level,
                    demo=args.demo, xds_tls=args.xds_tls, api_tls=args.api_tls)
