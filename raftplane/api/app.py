@@ -1,8 +1,7 @@
-"""The aiohttp application: middlewares and the route table."""
+"""The aiohttp application: its middlewares (metrics, problems, auth) and the route table."""
 
 from __future__ import annotations
 
-import logging
 import time
 
 from aiohttp import web
@@ -19,10 +18,10 @@ from raftplane.api.context import (
     VERIFIED_TOKENS,
     XDS,
 )
+from raftplane.api.errors import Handler, problem_middleware
 from raftplane.api.kinds import KINDS
 from raftplane.api.metrics import ApiMetrics
 from raftplane.api.openapi import build_openapi
-from raftplane.api.problems import Problem
 from raftplane.api.resources import KindHandlers, Route
 from raftplane.api.system import system_routes
 from raftplane.api.xds_routes import xds_routes
@@ -33,8 +32,6 @@ from raftplane.cluster.forwarding import Forwarder
 from raftplane.cluster.node import ClusterNode
 from raftplane.xds.runtime import XdsRuntime
 
-log = logging.getLogger(__name__)
-
 
 def _route_label(request: web.Request) -> str:
     info = request.match_info
@@ -43,39 +40,16 @@ def _route_label(request: web.Request) -> str:
 
 
 @web.middleware
-async def problem_middleware(request: web.Request, handler) -> web.StreamResponse:
-    """Render every failure as application/problem+json and count every request."""
+async def metrics_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count every answered request and its latency by method, route and status. It runs
+    outside `problem_middleware`, so a failure is counted with the status it was answered."""
     started = time.perf_counter()
+    response = await handler(request)
     metrics = request.app[METRICS]
-    try:
-        response = await handler(request)
-    except Problem as problem:
-        response = problem.response()
-    except web.HTTPException as exc:
-        if exc.status < 400:
-            raise
-        response = _http_problem(request, exc).response()
-    except Exception:
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        response = Problem(500, "internal error; see the node's log").response()
     route = _route_label(request)
     metrics.requests.labels(request.method, route, str(response.status)).inc()
     metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
     return response
-
-
-def _http_problem(request: web.Request, exc: web.HTTPException) -> Problem:
-    if exc.status == 404:
-        return Problem(404, f"no route {request.path}", slug="no-route")
-    if exc.status == 405:
-        allowed = ", ".join(sorted(getattr(exc, "allowed_methods", ()) or ()))
-        return Problem(405, f"{request.method} is not allowed on {request.path} "
-                       f"(allowed: {allowed})", headers={"Allow": allowed})
-    if exc.status == 413:
-        limit = request.app._client_max_size
-        return Problem(413, f"the request body is larger than {limit} bytes",
-                       errors=[{"field": "", "message": f"larger than {limit} bytes"}])
-    return Problem(exc.status, exc.reason or "HTTP error")
 
 
 def all_routes() -> list[Route]:
@@ -98,7 +72,8 @@ async def openapi_handler(request: web.Request) -> web.StreamResponse:
 def create_app(node: ClusterNode, xds: XdsRuntime, metrics: ApiMetrics) -> web.Application:
     """Build the REST application of one node."""
     app = web.Application(client_max_size=node.config.max_body_bytes,
-                          middlewares=[problem_middleware, auth_middleware])
+                          middlewares=[metrics_middleware, problem_middleware,
+                                       auth_middleware])
     app[NODE] = node
     app[AUTH_STATE] = AuthState(node.store, node.config.secret)
     app[VERIFIED_TOKENS] = VerifiedTokens()

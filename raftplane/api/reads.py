@@ -10,9 +10,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from raftplane.api.context import FORWARDER, NODE
+from raftplane.api.errors import RETRY_AFTER_SECONDS, LeadershipUnconfirmed, no_leader
 from raftplane.api.problems import Problem, field_problem
-from raftplane.api.writes import RETRY_AFTER_SECONDS, no_leader, outcome_unknown
-from raftplane.cluster.errors import NoLeader, NotApplied, NotLeader, OutcomeUnknown
+from raftplane.cluster.errors import ClusterError, NoLeader, NotApplied
 from raftplane.cluster.forwarding import FORWARDED_BY
 
 MIN_REVISION_TIMEOUT = 5.0
@@ -56,17 +56,15 @@ def refuse_if_cut_off(request: web.Request) -> None:
 
 async def linearize(request: web.Request) -> web.StreamResponse | int:
     """Confirm leadership for a linearizable read: the leader's answer relayed (this node
-    follows), or the revision of a committed barrier (this node leads)."""
+    follows), or the revision of a committed barrier (this node leads). A failed barrier
+    raises LeadershipUnconfirmed (api.errors answers it as its cause: 503 or 504)."""
     node = request.app[NODE]
     if not node.is_leader:
         return await _read_on_leader(request)
     try:
         return await node.barrier()
-    except (NoLeader, NotLeader) as exc:
-        raise no_leader(f"leadership could not be confirmed: {exc}") from exc
-    except OutcomeUnknown as exc:
-        raise Problem(504, f"leadership could not be confirmed: {exc}",
-                      headers={"Retry-After": RETRY_AFTER_SECONDS}) from exc
+    except ClusterError as exc:
+        raise LeadershipUnconfirmed(exc) from exc
 
 
 async def await_revision(request: web.Request, floor: int = 0) -> Problem | None:
@@ -110,17 +108,12 @@ async def _read_on_leader(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE]
     leader = node.leader
     if leader is None:
-        raise no_leader("no leader to confirm a linearizable read")
+        raise NoLeader("no leader to confirm a linearizable read")
     if FORWARDED_BY in request.headers:
-        raise no_leader("the leader moved while the read was forwarded")
-    try:
-        relayed = await request.app[FORWARDER].forward(
-            leader.api, "GET", request.path_qs, request.headers, b"", None
-        )
-    except NoLeader as exc:
-        raise no_leader(str(exc)) from exc
-    except OutcomeUnknown as exc:
-        raise outcome_unknown(str(exc), "") from exc
+        raise NoLeader("the leader moved while the read was forwarded")
+    relayed = await request.app[FORWARDER].forward(
+        leader.api, "GET", request.path_qs, request.headers, b"", None
+    )
     return web.Response(status=relayed.status, headers=relayed.headers, body=relayed.body)
 
 

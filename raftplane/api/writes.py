@@ -12,16 +12,17 @@ from collections.abc import Callable
 from aiohttp import web
 
 from raftplane.api.context import FORWARDER, METRICS, NODE
+from raftplane.api.errors import remember_idempotency_key
 from raftplane.api.problems import Problem
-from raftplane.cluster.errors import NoLeader, NotLeader, OutcomeUnknown
+from raftplane.cluster.errors import NoLeader, NotLeader
 from raftplane.cluster.forwarding import FORWARDED_BY
+from raftplane.model.rules import Refusal
 from raftplane.storage import idempotency
 from raftplane.storage.results import CommandResult, Outcome
 from raftplane.wire import log_entry_pb2 as wire
 
 log = logging.getLogger(__name__)
 
-RETRY_AFTER_SECONDS = "1"
 MAX_IDEMPOTENCY_KEY = 255
 
 OUTCOME_STATUS = {
@@ -35,25 +36,16 @@ OUTCOME_STATUS = {
     Outcome.INVALID_REFERENCE: 422,
     Outcome.STILL_REFERENCED: 409,
     Outcome.IDEMPOTENCY_KEY_REUSED: 422,
+    Outcome.TEAM_CHANGE: 422,
+}
+# The problem type of a refusal, when not the default of its status.
+OUTCOME_SLUG = {
+    Outcome.INVALID_REFERENCE: "invalid-reference",
+    Outcome.STILL_REFERENCED: "still-referenced",
 }
 
 # A pre-check on the leader's state; raises Problem to refuse before anything is proposed.
 Precheck = Callable[[], None]
-
-
-def no_leader(detail: str) -> Problem:
-    return Problem(503, detail, slug="no-leader", headers={"Retry-After": RETRY_AFTER_SECONDS})
-
-
-def outcome_unknown(detail: str, key: str) -> Problem:
-    return Problem(
-        504,
-        f"{detail}. The write may or may not have been applied: retry it with the header "
-        f"'Idempotency-Key: {key}'; it will be applied at most once.",
-        slug="outcome-unknown",
-        extra={"idempotencyKey": key},
-        headers={"Idempotency-Key": key},
-    )
 
 
 def _idempotency_key(request: web.Request) -> str:
@@ -65,15 +57,14 @@ def _idempotency_key(request: web.Request) -> str:
 
 
 async def forward_if_follower(request: web.Request) -> web.StreamResponse | None:
-    """Relay a write to the leader when this node is not it; None when this node leads."""
+    """Relay a write to the leader when this node is not it; None when this node leads.
+    Cluster errors (NoLeader, OutcomeUnknown) are answered by api.errors."""
     node = request.app[NODE]
     key = _idempotency_key(request)
     try:
         node.require_leader()
     except NotLeader as exc:
         return await _relay(request, await request.read(), key or _new_key(), exc.leader_id)
-    except NoLeader as exc:
-        raise no_leader(str(exc)) from exc
     return None
 
 
@@ -81,15 +72,15 @@ async def execute_write(
     request: web.Request, body: bytes, command: wire.Command, precheck: Precheck | None = None,
     *, location: str | None = None,
 ) -> web.StreamResponse:
-    """Run one validated write: relay it when this node is a follower, else commit it."""
+    """Run one validated write: relay it when this node is a follower, else commit it.
+    Cluster errors (NoLeader, NotLeader after the check, OutcomeUnknown) are answered by
+    api.errors, a 504 with the key the write was proposed under."""
     node = request.app[NODE]
     key = _idempotency_key(request)
     try:
         node.require_leader()
     except NotLeader as exc:
         return await _relay(request, body, key or _new_key(), exc.leader_id)
-    except NoLeader as exc:
-        raise no_leader(str(exc)) from exc
 
     fingerprint = hashlib.sha256(
         b"\n".join([request.method.encode(), request.path.encode(), body])
@@ -107,19 +98,21 @@ async def execute_write(
     command.idempotency_key = key
     command.request_fingerprint = fingerprint
     set_principal(request, command)
-    try:
-        result = await node.propose(command)
-    except NoLeader as exc:
-        raise no_leader(str(exc)) from exc
-    except NotLeader as exc:  # leadership moved since the check above; nothing was proposed
-        raise no_leader(f"leadership moved before the write was proposed ({exc}); nothing "
-                        "was written") from exc
-    except OutcomeUnknown as exc:
-        raise outcome_unknown(str(exc), key) from exc
+    remember_idempotency_key(request, key)
+    result = await node.propose(command)
     request.app[METRICS].write_outcomes.labels(result.outcome.value).inc()
     log.debug("write %s %s -> %s at revision %d", request.method, request.path,
              result.outcome.value, result.revision)
     return result_response(request, result, location)
+
+
+def refused(refusal: Refusal) -> Problem:
+    """The answer to a write the rules refuse on the leader before it is proposed: the same
+    status, type, detail and errors as when apply refuses it (`result_response`)."""
+    extra = {} if refusal.current_revision is None else {
+        "currentRevision": refusal.current_revision}
+    return Problem(OUTCOME_STATUS[refusal.outcome], refusal.detail, errors=refusal.errors,
+                   slug=OUTCOME_SLUG.get(refusal.outcome), extra=extra)
 
 
 def set_principal(request: web.Request, command: wire.Command) -> None:
@@ -158,6 +151,7 @@ def result_response(request: web.Request, result: CommandResult,
         raise _key_reused(headers)
     if not result.outcome.ok:
         problem = Problem(status, result.detail, errors=result.errors, headers=headers,
+                          slug=OUTCOME_SLUG.get(result.outcome),
                           extra={"revision": result.revision})
         raise problem
     if result.outcome is Outcome.DELETED:
@@ -176,17 +170,13 @@ async def _relay(request: web.Request, body: bytes, key: str, leader_id: str
                  ) -> web.StreamResponse:
     node = request.app[NODE]
     if FORWARDED_BY in request.headers:
-        raise no_leader(f"this node is not the leader (it is {leader_id}); a forwarded "
-                        "request is not forwarded twice")
+        raise NoLeader(f"this node is not the leader (it is {leader_id}); a forwarded "
+                       "request is not forwarded twice")
     leader = next(m for m in node.config.members if m.id == leader_id)
-    try:
-        relayed = await request.app[FORWARDER].forward(
-            leader.api, request.method, request.path_qs, request.headers, body, key
-        )
-    except NoLeader as exc:
-        raise no_leader(str(exc)) from exc
-    except OutcomeUnknown as exc:
-        raise outcome_unknown(str(exc), key) from exc
+    remember_idempotency_key(request, key)
+    relayed = await request.app[FORWARDER].forward(
+        leader.api, request.method, request.path_qs, request.headers, body, key
+    )
     request.app[METRICS].forwarded.labels(str(relayed.status)).inc()
     relayed.headers.setdefault("X-Raftplane-Leader", leader_id)
     return web.Response(status=relayed.status, headers=relayed.headers, body=relayed.body)

@@ -8,8 +8,8 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from raftplane.api.app import problem_middleware
 from raftplane.api.context import METRICS, NODE
+from raftplane.api.errors import problem_middleware
 from raftplane.api.metrics import ApiMetrics
 from raftplane.cluster.config import Member
 from raftplane.cluster.errors import NotApplied
