@@ -9,7 +9,7 @@ from dataclasses import dataclass
 class KindSpec:
     """How one resource kind maps onto URLs and scopes."""
 
-    kind: str  # storage kind, as in schemas.RESOURCE_KINDS
+    kind: str  # storage kind, as in bodies.RESOURCE_KINDS
     collection: str  # URL of the collection (POST, GET list)
     item: str  # URL of one resource
     scope: str  # <scope>:read / <scope>:write

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from raftplane.api import schemas
+from raftplane.api import bodies
 from raftplane.api.problems import TITLES
 from raftplane.api.resources import Route
 
@@ -53,8 +53,8 @@ def build_openapi(routes: list[Route]) -> dict:
     """Describe every route and status code of the API."""
     paths: dict[str, dict] = {}
     components: dict[str, dict] = {"Problem": PROBLEM_SCHEMA}
-    for kind in schemas.RESOURCE_KINDS:
-        components[_schema_name(kind)] = schemas.json_schema(kind)
+    for kind in bodies.RESOURCE_KINDS:
+        components[_schema_name(kind)] = bodies.json_schema(kind)
     for route in routes:
         op: dict = {
             "summary": route.summary,

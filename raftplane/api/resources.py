@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
-from raftplane.api import schemas
+from raftplane.api import bodies
 from raftplane.api.context import NODE
 from raftplane.api.kinds import KindSpec
 from raftplane.api.problems import Problem, field_problem
@@ -93,10 +93,10 @@ class KindHandlers:
 
     def _validate(self, request: web.Request, body: object, path_name: str | None) -> dict:
         try:
-            resource = schemas.validate_resource(
+            resource = bodies.validate_resource(
                 self.kind, body, path_name=path_name, path_team=self._path_team(request)
             )
-        except schemas.ValidationFailed as exc:
+        except bodies.ValidationFailed as exc:
             raise Problem(
                 422,
                 "; ".join(f"{e.field or 'body'}: {e.message}" for e in exc.errors[:5]),
@@ -122,8 +122,8 @@ class KindHandlers:
     def _put_command(self, request: web.Request, resource: dict, mode: int,
                      expected: int) -> tuple[wire.Command, object]:
         node = request.app[NODE]
-        name = schemas.stored_name(self.kind, resource)
-        refs = schemas.references(self.kind, resource)
+        name = bodies.stored_name(self.kind, resource)
+        refs = bodies.references(self.kind, resource)
         command = wire.Command()
         command.put.CopyFrom(wire.Put(
             kind=self.kind, name=name, mode=mode, expected_revision=expected,
@@ -255,7 +255,7 @@ def _owner(kind: str, resource: dict) -> str:
     return resource["name"] if kind == "teams" else resource.get("team", "")
 
 
-def _reference_holds(store, team: str, ref: schemas.Reference) -> bool:
+def _reference_holds(store, team: str, ref: bodies.Reference) -> bool:
     """The target exists and, unless it is a team, belongs to the same team."""
     target = store.get(ref.kind, ref.name)
     return target is not None and (ref.kind == "teams" or not team or target.get("team") == team)

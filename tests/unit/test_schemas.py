@@ -14,7 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from raftplane.api import names
-from raftplane.api.schemas import (
+from raftplane.api.bodies import (
     READ_ONLY_FIELDS,
     RESOURCE_KINDS,
     FieldError,
@@ -671,7 +671,7 @@ def test_json_schema_carries_rules_and_defaults() -> None:
 
 def test_json_schema_is_the_same_in_every_process() -> None:
     """Nodes publish the same OpenAPI document whatever their hash seed."""
-    code = ("import json; from raftplane.api.schemas import RESOURCE_KINDS, json_schema; "
+    code = ("import json; from raftplane.api.bodies import RESOURCE_KINDS, json_schema; "
             "print(json.dumps([json_schema(k) for k in RESOURCE_KINDS]))")
     outputs = {
         subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,

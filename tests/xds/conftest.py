@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from raftplane.api import schemas
+from raftplane.api import bodies
 from raftplane.storage.store import Store
 from raftplane.wire import log_entry_pb2 as wire
 from raftplane.xds.cache import XdsCache
@@ -26,10 +26,10 @@ class StoreWriter:
     def put(self, kind: str, body: dict, *, team: str = TEAM) -> int:
         if kind != "teams":
             body = {"team": team, **body}
-        resource = schemas.validate_resource(kind, body)
+        resource = bodies.validate_resource(kind, body)
         entry = wire.LogEntry(format_version=1, proposed_at_ms=int(time.time() * 1000))
         cmd = entry.commands.add()
-        cmd.put.CopyFrom(wire.Put(kind=kind, name=schemas.stored_name(kind, resource),
+        cmd.put.CopyFrom(wire.Put(kind=kind, name=bodies.stored_name(kind, resource),
                                   value_json=json.dumps(resource).encode(),
                                   team="" if kind == "teams" else team))
         self.index += 1

@@ -20,7 +20,7 @@ from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tl
 from google.protobuf import json_format
 from google.protobuf.message import Message
 
-from raftplane.api.schemas import validate_resource
+from raftplane.api.bodies import validate_resource
 from raftplane.xds.translate import (
     cluster_to_envoy,
     endpoints_to_envoy,

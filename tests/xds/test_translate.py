@@ -20,7 +20,7 @@ from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.v3 import http_pb2
 from google.protobuf.message import Message
 
-from raftplane.api.schemas import validate_resource
+from raftplane.api.bodies import validate_resource
 from raftplane.xds.translate import (
     TranslationError,
     cluster_to_envoy,

@@ -2,7 +2,7 @@
 
 No I/O, no clock, no mutable globals: the same resource always gives the same message, with
 byte-identical deterministic serialization. Input is a validated resource body (as returned by
-``raftplane.api.schemas.validate_resource``, plus server fields, which are ignored).
+``raftplane.api.bodies.validate_resource``, plus server fields, which are ignored).
 """
 
 from __future__ import annotations

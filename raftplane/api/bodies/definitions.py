@@ -1,0 +1,216 @@
+"""The body of each resource kind, as data: one definition per kind drives both validation
+and the JSON Schema published in the OpenAPI document."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from raftplane.api import names
+from raftplane.api.bodies import checks
+from raftplane.api.bodies.nodes import UINT32_MAX, Arr, Bool, Int, Num, Obj, Str
+
+NAME = Str(max_len=names.NAME_MAX, pattern=names.NAME_PATTERN, message=names.NAME_MESSAGE)
+TEAM = Str(max_len=names.NAME_MAX, pattern=names.NAME_PATTERN, message=names.NAME_MESSAGE,
+           doc="The owning team.")
+HOST = Str(max_len=253, check=names.host_problem, extra=names.HOST_FORMATS)
+PORT = Int(minimum=1, maximum=65535)
+URL_PATH = Str(max_len=2048, check=names.path_problem, doc='Starts with "/".')
+REGEX = Str(max_len=1024, check=names.regex_problem, extra={"format": "regex"},
+            doc="RE2 syntax: no lookaround, backreferences, atomic or possessive constructs.")
+UINT32 = Int(minimum=0, maximum=UINT32_MAX)
+WEIGHT = Int(minimum=1, maximum=UINT32_MAX)
+DURATION = Num(positive=True, maximum=86400)
+DESCRIPTION = Str(min_len=0, max_len=1024)
+
+_ENDPOINT = Obj(
+    fields={"host": HOST, "port": PORT, "weight": Int(minimum=1, maximum=128)},
+    required=("host", "port"),
+)
+_HEALTH_CHECK = Obj(
+    fields={
+        "type": Str(enum=("http", "tcp")),
+        "path": Str(max_len=2048, check=names.path_problem, doc="http only; required for http."),
+        "intervalSeconds": Num(positive=True, maximum=86400, default=10),
+        "timeoutSeconds": Num(positive=True, maximum=86400, default=5),
+        "healthyThreshold": Int(minimum=1, maximum=UINT32_MAX, default=2),
+        "unhealthyThreshold": Int(minimum=1, maximum=UINT32_MAX, default=3),
+        "expectedStatuses": Arr(items=Int(minimum=100, maximum=599), min_items=1,
+                                doc="http only."),
+    },
+    required=("type",),
+    checks=(checks.check_health_check,),
+    extra={"if": {"properties": {"type": {"const": "http"}}}, "then": {"required": ["path"]}},
+)
+_THRESHOLDS = Obj(fields={key: UINT32 for key in (
+    "maxConnections", "maxPendingRequests", "maxRequests", "maxRetries")})
+
+CLUSTER = Obj(
+    fields={
+        "name": NAME,
+        "team": TEAM,
+        "serviceName": Str(max_len=253),
+        "endpoints": Arr(items=_ENDPOINT, min_items=1,
+                         doc="All IP addresses (served through EDS) or all hostnames "
+                         "(STRICT_DNS)."),
+        "connectTimeoutSeconds": Num(positive=True, maximum=3600, default=5),
+        "useTls": Bool(default=False),
+        "tlsServerName": Str(max_len=253, check=names.hostname_problem,
+                             extra={"format": "hostname"}, doc="SNI; only when useTls is true."),
+        "lbPolicy": Str(enum=("ROUND_ROBIN", "LEAST_REQUEST", "RANDOM", "RING_HASH", "MAGLEV"),
+                        default="ROUND_ROBIN"),
+        "dnsLookupFamily": Str(enum=("AUTO", "V4_ONLY", "V6_ONLY", "V4_PREFERRED", "ALL"),
+                               default="AUTO"),
+        "healthChecks": Arr(items=_HEALTH_CHECK),
+        "circuitBreakers": Obj(fields={"default": _THRESHOLDS, "high": _THRESHOLDS}),
+        "outlierDetection": Obj(fields={
+            "consecutive5xx": UINT32,
+            "intervalSeconds": DURATION,
+            "baseEjectionTimeSeconds": DURATION,
+            "maxEjectionPercent": Int(minimum=0, maximum=100),
+        }),
+        "protocol": Str(enum=("HTTP1", "HTTP2"), default="HTTP1"),
+    },
+    required=("name", "team", "endpoints"),
+    checks=(checks.check_endpoints, checks.check_tls_server_name),
+    extra={"dependentSchemas": {"tlsServerName": {"properties": {"useTls": {"const": True}},
+                                                  "required": ["useTls"]}}},
+)
+
+
+def _matcher(name: Str) -> Obj:
+    return Obj(
+        fields={"name": name, "value": Str(min_len=0, max_len=1024), "regex": REGEX,
+                "present": Bool()},
+        required=("name",),
+        checks=(checks.check_one_matcher,),
+        extra={"oneOf": [{"required": [key]} for key in ("value", "regex", "present")]},
+    )
+
+
+_MATCH = Obj(
+    fields={
+        "path": Obj(
+            fields={"type": Str(enum=("prefix", "exact", "regex", "template")),
+                    "value": Str(max_len=2048, doc='prefix and exact start with "/"; regex is '
+                                 'RE2; template is like "/users/{id}".')},
+            required=("type", "value"),
+            checks=(checks.check_path_value,),
+        ),
+        "headers": Arr(items=_matcher(Str(max_len=256, pattern=names.HEADER_NAME_PATTERN,
+                                          message="must be an HTTP header name"))),
+        "queryParameters": Arr(items=_matcher(Str(max_len=256))),
+    },
+    required=("path",),
+)
+_RETRY_ON = (
+    "5xx", "gateway-error", "reset", "connect-failure", "retriable-4xx", "refused-stream",
+    "retriable-status-codes", "retriable-headers", "http3-post-connect-failure",
+    "envoy-ratelimited",
+)
+_ACTION = Obj(
+    fields={
+        "type": Str(enum=tuple(checks.ACTION_FIELDS)),
+        "cluster": NAME,
+        "timeoutSeconds": Num(minimum=0, maximum=86400, doc="0 disables the timeout."),
+        "prefixRewrite": URL_PATH,
+        "retryPolicy": Obj(
+            fields={"maxRetries": Int(minimum=0, maximum=UINT32_MAX, default=1),
+                    "retryOn": Arr(items=Str(enum=_RETRY_ON), min_items=1),
+                    "perTryTimeoutSeconds": DURATION},
+            required=("retryOn",),
+        ),
+        "clusters": Arr(items=Obj(fields={"name": NAME, "weight": WEIGHT},
+                                  required=("name", "weight")), min_items=1),
+        "hostRedirect": HOST,
+        "pathRedirect": URL_PATH,
+        "responseCode": Int(enum=(301, 302, 303, 307, 308),
+                            extra={"default": 301, "description": "redirect only"}),
+    },
+    required=("type",),
+    checks=(checks.check_action,),
+    extra={"allOf": checks.action_rules()},
+)
+
+_VIRTUAL_HOSTS = Arr(
+    items=Obj(
+        fields={
+            "name": NAME,
+            "domains": Arr(items=Str(max_len=260, check=names.domain_problem), min_items=1,
+                           doc="Unique across all virtual hosts of the route config."),
+            "routes": Arr(items=Obj(fields={"name": NAME, "match": _MATCH, "action": _ACTION},
+                                    required=("match", "action"), checks=(checks.check_route,))),
+            "typedPerFilterConfig": Obj(open=True),
+        },
+        required=("name", "domains", "routes"),
+    ),
+    min_items=1,
+    doc="Names unique within the route config.",
+)
+ROUTE_CONFIG = Obj(
+    fields={"name": NAME, "team": TEAM, "virtualHosts": _VIRTUAL_HOSTS},
+    required=("name", "team", "virtualHosts"),
+    checks=(checks.check_virtual_hosts,),
+)
+_FILTER = Obj(
+    fields={
+        "name": NAME,
+        "type": Str(enum=("httpConnectionManager", "tcpProxy")),
+        "routeConfigName": NAME,
+        "inlineRouteConfig": Obj(fields={"virtualHosts": _VIRTUAL_HOSTS},
+                                 required=("virtualHosts",), checks=(checks.check_virtual_hosts,)),
+        "httpFilters": Arr(items=Obj(
+            fields={"name": NAME,
+                    "filter": Obj(fields={"type": Str(max_len=128)}, required=("type",),
+                                  open=True)},
+            required=("filter",),
+        ), doc="The router filter is appended last when absent."),
+        "cluster": NAME,
+    },
+    required=("name", "type"),
+    checks=(checks.check_filter,),
+    extra={"if": {"properties": {"type": {"const": "tcpProxy"}}},
+           "then": {"required": ["cluster"]},
+           "else": {"oneOf": [{"required": ["routeConfigName"]},
+                              {"required": ["inlineRouteConfig"]}]}},
+)
+LISTENER = Obj(
+    fields={
+        "name": NAME,
+        "team": TEAM,
+        "address": Str(max_len=45, check=names.ip_problem, default="0.0.0.0",
+                       extra={"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}]}),
+        "port": PORT,
+        "dataplaneId": Str(max_len=names.NAME_MAX, pattern=names.NAME_PATTERN,
+                           message=names.NAME_MESSAGE, doc="A dataplane of the same team."),
+        "protocol": Str(enum=("HTTP", "TCP"), default="HTTP",
+                        doc="HTTP needs httpConnectionManager filters, TCP tcpProxy filters."),
+        "filterChains": Arr(items=Obj(
+            fields={
+                "name": NAME,
+                "tls": Obj(fields={"secretName": NAME}),
+                "filters": Arr(items=_FILTER, min_items=1, max_items=1,
+                               doc="httpConnectionManager and tcpProxy are terminal filters."),
+            },
+            required=("filters",),
+        ), min_items=1),
+    },
+    required=("name", "team", "port", "filterChains"),
+    checks=(checks.check_listener,),
+)
+TEAM_SPEC = Obj(
+    fields={"name": NAME, "description": DESCRIPTION, "displayName": Str(max_len=256)},
+    required=("name",),
+)
+DATAPLANE = Obj(
+    fields={"name": NAME, "team": TEAM, "gatewayHost": HOST, "description": DESCRIPTION},
+    required=("name", "team"),
+)
+
+KIND_SPECS: Mapping[str, Obj] = MappingProxyType({
+    "teams": TEAM_SPEC,
+    "clusters": CLUSTER,
+    "route-configs": ROUTE_CONFIG,
+    "listeners": LISTENER,
+    "dataplanes": DATAPLANE,
+})
