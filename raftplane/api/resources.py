@@ -12,7 +12,9 @@ from raftplane.api.context import NODE
 from raftplane.api.kinds import KindSpec
 from raftplane.api.problems import Problem, field_problem
 from raftplane.api.reads import int_param, revision_headers
-from raftplane.api.writes import execute_write
+from raftplane.api.writes import execute_write, refused
+from raftplane.model import rules
+from raftplane.model.kinds import owner_team
 from raftplane.wire import log_entry_pb2 as wire
 from raftplane.xds import translate
 
@@ -133,35 +135,15 @@ class KindHandlers:
         for ref in refs:
             command.put.references.add(kind=ref.kind, name=ref.name, field=ref.field)
 
-        def precheck() -> None:
+        def precheck() -> None:  # the rules apply enforces, checked before proposing
             current = node.store.get(self.kind, name)
-            if mode == wire.PUT_MODE_CREATE and current is not None:
-                raise Problem(409, f"{self.kind} '{name}' already exists",
-                              errors=[{"field": "name", "message": "already exists"}])
-            if mode == wire.PUT_MODE_REPLACE:
-                teams = visible_teams(request)
-                if current is not None and teams is not None and \
-                        _owner(self.kind, current) not in teams:
-                    current = None  # another team's resource: as if it did not exist
-                _check_current(self.kind, name, current, expected)
-                if self.kind != "teams" and current.get("team") != resource.get("team"):
-                    raise Problem(422, "a resource cannot move to another team",
-                                  errors=[{"field": "team", "message": "cannot change"}])
-            if self.kind == "listeners":
-                clash = node.store.listener_port_conflict(resource)
-                if clash is not None:
-                    raise Problem(409, f"port {resource['port']} is already used by listener "
-                                  f"'{clash}' for the same Envoys",
-                                  errors=[{"field": "port", "message": f"taken by '{clash}'"}])
-            owner = "" if self.kind == "teams" else resource.get("team", "")
-            missing = [
-                {"field": r.field, "message": f"{r.kind} '{r.name}' does not exist"
-                                             + (f" in team '{owner}'" if owner else "")}
-                for r in refs if not _reference_holds(node.store, owner, r)
-            ]
-            if missing:
-                raise Problem(422, "; ".join(f"{m['field']}: {m['message']}" for m in missing),
-                              errors=missing, slug="invalid-reference")
+            if mode == wire.PUT_MODE_REPLACE:  # another team's resource: as if it did not exist
+                current = _visible(self.kind, current, visible_teams(request))
+            refusal = rules.check_put(node.store, kind=self.kind, name=name, mode=mode,
+                                      expected=expected, team=command.put.team,
+                                      resource=resource, refs=refs, current=current)
+            if refusal is not None:
+                raise refused(refusal)
 
         return command, precheck
 
@@ -189,16 +171,12 @@ class KindHandlers:
         command = wire.Command()
         command.delete.CopyFrom(wire.Delete(kind=self.kind, name=name, expected_revision=expected))
 
-        def precheck() -> None:
+        def precheck() -> None:  # the rules apply enforces, checked before proposing
             current = node.store.get(self.kind, name, teams=visible_teams(request))
-            _check_current(self.kind, name, current, expected)
-            referrers = node.store.referrers(self.kind, name)
-            if referrers:
-                listed = ", ".join(f"{k} '{n}'" for k, n in referrers[:20])
-                raise Problem(409, f"{self.kind} '{name}' is still referenced by {listed}",
-                              errors=[{"field": "name", "message": f"referenced by {k} '{n}'"}
-                                      for k, n in referrers[:20]],
-                              slug="still-referenced")
+            refusal = rules.check_delete(node.store, kind=self.kind, name=name,
+                                         expected=expected, current=current)
+            if refusal is not None:
+                raise refused(refusal)
 
         return await execute_write(request, b"", command, precheck)
 
@@ -251,21 +229,8 @@ class KindHandlers:
         return routes
 
 
-def _owner(kind: str, resource: dict) -> str:
-    return resource["name"] if kind == "teams" else resource.get("team", "")
-
-
-def _reference_holds(store, team: str, ref: bodies.Reference) -> bool:
-    """The target exists and, unless it is a team, belongs to the same team."""
-    target = store.get(ref.kind, ref.name)
-    return target is not None and (ref.kind == "teams" or not team or target.get("team") == team)
-
-
-def _check_current(kind: str, name: str, current: dict | None, expected: int) -> None:
-    if current is None:
-        raise Problem(404, f"no {kind} '{name}'")
-    if expected and current["revision"] != expected:
-        raise Problem(412, f"{kind} '{name}' is at revision {current['revision']}, "
-                      f"If-Match asked for {expected}",
-                      errors=[{"field": "If-Match", "message": "stale revision"}],
-                      extra={"currentRevision": current["revision"]})
+def _visible(kind: str, resource: dict | None, teams: set[str] | None) -> dict | None:
+    """`resource`, or None when it belongs to a team the caller cannot see."""
+    if resource is None or teams is None or owner_team(kind, resource) in teams:
+        return resource
+    return None

@@ -9,42 +9,21 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 
-import lmdb
-
+from raftplane.model import rules
+from raftplane.model.kinds import Kind
 from raftplane.storage import audit, constraints, idempotency, keys, retention
+from raftplane.storage.context import ApplyContext
 from raftplane.storage.results import CommandResult, Outcome
 from raftplane.wire import log_entry_pb2 as wire
 
 SERVER_FIELDS = ("revision", "createdAt", "updatedAt")
 
+__all__ = ["ApplyContext", "EntryRejected", "apply_commands"]
+
 
 class EntryRejected(Exception):
     """A log entry this node cannot apply (unknown format or command): apply must halt."""
-
-
-@dataclass
-class ApplyContext:
-    """State shared by the commands of one entry."""
-
-    txn: lmdb.Transaction
-    dbs: dict[str, lmdb._Database]
-    index: int
-    now_ms: int
-    changed: list[tuple[str, str]] = field(default_factory=list)
-    env: lmdb.Environment | None = None
-    audit_seq: int = 0
-    retention: wire.Retention = field(default_factory=wire.Retention)
-
-    @property
-    def now_iso(self) -> str:
-        return datetime.fromtimestamp(self.now_ms / 1000, UTC).isoformat(timespec="milliseconds")
-
-    def get(self, kind: str, name: str) -> dict | None:
-        raw = self.txn.get(keys.join(kind, name), db=self.dbs["resources"])
-        return json.loads(raw) if raw is not None else None
 
 
 def apply_commands(ctx: ApplyContext, commands: Sequence[wire.Command]) -> list[CommandResult]:
@@ -110,35 +89,13 @@ def _atomic(ctx: ApplyContext, atomic: wire.Atomic) -> CommandResult:
 def _put(ctx: ApplyContext, put: wire.Put) -> CommandResult:
     existing = ctx.get(put.kind, put.name)
     base = {"kind": put.kind, "name": put.name}
-    if put.mode == wire.PUT_MODE_CREATE and existing is not None:
-        return CommandResult(Outcome.CONFLICT, ctx.index, detail=f"{put.kind} '{put.name}' exists",
-                             **base)
-    if put.mode == wire.PUT_MODE_REPLACE and existing is None:
-        return CommandResult(Outcome.NOT_FOUND, ctx.index, detail=f"no {put.kind} '{put.name}'",
-                             **base)
-    if put.expected_revision and (existing or {}).get("revision") != put.expected_revision:
-        return CommandResult(
-            Outcome.PRECONDITION_FAILED, ctx.index, **base,
-            detail=f"revision is {(existing or {}).get('revision')}, "
-            f"If-Match asked for {put.expected_revision}",
-        )
-    missing = [
-        {"field": ref.field, "message": f"{ref.kind} '{ref.name}' does not exist"
-                                        + (f" in team '{put.team}'" if put.team else "")}
-        for ref in put.references
-        if not _visible_reference(ctx, put.team, ref)
-    ]
-    if missing:
-        return CommandResult(Outcome.INVALID_REFERENCE, ctx.index, errors=missing, **base,
-                             detail="the resource names resources that do not exist")
     resource = json.loads(put.value_json)
-    if put.kind == "listeners":
-        clash = constraints.port_conflict(ctx.txn, ctx.dbs["ports"], resource)
-        if clash is not None:
-            return CommandResult(Outcome.CONFLICT, ctx.index, **base,
-                                 detail=f"port {resource['port']} is taken by listener '{clash}'",
-                                 errors=[{"field": "port", "message": f"taken by listener "
-                                                                     f"'{clash}'"}])
+    refusal = rules.check_put(ctx, kind=put.kind, name=put.name, mode=put.mode,
+                              expected=put.expected_revision, team=put.team, resource=resource,
+                              refs=put.references, current=existing)
+    if refusal is not None:
+        return _refused(ctx, refusal, base)
+    if put.kind == Kind.LISTENERS:
         constraints.claim_port(ctx.txn, ctx.dbs["ports"], existing, resource)
     for name in SERVER_FIELDS:
         resource.pop(name, None)
@@ -147,7 +104,8 @@ def _put(ctx: ApplyContext, put: wire.Put) -> CommandResult:
     resource["updatedAt"] = ctx.now_iso
     txn, dbs = ctx.txn, ctx.dbs
     txn.put(keys.join(put.kind, put.name), _dumps(resource), db=dbs["resources"])
-    if existing is not None and existing.get("team", "") != put.team:
+    if existing is not None and existing.get("team", "") != put.team:  # teams only: the
+        # rules refuse to move a team-owned resource
         txn.delete(keys.join(existing.get("team", ""), put.kind, put.name), db=dbs["by_team"])
     if put.team:
         txn.put(keys.join(put.team, put.kind, put.name), b"", db=dbs["by_team"])
@@ -157,44 +115,27 @@ def _put(ctx: ApplyContext, put: wire.Put) -> CommandResult:
     return CommandResult(outcome, ctx.index, resource=resource, **base)
 
 
-def _visible_reference(ctx: ApplyContext, team: str, ref: wire.Reference) -> bool:
-    """A reference holds when the target exists and (for team-owned kinds) is the same team's."""
-    target = ctx.get(ref.kind, ref.name)
-    if target is None:
-        return False
-    return ref.kind == "teams" or not team or target.get("team") == team
-
-
 def _delete(ctx: ApplyContext, delete: wire.Delete) -> CommandResult:
     base = {"kind": delete.kind, "name": delete.name}
     existing = ctx.get(delete.kind, delete.name)
-    if existing is None:
-        return CommandResult(Outcome.NOT_FOUND, ctx.index, detail=f"no {delete.kind} "
-                             f"'{delete.name}'", **base)
-    if delete.expected_revision and existing.get("revision") != delete.expected_revision:
-        return CommandResult(
-            Outcome.PRECONDITION_FAILED, ctx.index, **base,
-            detail=f"revision is {existing.get('revision')}, "
-            f"If-Match asked for {delete.expected_revision}",
-        )
-    referrers = _referrers(ctx, delete.kind, delete.name)
-    if delete.kind == "teams":
-        referrers = list(dict.fromkeys(referrers + _team_members(ctx, delete.name)))
-    if referrers:
-        names = ", ".join(f"{k} '{n}'" for k, n in referrers[:20])
-        return CommandResult(Outcome.STILL_REFERENCED, ctx.index, **base,
-                             detail=f"still referenced by {names}",
-                             errors=[{"field": "name", "message": f"referenced by {k} '{n}'"}
-                                     for k, n in referrers[:20]])
+    refusal = rules.check_delete(ctx, kind=delete.kind, name=delete.name,
+                                 expected=delete.expected_revision, current=existing)
+    if refusal is not None:
+        return _refused(ctx, refusal, base)
     txn, dbs = ctx.txn, ctx.dbs
-    if delete.kind == "listeners":
+    if delete.kind == Kind.LISTENERS:
         constraints.claim_port(txn, dbs["ports"], existing, None)
     txn.delete(keys.join(delete.kind, delete.name), db=dbs["resources"])
-    if existing.get("team") and delete.kind != "teams":
+    if existing.get("team") and delete.kind != Kind.TEAMS:
         txn.delete(keys.join(existing["team"], delete.kind, delete.name), db=dbs["by_team"])
     _set_references(ctx, delete.kind, delete.name, [])
     ctx.changed.append((delete.kind, delete.name))
     return CommandResult(Outcome.DELETED, ctx.index, resource=existing, **base)
+
+
+def _refused(ctx: ApplyContext, refusal: rules.Refusal, base: dict[str, str]) -> CommandResult:
+    return CommandResult(refusal.outcome, ctx.index, detail=refusal.detail,
+                         errors=refusal.errors, **base)
 
 
 def _set_references(ctx: ApplyContext, kind: str, name: str, refs: list[tuple[str, str]]) -> None:
@@ -210,32 +151,6 @@ def _set_references(ctx: ApplyContext, kind: str, name: str, refs: list[tuple[st
         txn.put(fwd_key, _dumps(refs), db=dbs["refs"])
     elif old:
         txn.delete(fwd_key, db=dbs["refs"])
-
-
-def _referrers(ctx: ApplyContext, kind: str, name: str) -> list[tuple[str, str]]:
-    pfx = keys.prefix(kind, name)
-    cur = ctx.txn.cursor(db=ctx.dbs["refs"])
-    out = []
-    if cur.set_range(pfx):
-        for key in cur.iternext(values=False):
-            if not key.startswith(pfx):
-                break
-            src_kind, src_name = keys.split(key[len(pfx):])
-            out.append((src_kind, src_name))
-    return out
-
-
-def _team_members(ctx: ApplyContext, team: str) -> list[tuple[str, str]]:
-    pfx = keys.prefix(team)
-    cur = ctx.txn.cursor(db=ctx.dbs["by_team"])
-    out = []
-    if cur.set_range(pfx):
-        for key in cur.iternext(values=False):
-            if not key.startswith(pfx) or len(out) >= 20:
-                break
-            member_kind, member_name = keys.split(key[len(pfx):])
-            out.append((member_kind, member_name))
-    return out
 
 
 def _dumps(value: object) -> bytes:

@@ -1,7 +1,8 @@
-"""The audit trail: one event per applied write (and per write refused for auth).
+"""The audit trail, write side: one event per applied write (and per write refused for auth).
 
 Events are written in apply, keyed by (revision, sequence), so every node holds the same
-trail; the time is the leader's (the entry's), never the local clock.
+trail; the time is the leader's (the entry's), never the local clock. Reading the trail is
+the store's job (`audit_query.py`), so apply never imports the store.
 """
 
 from __future__ import annotations
@@ -11,12 +12,12 @@ import struct
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
+from raftplane.model.kinds import Kind
 from raftplane.storage import keys
 
 if TYPE_CHECKING:
-    from raftplane.storage.apply import ApplyContext
+    from raftplane.storage.context import ApplyContext
     from raftplane.storage.results import CommandResult
-    from raftplane.storage.store import Store
     from raftplane.wire import log_entry_pb2 as wire
 
 
@@ -47,12 +48,12 @@ def record_command(ctx: ApplyContext, command: wire.Command, result: CommandResu
     if op == "put":
         target = command.put
         action = "create" if target.mode == 1 else "replace" if target.mode == 2 else "put"
-        team = target.team or (target.name if target.kind == "teams" else "")
+        team = target.team or (target.name if target.kind == Kind.TEAMS else "")
     elif op == "delete":
         target = command.delete
         action = "delete"
         team = (result.resource or {}).get("team", "")
-        if target.kind == "teams":
+        if target.kind == Kind.TEAMS:
             team = target.name
     else:
         target = command.atomic.commands[0].put if command.atomic.commands else None
@@ -66,39 +67,3 @@ def record_command(ctx: ApplyContext, command: wire.Command, result: CommandResu
 
 # Internal bookkeeping that is audited by the operation that causes it, not on its own.
 SILENT_KINDS: frozenset[str] = frozenset()
-
-
-def query(store: Store, *, team: str | None, principal: str | None, since_ms: int,
-          after: str | None, limit: int, teams: object) -> tuple[list[dict], str | None]:
-    """Filter the trail; `after` is the id of the last event of the previous page."""
-    out: list[dict] = []
-    start = b""
-    if after:
-        revision, _, seq = after.partition("-")
-        start = keys.u64(int(revision)) + struct.pack(">I", int(seq) + 1)
-    with store.read() as txn:
-        cur = txn.cursor(db=store._dbs["audit"])
-        found = cur.set_range(start) if start else cur.first()
-        while found:
-            event = json.loads(cur.value())
-            if _matches(event, team, principal, since_ms, teams):
-                out.append(event)
-                if len(out) > limit:
-                    break
-            found = cur.next()
-    if len(out) > limit:
-        out = out[:limit]
-        return out, out[-1]["id"]
-    return out, None
-
-
-def _matches(event: dict, team: str | None, principal: str | None, since_ms: int,
-             teams: object) -> bool:
-    if event["timeMs"] < since_ms:
-        return False
-    if team is not None and event["team"] != team:
-        return False
-    if teams is not None and event["team"] not in teams:
-        return False
-    who = event["principal"] or {}
-    return principal is None or principal in (who.get("tokenId"), who.get("name"))

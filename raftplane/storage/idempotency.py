@@ -17,7 +17,7 @@ from raftplane.storage import keys
 from raftplane.storage.results import CommandResult, Outcome
 
 if TYPE_CHECKING:
-    from raftplane.storage.apply import ApplyContext
+    from raftplane.storage.context import ApplyContext
 
 DEFAULT_TTL_MS = 24 * 3600 * 1000
 PURGE_PER_ENTRY = 256

@@ -4,26 +4,10 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
-from enum import StrEnum
 
+from raftplane.model.outcomes import Outcome
 
-class Outcome(StrEnum):
-    """What applying a command did. The API maps each to an HTTP status."""
-
-    CREATED = "created"
-    REPLACED = "replaced"
-    DELETED = "deleted"
-    BARRIER = "barrier"
-    CONFLICT = "conflict"  # create of an existing resource
-    NOT_FOUND = "not_found"
-    PRECONDITION_FAILED = "precondition_failed"  # If-Match revision differs
-    INVALID_REFERENCE = "invalid_reference"  # names a resource that does not exist
-    STILL_REFERENCED = "still_referenced"  # delete of a resource others name
-    IDEMPOTENCY_KEY_REUSED = "idempotency_key_reused"  # same key and principal, other request
-
-    @property
-    def ok(self) -> bool:
-        return self in (Outcome.CREATED, Outcome.REPLACED, Outcome.DELETED, Outcome.BARRIER)
+__all__ = ["CommandResult", "Outcome"]
 
 
 @dataclass

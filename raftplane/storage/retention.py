@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 from raftplane.wire import log_entry_pb2 as wire
 
 if TYPE_CHECKING:
-    from raftplane.storage.apply import ApplyContext
+    from raftplane.storage.context import ApplyContext
 
 PRUNE_PER_ENTRY = 256  # plus one per command of the entry: never fewer than it can add
 

@@ -19,8 +19,10 @@ from pathlib import Path
 import lmdb
 
 from raftplane import failpoints
-from raftplane.storage import audit, constraints, idempotency, keys
-from raftplane.storage.apply import ApplyContext, EntryRejected, apply_commands
+from raftplane.model.kinds import owner_team
+from raftplane.storage import audit_query, idempotency, keys
+from raftplane.storage.apply import EntryRejected, apply_commands
+from raftplane.storage.context import ApplyContext, TxnReader
 from raftplane.storage.results import CommandResult
 from raftplane.wire import log_entry_pb2 as wire
 
@@ -149,7 +151,7 @@ class Store:
         if raw is None:
             return None
         resource = json.loads(raw)
-        if teams is not None and _team_of(kind, resource) not in teams:
+        if teams is not None and owner_team(kind, resource) not in teams:
             return None
         return resource
 
@@ -176,7 +178,7 @@ class Store:
                     if not key.startswith(keys.prefix(kind)):
                         break
                     resource = json.loads(raw)
-                    if teams is not None and _team_of(kind, resource) not in teams:
+                    if teams is not None and owner_team(kind, resource) not in teams:
                         continue
                     items.append((key[len(keys.prefix(kind)):].decode(), resource))
                     if len(items) > limit:
@@ -201,24 +203,22 @@ class Store:
                         break
         return _page(items, limit)
 
+    # The reads of the write rules (model.rules.Reader), each in a read txn of its own.
     def referrers(self, kind: str, name: str) -> list[tuple[str, str]]:
         """Resources that name (kind, name)."""
-        pfx = keys.prefix(kind, name)
-        out = []
         with self.read() as txn:
-            cur = txn.cursor(db=self._dbs["refs"])
-            if cur.set_range(pfx):
-                for key, _ in cur:
-                    if not key.startswith(pfx):
-                        break
-                    src_kind, src_name = keys.split(key[len(pfx):])
-                    out.append((src_kind, src_name))
-        return out
+            return TxnReader(txn, self._dbs).referrers(kind, name)
 
-    def listener_port_conflict(self, listener: dict) -> str | None:
+    def team_members(self, team: str, limit: int) -> list[tuple[str, str]]:
+        """Up to `limit` resources owned by `team`, as (kind, name)."""
+        with self.read() as txn:
+            return TxnReader(txn, self._dbs).team_members(team, limit)
+
+    def port_holder(self, listener: dict) -> str | None:
         """Another listener that `listener` would clash with on its port, if any."""
         with self.read() as txn:
-            return constraints.port_conflict(txn, self._dbs["ports"], listener)
+            return TxnReader(txn, self._dbs).port_holder(listener)
+
 
     def idempotent_result(self, key: str, principal: str = ""
                           ) -> tuple[bytes, CommandResult] | None:
@@ -230,8 +230,9 @@ class Store:
                      since_ms: int = 0, after: str | None = None, limit: int = 100,
                      teams: Collection[str] | None = None) -> tuple[list[dict], str | None]:
         """Audit events in log order, filtered; returns (events, cursor of the next page)."""
-        return audit.query(self, team=team, principal=principal, since_ms=since_ms, after=after,
-                           limit=limit, teams=teams)
+        with self.read() as txn:
+            return audit_query.query(txn, self._dbs["audit"], team=team, principal=principal,
+                                     since_ms=since_ms, after=after, limit=limit, teams=teams)
 
     def counts(self) -> dict[str, int]:
         """Number of resources of each kind (for status and metrics)."""
@@ -313,10 +314,6 @@ class Store:
                 txn.drop(self._dbs[name], delete=False)
                 cur = src_txn.cursor(db=src_dbs[name])
                 txn.cursor(db=self._dbs[name]).putmulti(iter(cur), append=True)
-
-
-def _team_of(kind: str, resource: dict) -> str:
-    return resource["name"] if kind == "teams" else resource.get("team", "")
 
 
 def _page(items: list[tuple[str, dict]], limit: int) -> Page:
