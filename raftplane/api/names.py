@@ -6,10 +6,13 @@ message for a ``FieldError``.
 
 from __future__ import annotations
 
-import ipaddress
 import re
 
 import re2
+
+# Shared with xds/translate, so defined in the neutral model package; re-exported here.
+from raftplane.model.lexical import HEADER_NAME_PATTERN as HEADER_NAME_PATTERN
+from raftplane.model.lexical import is_ip as is_ip
 
 # Envoy refuses regexes whose RE2 program is larger than this (re2.max_program_size).
 RE2_MAX_PROGRAM_SIZE = 100
@@ -22,24 +25,12 @@ NAME_MESSAGE = (
     "must be 1-128 characters: letters, digits, '.', '_' or '-', starting with a letter or digit"
 )
 HOST_FORMATS = {"anyOf": [{"format": "ipv4"}, {"format": "ipv6"}, {"format": "hostname"}]}
-HEADER_NAME_PATTERN = r"^:?[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _VARIABLE = re.compile(r"\{([A-Za-z][A-Za-z0-9_]*)(=\*\*?)?\}")
 _LITERAL_SEGMENT = re.compile(r"[A-Za-z0-9._~!$&'()+,;:@%-]+")
 _DOMAIN_MESSAGE = 'must be "*" or a host or IP with optional "*." prefix, ".*" suffix, :port'
 _MAX_TEMPLATE_VARIABLES = 5
-
-
-def is_ip(value: str) -> bool:
-    """True for an IPv4 or IPv6 literal (no zone index)."""
-    if "%" in value:
-        return False
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return True
 
 
 def is_hostname(value: str) -> bool:

@@ -7,7 +7,7 @@ from typing import Any
 from envoy.config.core.v3 import address_pb2
 from envoy.config.endpoint.v3 import endpoint_components_pb2, endpoint_pb2
 
-from raftplane.api.names import is_ip
+from raftplane.model.lexical import is_ip
 from raftplane.xds.translate.common import TranslationError, uint32
 
 

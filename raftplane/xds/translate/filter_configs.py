@@ -32,7 +32,7 @@ from envoy.type.v3 import http_status_pb2, token_bucket_pb2
 from google.protobuf import wrappers_pb2
 from google.protobuf.message import Message
 
-from raftplane.api.names import HEADER_NAME_PATTERN
+from raftplane.model.lexical import HEADER_NAME_PATTERN
 from raftplane.xds.translate import names
 from raftplane.xds.translate.common import (
     TranslationError,
