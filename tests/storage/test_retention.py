@@ -120,3 +120,9 @@ def test_durations_parse(text, seconds):
 def test_bad_durations_are_refused(text):
     with pytest.raises(ValueError):
         retention.parse_duration(text)
+
+
+def test_the_leader_proposes_its_retention_in_milliseconds():
+    keep = retention.for_entries(30 * 86400, 1_000_000, 86400)
+    assert (keep.audit_max_age_ms, keep.audit_max_events, keep.idempotency_ttl_ms) == (
+        30 * 86400_000, 1_000_000, 86400_000)

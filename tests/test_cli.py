@@ -1,4 +1,5 @@
-"""Retention flags: defaults, RAFTPLANE_* equivalents, refusals, and what the leader proposes."""
+"""`raftplane serve` flags: retention and --max-stale (defaults, RAFTPLANE_* equivalents,
+refusals)."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import pytest
 
 from raftplane import cli
 from raftplane.cluster.config import ConfigError
-from raftplane.storage import retention
-from tests.unit.test_config import config
+from tests.cluster.test_config import config
 
 BASE = ["serve", "--node-id", "a", "--data-dir", "/tmp/x", "--members",
         "id=a,raft=h:1,api=http://h:2"]
@@ -49,7 +49,13 @@ def test_retention_that_breaks_retries_is_refused():
     config(secret="x" * 20, audit_max_age=0, audit_max_events=0).validate()
 
 
-def test_the_leader_proposes_its_retention_in_milliseconds():
-    keep = retention.for_entries(30 * 86400, 1_000_000, 86400)
-    assert (keep.audit_max_age_ms, keep.audit_max_events, keep.idempotency_ttl_ms) == (
-        30 * 86400_000, 1_000_000, 86400_000)
+def test_max_stale_default_flag_and_environment(monkeypatch):
+    assert parse().max_stale == 30.0
+    assert parse("--max-stale", "2.5").max_stale == 2.5
+    monkeypatch.setenv("RAFTPLANE_MAX_STALE", "7")
+    assert parse().max_stale == 7.0
+
+
+def test_a_max_stale_that_is_not_positive_is_refused():
+    with pytest.raises(ConfigError, match="--max-stale"):
+        config(secret="x" * 20, max_stale=0).validate()
