@@ -10,7 +10,7 @@ from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.v3 import http_pb2, range_pb2
 
-from raftplane.xds.translate import names
+from raftplane.xds.translate import envoy_names
 from raftplane.xds.translate.common import (
     TranslationError,
     ads_config_source,
@@ -58,12 +58,12 @@ def cluster_to_envoy(cluster: dict[str, Any]) -> cluster_pb2.Cluster:
         if http2:
             tls.common_tls_context.CopyFrom(tls_pb2.CommonTlsContext(alpn_protocols=["h2"]))
         out.transport_socket.CopyFrom(base_pb2.TransportSocket(
-            name=names.TLS_TRANSPORT_SOCKET, typed_config=pack(tls)))
+            name=envoy_names.TLS_TRANSPORT_SOCKET, typed_config=pack(tls)))
     if http2:
         options = http_protocol_options_pb2.HttpProtocolOptions(
             explicit_http_config=http_protocol_options_pb2.HttpProtocolOptions.ExplicitHttpConfig(
                 http2_protocol_options=protocol_pb2.Http2ProtocolOptions()))
-        out.typed_extension_protocol_options[names.HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(options))
+        out.typed_extension_protocol_options[envoy_names.HTTP_PROTOCOL_OPTIONS].CopyFrom(pack(options))
     checks = cluster.get("healthChecks") or []
     if len(checks) > 1:  # Envoy 1.40 wants names then; xds-protos 1.85 has no HealthCheck.name
         raise TranslationError(item("healthChecks", 1), "at most one health check is supported")

@@ -33,7 +33,7 @@ from google.protobuf import wrappers_pb2
 from google.protobuf.message import Message
 
 from raftplane.model.lexical import HEADER_NAME_PATTERN
-from raftplane.xds.translate import names
+from raftplane.xds.translate import envoy_names
 from raftplane.xds.translate.common import (
     TranslationError,
     at,
@@ -261,7 +261,7 @@ def compressor(spec: dict[str, Any], path: str) -> Result:
         common.min_content_length.CopyFrom(uint32(min_length))
     return compressor_pb2.Compressor(
         compressor_library=extension_pb2.TypedExtensionConfig(
-            name=names.GZIP_COMPRESSOR, typed_config=pack(gzip_pb2.Gzip())),
+            name=envoy_names.GZIP_COMPRESSOR, typed_config=pack(gzip_pb2.Gzip())),
         response_direction_config=compressor_pb2.Compressor.ResponseDirectionConfig(
             common_config=common),
     ), None

@@ -29,8 +29,8 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
+from raftplane.xds.translate import envoy_names
 from raftplane.xds.translate import filter_configs as configs
-from raftplane.xds.translate import names
 from raftplane.xds.translate.common import TranslationError, at, item, pack
 
 HttpFilter = http_connection_manager_pb2.HttpFilter
@@ -78,7 +78,7 @@ def http_filters_to_envoy(items: list[dict[str, Any]], path: str) -> HttpFilters
             message = ("is not supported yet" if kind in NOT_YET_SUPPORTED else
                        "must be one of " + ", ".join(sorted(TRANSLATORS)))
             raise TranslationError(at(spec_path, "type"), message)
-        name = entry.get("name") or names.http_filter(kind)
+        name = entry.get("name") or envoy_names.http_filter(kind)
         config, per_route = TRANSLATORS[kind](spec, spec_path)
         http_filter = HttpFilter(name=name, typed_config=pack(config))
         if per_route is not None:
@@ -93,6 +93,6 @@ def http_filters_to_envoy(items: list[dict[str, Any]], path: str) -> HttpFilters
             router = http_filter
         else:
             out.filters.append(http_filter)
-    out.filters.append(router or HttpFilter(name=names.http_filter("router"),
+    out.filters.append(router or HttpFilter(name=envoy_names.http_filter("router"),
                                             typed_config=pack(configs.router({}, "")[0])))
     return out

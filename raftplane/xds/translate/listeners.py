@@ -11,7 +11,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 
-from raftplane.xds.translate import names
+from raftplane.xds.translate import envoy_names
 from raftplane.xds.translate.common import TranslationError, ads_config_source, at, item, pack
 from raftplane.xds.translate.http_filters import http_filters_to_envoy
 from raftplane.xds.translate.routes import build_route_config, route_clusters
@@ -32,7 +32,7 @@ def listener_to_envoy(listener: dict[str, Any]) -> listener_pb2.Listener:
     mixed = len({"tls" in chain for chain in chains}) > 1
     if mixed:  # tell TLS from plaintext connections: match on the transport protocol
         out.listener_filters.append(listener_components_pb2.ListenerFilter(
-            name=names.TLS_INSPECTOR, typed_config=pack(tls_inspector_pb2.TlsInspector())))
+            name=envoy_names.TLS_INSPECTOR, typed_config=pack(tls_inspector_pb2.TlsInspector())))
     seen: dict[bool, str] = {}
     for i, chain in enumerate(chains):
         chain_path = item("filterChains", i)
@@ -57,10 +57,10 @@ def _filter_chain(listener: dict[str, Any], index: int, chain: dict[str, Any],
         filter_path = item(at(chain_path, "filters"), j)
         if filt["type"] == "httpConnectionManager":
             config = pack(_connection_manager(listener, filt, filter_path, index, j))
-            out.filters.add(name=names.HTTP_CONNECTION_MANAGER, typed_config=config)
+            out.filters.add(name=envoy_names.HTTP_CONNECTION_MANAGER, typed_config=config)
         elif filt["type"] == "tcpProxy":
             proxy = tcp_proxy_pb2.TcpProxy(stat_prefix=listener["name"], cluster=filt["cluster"])
-            out.filters.add(name=names.TCP_PROXY, typed_config=pack(proxy))
+            out.filters.add(name=envoy_names.TCP_PROXY, typed_config=pack(proxy))
         else:
             raise TranslationError(at(filter_path, "type"),
                                    "must be httpConnectionManager or tcpProxy")
@@ -74,7 +74,8 @@ def _downstream_tls(tls: dict[str, Any], path: str) -> base_pb2.TransportSocket:
                                              sds_config=ads_config_source())
     context = tls_pb2.DownstreamTlsContext(common_tls_context=tls_pb2.CommonTlsContext(
         tls_certificate_sds_secret_configs=[certificate]))
-    return base_pb2.TransportSocket(name=names.TLS_TRANSPORT_SOCKET, typed_config=pack(context))
+    return base_pb2.TransportSocket(name=envoy_names.TLS_TRANSPORT_SOCKET,
+                                    typed_config=pack(context))
 
 
 def _connection_manager(listener: dict[str, Any], filt: dict[str, Any], path: str,
@@ -95,7 +96,7 @@ def _connection_manager(listener: dict[str, Any], filt: dict[str, Any], path: st
     if "inlineRouteConfig" not in filt:
         raise TranslationError(path, "must set routeConfigName or inlineRouteConfig")
     route_config = build_route_config(
-        names.inline_route_config(listener["name"], chain, index),
+        envoy_names.inline_route_config(listener["name"], chain, index),
         filt["inlineRouteConfig"]["virtualHosts"], at(path, "inlineRouteConfig"))
     for host in route_config.virtual_hosts:
         for _, name, config in filters.virtual_host_configs:

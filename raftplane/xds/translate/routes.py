@@ -9,7 +9,7 @@ from envoy.config.route.v3 import route_components_pb2, route_pb2
 from envoy.extensions.path.match.uri_template.v3 import uri_template_match_pb2
 from envoy.type.matcher.v3 import regex_pb2
 
-from raftplane.xds.translate import names
+from raftplane.xds.translate import envoy_names
 from raftplane.xds.translate.common import (
     TranslationError,
     at,
@@ -102,7 +102,7 @@ def _match(match: dict[str, Any], path: str) -> rc.RouteMatch:
     elif kind == "template":
         template = uri_template_match_pb2.UriTemplateMatchConfig(path_template=value)
         out.path_match_policy.CopyFrom(extension_pb2.TypedExtensionConfig(
-            name=names.URI_TEMPLATE_MATCHER, typed_config=pack(template)))
+            name=envoy_names.URI_TEMPLATE_MATCHER, typed_config=pack(template)))
     else:
         raise TranslationError(at(path, "path.type"), "must be prefix, exact, regex or template")
     for header in match.get("headers") or []:
