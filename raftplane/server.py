@@ -43,8 +43,9 @@ async def run_node(config: NodeConfig) -> None:
     power_loss.start(config.data_dir, config.data_dir / "store")  # may set the store aside
     store = Store(config.data_dir / "store")
     metrics = ApiMetrics()
-    xds = XdsRuntime.create(store, XdsMetrics(metrics.registry))
+    xds = XdsRuntime.create(store, XdsMetrics(metrics.registry))  # serves the store at once
     node = ClusterNode(config, store)
+    xds.follow(node.applied)  # before the loop runs: no applied entry is missed
     app = create_app(node, xds, metrics)
     node.leader_hooks.append(setup_token_hook(node, app[AUTH_STATE]))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)

@@ -75,7 +75,7 @@ def create_app(node: ClusterNode, xds: XdsRuntime, metrics: ApiMetrics) -> web.A
                           middlewares=[metrics_middleware, problem_middleware,
                                        auth_middleware])
     app[NODE] = node
-    app[AUTH_STATE] = AuthState(node.store, node.config.secret)
+    app[AUTH_STATE] = AuthState(node.store, node.config.secret, node.applied)
     app[VERIFIED_TOKENS] = VerifiedTokens()
     app[XDS] = xds
     tls = node.config.api_tls

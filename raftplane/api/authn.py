@@ -24,6 +24,7 @@ from raftplane.api.context import (
     NODE,
     ROUTE_SCOPES,
     VERIFIED_TOKENS,
+    Node,
 )
 from raftplane.api.problems import Problem
 from raftplane.api.writes import forward_if_follower
@@ -85,10 +86,10 @@ def _verify(request: web.Request, token: str) -> Claims:
                                                int(time.time()))
 
 
-def _catching_up(node) -> bool:
+def _catching_up(node: Node) -> bool:
     """Behind what it knows is committed, or not in touch with a leader yet (a node that
     just restarted, or rejoined with an empty data directory)."""
-    return node.leader is None or node.raft.raftLastApplied < node.raft.raftCommitIndex
+    return node.leader is None or node.applied_index < node.commit_index
 
 
 async def _verify_after_catching_up(request: web.Request, token: str) -> Claims:
@@ -188,6 +189,6 @@ async def _audit_refusal(request: web.Request, claims: Claims | None, result: st
     if claims is not None:
         command.principal.token_id, command.principal.name = claims.jti, claims.sub
     try:
-        await node.proposer.propose(command, AUDIT_TIMEOUT)
+        await node.propose_record(command, AUDIT_TIMEOUT)
     except ClusterError as exc:
         log.warning("refused write not audited: %s", exc)

@@ -1,17 +1,104 @@
-"""Typed keys for what the aiohttp application carries."""
+"""Typed keys for what the aiohttp application carries, and what the API needs of the node.
+
+The API declares the narrow interface it uses (`ClusterNode` in cluster/node.py provides
+it); it never reaches past it into the Raft node, the proposer or pysyncobj.
+"""
 
 from __future__ import annotations
+
+from typing import Protocol
 
 from aiohttp import web
 
 from raftplane.api.metrics import ApiMetrics
 from raftplane.auth.state import AuthState
 from raftplane.auth.verified import VerifiedTokens
+from raftplane.cluster.config import Member, NodeConfig
 from raftplane.cluster.forwarding import Forwarder
-from raftplane.cluster.node import ClusterNode
+from raftplane.storage.results import CommandResult
+from raftplane.storage.store import Store
+from raftplane.wire import log_entry_pb2 as wire
 from raftplane.xds.runtime import XdsRuntime
 
-NODE = web.AppKey("node", ClusterNode)
+
+class Node(Protocol):
+    """What the REST API needs of its cluster node."""
+
+    config: NodeConfig
+    store: Store  # local reads; never written here (invariant 1)
+
+    @property
+    def is_leader(self) -> bool: ...
+
+    @property
+    def leader(self) -> Member | None:
+        """The member this node believes leads (None: no leader known)."""
+        ...
+
+    def require_leader(self) -> None:
+        """Raise NotLeader (forward the write) or NoLeader (503) unless this node leads."""
+        ...
+
+    async def propose(self, command: wire.Command) -> CommandResult:
+        """Commit and apply a write on the leader (require_leader first)."""
+        ...
+
+    async def propose_record(self, command: wire.Command, timeout: float) -> CommandResult:
+        """Best effort, no leadership check: an audit record of what this leader just did
+        or refused (pysyncobj relays it if leadership moved meanwhile)."""
+        ...
+
+    async def barrier(self) -> int:
+        """Commit a no-op (proves leadership); its revision."""
+        ...
+
+    async def wait_applied(self, revision: int, timeout: float) -> None:
+        """Return once `revision` is applied here; NotApplied after `timeout`."""
+        ...
+
+    async def wait_next_apply(self, timeout: float) -> None:
+        """Return once anything more is applied here, or after `timeout`."""
+        ...
+
+    @property
+    def applied_revision(self) -> int:
+        """The last entry applied to the store (the revision reads see)."""
+        ...
+
+    @property
+    def applied_index(self) -> int:
+        """The last log entry applied (Raft-internal entries included)."""
+        ...
+
+    @property
+    def commit_index(self) -> int:
+        """The commit index as this node knows it."""
+        ...
+
+    @property
+    def leader_commit_index(self) -> int | None:
+        """The leader's commit index as last learned (None: no leader known)."""
+        ...
+
+    @property
+    def seconds_without_leader(self) -> float: ...
+
+    @property
+    def ready(self) -> bool:
+        """Knows a leader and has applied everything it knows to be committed."""
+        ...
+
+    @property
+    def proposed(self) -> tuple[int, int]:
+        """(log entries, commands) proposed by this node's group commit."""
+        ...
+
+    def status(self) -> dict:
+        """This node's view of the cluster (GET /api/v1/cluster/status)."""
+        ...
+
+
+NODE = web.AppKey("node", Node)
 FORWARDER = web.AppKey("forwarder", Forwarder)
 METRICS = web.AppKey("metrics", ApiMetrics)
 XDS = web.AppKey("xds", XdsRuntime)

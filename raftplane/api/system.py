@@ -41,8 +41,9 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     if status["journal"]:
         m.journal_syncs.set(status["journal"]["syncs"])
         m.journal_entries.set(status["journal"]["entries"])
-    m.log_entries.set(node.proposer.entries)
-    m.log_commands.set(node.proposer.commands)
+    entries, commands = node.proposed
+    m.log_entries.set(entries)
+    m.log_commands.set(commands)
     m.observe_store(status["store"])
     return web.Response(body=generate_latest(m.registry),
                         headers={"Content-Type": CONTENT_TYPE_LATEST})

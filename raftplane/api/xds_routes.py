@@ -83,7 +83,7 @@ async def issue_certificate(request: web.Request) -> web.StreamResponse:
                                       resource=f"dataplanes/{team}/{name}", result="issued"))
     set_principal(request, command)
     with contextlib.suppress(ClusterError):
-        await request.app[NODE].proposer.propose(command, 2.0)
+        await request.app[NODE].propose_record(command, 2.0)
     return web.json_response({
         "spiffeId": certs.spiffe_id(team, name),
         "certificate": certs.to_pem(cert).decode(),

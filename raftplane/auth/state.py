@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
@@ -22,20 +24,36 @@ from raftplane.wire import log_entry_pb2 as wire
 AUTH, BOOTSTRAP, SIGNING_KEYS, TOKENS = "auth", "bootstrap", "signing-keys", "tokens"
 
 
+class AppliedEntries(Protocol):
+    """What auth needs of the cluster: applied entries on the loop (ClusterNode.applied)."""
+
+    @property
+    def delivered(self) -> int:
+        """The last store index handed to the subscribers."""
+        ...
+
+    def subscribe(self, subscriber: Callable[[int, list[tuple[str, str]]], None]
+                  ) -> Callable[[], None]:
+        """Call `subscriber(index, changed_keys)` on the loop for each entry applied from
+        now on, in apply order."""
+        ...
+
+
 @dataclass
 class AuthState:
     """Read-side view of the replicated auth records of one node."""
 
     store: Store
     secret: str | None
-    # Parsed public keys and the generation they were read at; the apply thread bumps the
-    # generation whenever an entry touches the signing keys.
+    applied: AppliedEntries
+    # Parsed public keys and the generation they were read at; the generation is bumped
+    # (on the loop) for every delivered entry that touched the signing keys.
     _keys: tuple[int, dict[str, Ed25519PublicKey]] = field(default=(-1, {}), init=False,
                                                            repr=False)
     _keys_generation: int = field(default=0, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.store.add_applied_listener(self._on_applied)
+        self.applied.subscribe(self._on_applied)
 
     def _on_applied(self, index: int, changed: list[tuple[str, str]]) -> None:
         if any(kind in (SIGNING_KEYS, "*") for kind, _ in changed):
@@ -53,10 +71,14 @@ class AuthState:
 
     def public_keys(self) -> dict[str, Ed25519PublicKey]:
         """Every key that may have signed a live token, by kid (read again only after an
-        applied entry changed the signing keys)."""
+        applied entry changed the signing keys).
+
+        An entry the store applied but the loop was not handed yet may have changed them:
+        while the store is ahead of what was delivered, the keys are read again, so a
+        removed key is never accepted nor a new one refused for want of a notification."""
         generation = self._keys_generation
         read_at, parsed = self._keys
-        if read_at != generation:
+        if read_at != generation or self.store.applied_index > self.applied.delivered:
             parsed = {
                 k["kid"]: Ed25519PublicKey.from_public_bytes(base64.b64decode(k["publicKey"]))
                 for k in self.signing_keys()

@@ -1,17 +1,20 @@
-"""ClusterNode: where pysyncobj's tick thread and the asyncio loop meet (invariant 4).
+"""ClusterNode: one replica as the rest of raftplane sees it.
 
-The API sees only this class: propose writes (leader), wait for local apply, ask who leads.
+Callers outside cluster/ use only this class (and `AppliedFeed`, through `applied`), never
+the Raft node or the proposer behind it: propose writes (leader), wait for local apply, ask
+who leads, follow applied entries. Its callbacks from pysyncobj's tick thread reach the
+loop only through `AppliedFeed` (applied.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
-import itertools
 import logging
 import time
+from collections.abc import Callable
 
+from raftplane.cluster.applied import AppliedFeed
 from raftplane.cluster.config import Member, NodeConfig
 from raftplane.cluster.errors import NoLeader, NotApplied, NotLeader
 from raftplane.cluster.proposer import Proposer
@@ -31,42 +34,47 @@ class ClusterNode:
         self.config = config
         self.store = store
         self._loop = asyncio.get_running_loop()
-        self._waiters: list[tuple[int, int, asyncio.Future]] = []
-        self._seq = itertools.count()
-        store.add_applied_listener(self._on_applied_in_raft_thread)
+        # Registered before Raft starts: every entry applied from now on reaches the loop.
+        self.applied = AppliedFeed(self._loop, store.applied_index)
+        store.add_applied_listener(self.applied.entry_applied)
         self.leader_hooks: list = []  # async callables run each time this node becomes leader
         self._hook_tasks: set[asyncio.Task] = set()
-        self.raft = RaftNode(config, store, on_role_change=self._on_role_in_raft_thread)
+        self._leader_hooks_on_loop = self.applied.in_loop(self._run_leader_hooks)
+        self._raft = RaftNode(config, store, on_role_change=self._on_role_in_raft_thread)
         # Raft-internal entries (leader no-ops, membership) advance the log without touching
         # the store; waiters for such an index are woken from the tick.
         self._raft_applied_seen = 0
         self._leader_seen_at = time.monotonic()  # start-up counts as "last knew a leader"
-        self.raft.addOnTickCallback(self._on_tick_in_raft_thread)
-        self.proposer = Proposer(
-            self.raft.submit, success_code=SUCCESS, not_proposed_codes=NOT_PROPOSED,
+        self._raft.addOnTickCallback(self._on_tick_in_raft_thread)
+        self._proposer = Proposer(
+            self._submit, success_code=SUCCESS, not_proposed_codes=NOT_PROPOSED,
             batch_timeout=config.write_timeout,
             retention=retention.for_entries(config.audit_max_age, config.audit_max_events,
                                             config.idempotency_ttl),
         )
 
     async def close(self) -> None:
-        await self.proposer.close()
-        await asyncio.to_thread(self.raft.destroy_synchronous)
+        await self._proposer.close()
+        await asyncio.to_thread(self._raft.destroy_synchronous)
+
+    def _submit(self, data: bytes, on_result: Callable) -> None:
+        """The proposer's submit: pysyncobj's result callback runs on the loop."""
+        self._raft.submit(data, self.applied.in_loop(on_result))
 
     # ---- leadership ------------------------------------------------------------------------
     @property
     def is_leader(self) -> bool:
-        return self.raft.role == "leader"
+        return self._raft.role == "leader"
 
     @property
     def leader(self) -> Member | None:
-        address = self.raft.leader_address
+        address = self._raft.leader_address
         return self.config.member_by_raft(address) if address else None
 
     def require_leader(self) -> None:
         """Raise NotLeader (forward) or NoLeader (503) unless this node can take writes."""
         if self.is_leader:
-            if not self.raft.hasQuorum:
+            if not self._raft.hasQuorum:
                 raise NoLeader("this leader cannot reach a quorum")
             return
         leader = self.leader
@@ -77,12 +85,12 @@ class ClusterNode:
     def _knows_leader(self) -> bool:
         """In touch with a leader: connected to it, or leading while reaching a quorum. (A
         follower connected to no one keeps its last leader and never campaigns.)"""
-        address = self.raft.leader_address
+        address = self._raft.leader_address
         if address is None:
             return False
         if self.is_leader:
-            return self.raft.hasQuorum
-        return bool(self.raft.peer_progress().get(address, {}).get("connected"))
+            return self._raft.hasQuorum
+        return bool(self._raft.peer_progress().get(address, {}).get("connected"))
 
     @property
     def seconds_without_leader(self) -> float:
@@ -96,14 +104,14 @@ class ClusterNode:
         """The leader's commit index as this node last learned it (a follower: from the
         latest AppendEntries or heartbeat); None while no leader is known."""
         if self.is_leader:
-            return self.raft.raftCommitIndex
+            return self._raft.raftCommitIndex
         if self.leader is None:
             return None
-        return self.raft.leader_commit_index
+        return self._raft.leader_commit_index
 
     def _on_role_in_raft_thread(self, role: str) -> None:
         if role == "leader":
-            self._loop.call_soon_threadsafe(self._run_leader_hooks)
+            self._leader_hooks_on_loop()
 
     def _run_leader_hooks(self) -> None:
         for hook in self.leader_hooks:
@@ -113,9 +121,27 @@ class ClusterNode:
 
     # ---- writes ----------------------------------------------------------------------------
     async def propose(self, command: wire.Command) -> CommandResult:
-        """Commit and apply one command through the leader's group commit."""
+        """Commit and apply one command through the leader's group commit.
+
+        Raises NotLeader/NoLeader (nothing proposed) unless this node leads a quorum, then
+        NoLeader or OutcomeUnknown as the proposer does."""
         self.require_leader()
-        return await self.proposer.propose(command, self.config.write_timeout)
+        return await self._proposer.propose(command, self.config.write_timeout)
+
+    async def propose_record(self, command: wire.Command, timeout: float) -> CommandResult:
+        """Propose a best-effort record (an audit event) within `timeout`, without checking
+        leadership first.
+
+        Its callers run on a node that was leader a moment ago (the write they audit was not
+        relayed); if leadership moved since, pysyncobj relays the entry to the leader it
+        knows instead of the record being dropped. Raises NoLeader (certainly not written)
+        or OutcomeUnknown."""
+        return await self._proposer.propose(command, timeout)
+
+    @property
+    def proposed(self) -> tuple[int, int]:
+        """(log entries, commands) this node's group commit proposed so far."""
+        return self._proposer.entries, self._proposer.commands
 
     async def barrier(self) -> int:
         """Commit a no-op: proves this node still leads a quorum. Returns its revision."""
@@ -126,59 +152,56 @@ class ClusterNode:
     # ---- local apply -----------------------------------------------------------------------
     @property
     def applied_revision(self) -> int:
+        """The last entry applied to the store (the revision reads see)."""
         return self.store.applied_index
 
+    @property
+    def applied_index(self) -> int:
+        """The last log entry pysyncobj applied (Raft-internal entries included)."""
+        return self._raft.raftLastApplied
+
+    @property
+    def commit_index(self) -> int:
+        """The commit index as this node knows it."""
+        return self._raft.raftCommitIndex
+
     def _applied(self) -> int:
-        return max(self.store.applied_index, self.raft.raftLastApplied)
+        return max(self.store.applied_index, self._raft.raftLastApplied)
 
     async def wait_applied(self, revision: int, timeout: float) -> None:
         """Wait until this node has applied `revision` (read-your-writes on any node)."""
         if self._applied() >= revision:
             return
-        future: asyncio.Future = self._loop.create_future()
-        heapq.heappush(self._waiters, (revision, next(self._seq), future))
-        try:
-            await asyncio.wait_for(future, timeout)
-        except TimeoutError:
+        if not await self.applied.wait(revision, timeout):
             raise NotApplied(
                 f"revision {revision} not applied here within {timeout:g}s "
                 f"(applied: {self.store.applied_index})"
-            ) from None
+            )
 
     async def wait_next_apply(self, timeout: float) -> None:
         """Wait (at most `timeout`) until this node applies anything beyond what it has now."""
         with contextlib.suppress(NotApplied):
             await self.wait_applied(self._applied() + 1, timeout)
 
-    def _on_applied_in_raft_thread(self, index: int, changed: list) -> None:
-        self._loop.call_soon_threadsafe(self._wake_waiters, index)
-
     def _on_tick_in_raft_thread(self) -> None:
         if self._knows_leader():
             self._leader_seen_at = time.monotonic()
-        applied = self.raft.raftLastApplied
+        applied = self._raft.raftLastApplied
         if applied > self._raft_applied_seen:
             self._raft_applied_seen = applied
-            if self._waiters:
-                self._loop.call_soon_threadsafe(self._wake_waiters, applied)
-
-    def _wake_waiters(self, index: int) -> None:
-        while self._waiters and self._waiters[0][0] <= index:
-            _, _, future = heapq.heappop(self._waiters)
-            if not future.done():
-                future.set_result(None)
+            self.applied.raft_advanced(applied)
 
     # ---- status ----------------------------------------------------------------------------
     def status(self) -> dict:
         """This node's view of the cluster (GET /api/v1/cluster/status)."""
         leader = self.leader
-        progress = self.raft.peer_progress()
-        commit = self.raft.raftCommitIndex
+        progress = self._raft.peer_progress()
+        commit = self._raft.raftCommitIndex
         members = []
         for member in self.config.members:
             entry = {"id": member.id, "api": member.api, "raft": member.raft, "xds": member.xds}
             if member.id == self.config.node_id:
-                entry.update(role=self.raft.role, reachable=True, lag=0)
+                entry.update(role=self._raft.role, reachable=True, lag=0)
             else:
                 peer = progress.get(member.raft, {})
                 match = peer.get("matchIndex")
@@ -186,19 +209,19 @@ class ClusterNode:
                     role="leader" if leader and leader.id == member.id else "follower",
                     reachable=bool(peer.get("connected")),
                     matchIndex=match if self.is_leader else None,
-                    lag=(self.raft.raftLastApplied - match) if self.is_leader and match else None,
+                    lag=(self._raft.raftLastApplied - match) if self.is_leader and match else None,
                 )
             members.append(entry)
-        stats = self.raft.journal_stats
+        stats = self._raft.journal_stats
         return {
             "id": self.config.node_id,
-            "role": self.raft.role,
-            "term": self.raft.term,
+            "role": self._raft.role,
+            "term": self._raft.term,
             "leader": leader.id if leader else None,
             "commitIndex": commit,
-            "appliedIndex": self.raft.raftLastApplied,
+            "appliedIndex": self._raft.raftLastApplied,
             "revision": self.store.applied_index,
-            "hasQuorum": self.raft.hasQuorum,
+            "hasQuorum": self._raft.hasQuorum,
             "secondsWithoutLeader": round(self.seconds_without_leader, 3),
             "applyHalted": self.store.halted,
             "store": self.store.stats(),
@@ -213,5 +236,5 @@ class ClusterNode:
         return (
             self.store.halted is None
             and self.leader is not None
-            and self.raft.raftLastApplied >= self.raft.raftCommitIndex
+            and self._raft.raftLastApplied >= self._raft.raftCommitIndex
         )

@@ -3,12 +3,16 @@
 Requests queue up while earlier batches are in flight; each batch becomes one LogEntry,
 so the journal fsync, the replication round trip and the LMDB transaction are paid once
 per batch instead of once per request. At most `max_inflight` batches are pipelined.
+
+Everything here runs on the asyncio loop: `submit` calls its callback on the loop (the
+cluster node wraps pysyncobj's tick-thread callback with `AppliedFeed.in_loop`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections import deque
 from collections.abc import Callable
@@ -17,6 +21,8 @@ from raftplane.cluster.errors import NoLeader, OutcomeUnknown
 from raftplane.storage.results import CommandResult
 from raftplane.wire import log_entry_pb2 as wire
 
+# submit(entry bytes, on_result): propose one entry; on_result(results, pysyncobj code) runs
+# later on the loop. Raising means nothing was proposed.
 Submit = Callable[[bytes, Callable[[list[CommandResult] | None, int], None]], None]
 
 
@@ -108,14 +114,10 @@ class Proposer:
             return
         batch = _Batch(futures)
         batch.timer = self._loop.call_later(self._batch_timeout, self._finish, batch, None, None)
-
-        def on_applied(results: list[CommandResult] | None, code: int) -> None:
-            self._loop.call_soon_threadsafe(self._finish, batch, results, code)
-
         self.entries += 1
         self.commands += len(futures)
         try:
-            self._submit(entry.SerializeToString(), on_applied)
+            self._submit(entry.SerializeToString(), functools.partial(self._finish, batch))
         except Exception as exc:  # the Raft node refused synchronously: nothing proposed
             self._finish(batch, None, -1, NoLeader(str(exc)))
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Protocol
 
 import grpc
 
@@ -14,6 +15,17 @@ from raftplane.xds.connections import ConnectionRegistry, XdsMetrics
 from raftplane.xds.server import start_xds_server
 
 
+class AppliedEntries(Protocol):
+    """What the xDS side needs of the cluster: applied entries, on the loop, in apply order
+    (ClusterNode.applied)."""
+
+    def subscribe(self, subscriber: Callable[[int, list[tuple[str, str]]], None]
+                  ) -> Callable[[], None]:
+        """Call `subscriber(index, changed_keys)` for each entry applied from now on;
+        returns a function that unsubscribes."""
+        ...
+
+
 @dataclass
 class XdsRuntime:
     cache: XdsCache
@@ -22,18 +34,23 @@ class XdsRuntime:
 
     @classmethod
     def create(cls, store: Store, metrics: XdsMetrics) -> XdsRuntime:
-        """Load the cache from the store at once (an Envoy gets the last applied state even
-        before this node rejoins a quorum) and follow every applied entry."""
+        """Load the cache from the store at once: an Envoy gets the last applied state even
+        before this node rejoins a quorum (then `follow` the applied entries)."""
         cache = XdsCache(store)
         cache.load_all()
-        loop = asyncio.get_running_loop()
+        return cls(cache, ConnectionRegistry(metrics))
+
+    def follow(self, applied: AppliedEntries) -> None:
+        """Keep the cache up to date with every entry `applied` delivers. Call it before the
+        loop runs again after `applied` was made (ClusterNode(...)): what the cache loaded
+        is the state the feed starts from, and an entry delivered before would be missed."""
+        cache = self.cache
 
         def on_applied(index: int, changed: list[tuple[str, str]]) -> None:
             if changed:
-                loop.call_soon_threadsafe(cache.apply_changes, index, changed)
+                cache.apply_changes(index, changed)
 
-        store.add_applied_listener(on_applied)
-        return cls(cache, ConnectionRegistry(metrics))
+        applied.subscribe(on_applied)
 
     async def start(self, listen: str, tls: XdsTls | None = None) -> None:
         self.server = await start_xds_server(self.cache, self.connections, listen, tls)
