@@ -15,6 +15,7 @@ from raftplane.api.resources import Route, read_json, visible_teams
 from raftplane.api.writes import execute_write, forward_if_follower
 from raftplane.auth import keys, setup_token, tokens
 from raftplane.auth.state import AUTH, BOOTSTRAP, SIGNING_KEYS, TOKENS, key_record, put_command
+from raftplane.model.kinds import Kind
 from raftplane.wire import log_entry_pb2 as wire
 
 DEFAULT_TTL = 30 * 24 * 3600
@@ -140,7 +141,7 @@ async def create_token(request: web.Request) -> web.StreamResponse:
     name, description, scopes, teams, ttl = _token_request(body)
     _check_grant(request, scopes, teams)
     state = request.app[AUTH_STATE]
-    missing = [t for t in teams if state.store.get("teams", t) is None]
+    missing = [t for t in teams if state.store.get(Kind.TEAMS, t) is None]
     if missing:
         raise Problem(422, f"no team '{missing[0]}'",
                       errors=[{"field": "teams", "message": f"no team '{t}'"} for t in missing])

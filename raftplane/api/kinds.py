@@ -4,33 +4,42 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from raftplane.model.kinds import Kind
+
 
 @dataclass(frozen=True)
 class KindSpec:
-    """How one resource kind maps onto URLs and scopes."""
+    """How one resource kind (`model.kinds.Kind`: storage name, scope, owner) maps onto URLs."""
 
-    kind: str  # storage kind, as in bodies.RESOURCE_KINDS
+    kind: Kind
     collection: str  # URL of the collection (POST, GET list)
     item: str  # URL of one resource
-    scope: str  # <scope>:read / <scope>:write
     title: str
     item_methods: tuple[str, ...] = ("GET", "PUT", "DELETE")
-    under_team: bool = False  # the team comes from the path ({team})
+
+    @property
+    def scope(self) -> str:
+        """<scope>:read / <scope>:write."""
+        return self.kind.scope
+
+    @property
+    def under_team(self) -> bool:
+        """The team comes from the path ({team})."""
+        return self.kind.name_in_team
 
     @property
     def name_param(self) -> str:
-        return "team" if self.kind == "teams" else "name"
+        """The path parameter naming one: {team} for a team itself."""
+        return "team" if not self.kind.team_owned else "name"
 
 
 KINDS: tuple[KindSpec, ...] = (
-    KindSpec("teams", "/api/v1/teams", "/api/v1/teams/{team}", "teams", "Team",
+    KindSpec(Kind.TEAMS, "/api/v1/teams", "/api/v1/teams/{team}", "Team",
              item_methods=("GET", "PUT", "DELETE")),
-    KindSpec("clusters", "/api/v1/clusters", "/api/v1/clusters/{name}", "clusters", "Cluster"),
-    KindSpec("route-configs", "/api/v1/route-configs", "/api/v1/route-configs/{name}", "routes",
+    KindSpec(Kind.CLUSTERS, "/api/v1/clusters", "/api/v1/clusters/{name}", "Cluster"),
+    KindSpec(Kind.ROUTE_CONFIGS, "/api/v1/route-configs", "/api/v1/route-configs/{name}",
              "RouteConfig"),
-    KindSpec("listeners", "/api/v1/listeners", "/api/v1/listeners/{name}", "listeners",
-             "Listener"),
-    KindSpec("dataplanes", "/api/v1/teams/{team}/dataplanes",
-             "/api/v1/teams/{team}/dataplanes/{name}", "dataplanes", "Dataplane",
-             under_team=True),
+    KindSpec(Kind.LISTENERS, "/api/v1/listeners", "/api/v1/listeners/{name}", "Listener"),
+    KindSpec(Kind.DATAPLANES, "/api/v1/teams/{team}/dataplanes",
+             "/api/v1/teams/{team}/dataplanes/{name}", "Dataplane"),
 )

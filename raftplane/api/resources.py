@@ -89,9 +89,7 @@ class KindHandlers:
 
     def _item_url(self, resource: dict) -> str:
         url = self.spec.item.replace("{name}", resource["name"])
-        if self.kind == "teams":
-            return url.replace("{team}", resource["name"])
-        return url.replace("{team}", resource.get("team", ""))
+        return url.replace("{team}", self.kind.owner(resource))
 
     def _validate(self, request: web.Request, body: object, path_name: str | None) -> dict:
         try:
@@ -115,10 +113,10 @@ class KindHandlers:
     def _check_visible(self, request: web.Request, resource: dict) -> None:
         """A team-bound caller may only write resources of its own teams."""
         teams = visible_teams(request)
-        owner = resource["name"] if self.kind == "teams" else resource.get("team")
+        owner = resource["name"] if not self.kind.team_owned else resource.get("team")
         if teams is not None and owner not in teams:
             raise Problem(403, f"this token is not bound to team '{owner}'",
-                          errors=[{"field": "team" if self.kind != "teams" else "name",
+                          errors=[{"field": self.kind.owner_field,
                                    "message": f"not bound to team '{owner}'"}])
 
     def _put_command(self, request: web.Request, resource: dict, mode: int,
@@ -130,7 +128,7 @@ class KindHandlers:
         command.put.CopyFrom(wire.Put(
             kind=self.kind, name=name, mode=mode, expected_revision=expected,
             value_json=json.dumps(resource, separators=(",", ":")).encode(),
-            team="" if self.kind == "teams" else resource.get("team", ""),
+            team=resource.get("team", "") if self.kind.team_owned else "",
         ))
         for ref in refs:
             command.put.references.add(kind=ref.kind, name=ref.name, field=ref.field)

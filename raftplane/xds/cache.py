@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 from google.protobuf import any_pb2
 
+from raftplane.model.kinds import Kind
 from raftplane.storage.store import Store
 from raftplane.xds import translate
 from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE
@@ -84,7 +85,7 @@ class XdsCache:
         self._listener_json.clear()
         self._route_json.clear()
         self._listeners_of.clear()
-        for kind in ("clusters", "route-configs", "listeners"):
+        for kind in _SERVED_KINDS:
             cursor = None
             while True:
                 page = self._store.list(kind, limit=1000, cursor=cursor)
@@ -106,14 +107,14 @@ class XdsCache:
         touched: dict[str, set[str]] = defaultdict(set)  # type_url -> names
         scopes: set[str] = set()
         for kind, name in changed:
-            if kind == "listeners":
+            if kind == Kind.LISTENERS:
                 old = self._listener_json.get(name)
                 if old is not None:
                     scopes.add(_scope_key(old))
             resource = self._store.get(kind, name)
-            if kind == "listeners" and resource is not None:
+            if kind == Kind.LISTENERS and resource is not None:
                 scopes.add(_scope_key(resource))
-            if kind == "dataplanes":
+            if kind == Kind.DATAPLANES:
                 scopes.add(name)
             self._drop(kind, name)
             if resource is not None:
@@ -137,22 +138,22 @@ class XdsCache:
                     self._notify(dataplane, changed_types)
 
     def _put(self, kind: str, name: str, resource: dict) -> None:
-        if kind == "clusters":
+        if kind == Kind.CLUSTERS:
             self._cluster_json[name] = resource
-        elif kind == "route-configs":
+        elif kind == Kind.ROUTE_CONFIGS:
             self._route_json[name] = resource
-        elif kind == "listeners":
+        elif kind == Kind.LISTENERS:
             self._listener_json[name] = resource
             self._listeners_of[_scope_key(resource)].add(name)
 
     def _drop(self, kind: str, name: str) -> None:
         for type_url in _types_of(kind):
             self._translated[type_url].pop(name, None)
-        if kind == "clusters":
+        if kind == Kind.CLUSTERS:
             self._cluster_json.pop(name, None)
-        elif kind == "route-configs":
+        elif kind == Kind.ROUTE_CONFIGS:
             self._route_json.pop(name, None)
-        elif kind == "listeners":
+        elif kind == Kind.LISTENERS:
             old = self._listener_json.pop(name, None)
             if old is not None:
                 self._listeners_of[_scope_key(old)].discard(name)
@@ -204,11 +205,11 @@ class XdsCache:
         for name in listeners:
             listener = self._listener_json[name]
             routes.update(translate.referenced_route_configs(listener))
-            clusters.update(translate.referenced_clusters("listeners", listener))
+            clusters.update(translate.referenced_clusters(Kind.LISTENERS, listener))
         for name in routes:
             route = self._route_json.get(name)
             if route is not None:
-                clusters.update(translate.referenced_clusters("route-configs", route))
+                clusters.update(translate.referenced_clusters(Kind.ROUTE_CONFIGS, route))
         wanted = {LISTENER: listeners, ROUTE: routes, CLUSTER: clusters, ENDPOINT: clusters}
         view = DataplaneView(dataplane)
         for type_url, names in wanted.items():
@@ -245,9 +246,15 @@ def _scope_key(listener: dict) -> str:
     return f"{listener.get('team', '')}/{listener.get('dataplaneId') or '*'}"
 
 
+# The xDS types a stored resource of a kind becomes; the kinds with a translator.
+_TYPES_OF: dict[str, tuple[str, ...]] = {
+    Kind.CLUSTERS: (CLUSTER, ENDPOINT), Kind.ROUTE_CONFIGS: (ROUTE,), Kind.LISTENERS: (LISTENER,),
+}
+_SERVED_KINDS = tuple(kind for kind in Kind if kind.translator)
+
+
 def _types_of(kind: str) -> tuple[str, ...]:
-    return {"clusters": (CLUSTER, ENDPOINT), "route-configs": (ROUTE,),
-            "listeners": (LISTENER,)}.get(kind, ())
+    return _TYPES_OF.get(kind, ())
 
 
 def _packed(name: str, version: str, message: object) -> XdsResource:

@@ -7,6 +7,12 @@ byte-identical deterministic serialization. Input is a validated resource body (
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from types import MappingProxyType
+
+from google.protobuf.message import Message
+
+from raftplane.model.kinds import Kind, lookup
 from raftplane.xds.translate.clusters import cluster_to_envoy
 from raftplane.xds.translate.common import TranslationError
 from raftplane.xds.translate.endpoints import endpoints_to_envoy
@@ -17,15 +23,28 @@ from raftplane.xds.translate.listeners import (
 )
 from raftplane.xds.translate.routes import route_config_to_envoy
 
+# The translator each Kind names (`Kind.translator`); tests check every name resolves.
+TRANSLATORS: Mapping[str, Callable[[dict], Message]] = MappingProxyType({
+    "cluster_to_envoy": cluster_to_envoy,
+    "route_config_to_envoy": route_config_to_envoy,
+    "listener_to_envoy": listener_to_envoy,
+})
+
+
+def translator(kind: str) -> Callable[[dict], Message] | None:
+    """The function turning a stored resource of `kind` into Envoy config (None: no such)."""
+    known = lookup(kind)
+    return TRANSLATORS[known.translator] if known is not None and known.translator else None
+
 
 def check_translatable(kind: str, resource: dict) -> None:
     """Raise TranslationError if `resource` cannot become Envoy configuration."""
-    if kind == "clusters":
+    if kind == Kind.CLUSTERS:
         cluster_to_envoy(resource)
         endpoints_to_envoy(resource)
-    elif kind == "route-configs":
+    elif kind == Kind.ROUTE_CONFIGS:
         route_config_to_envoy(resource)
-    elif kind == "listeners":
+    elif kind == Kind.LISTENERS:
         for i, chain in enumerate(resource.get("filterChains") or []):
             if chain.get("tls"):
                 # Certificates come over SDS, and the secrets API is not served yet: an Envoy
@@ -37,6 +56,7 @@ def check_translatable(kind: str, resource: dict) -> None:
 
 
 __all__ = [
+    "TRANSLATORS",
     "TranslationError",
     "check_translatable",
     "cluster_to_envoy",
@@ -45,4 +65,5 @@ __all__ = [
     "referenced_clusters",
     "referenced_route_configs",
     "route_config_to_envoy",
+    "translator",
 ]

@@ -60,7 +60,8 @@ def test_the_storage_import_graph_is_acyclic():
     try:
         order = list(TopologicalSorter(storage).static_order())
     except CycleError as exc:  # pragma: no cover - the failure message
-        raise AssertionError(f"storage modules import each other in a circle: {exc.args[1]}")
+        raise AssertionError(f"storage modules import each other in a circle: {exc.args[1]}"
+                             ) from None
     assert order.index("raftplane.storage.apply") < order.index("raftplane.storage.store")
     assert "raftplane.storage.store" not in storage["raftplane.storage.audit"]
     assert "raftplane.storage.apply" not in storage["raftplane.storage.audit"]
