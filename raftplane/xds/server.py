@@ -12,10 +12,10 @@ from envoy.service.listener.v3 import lds_pb2_grpc
 from envoy.service.route.v3 import rds_pb2_grpc
 
 from raftplane.cluster.config import XdsTls
-from raftplane.xds.cache import XdsCache
 from raftplane.xds.connections import ConnectionRegistry
 from raftplane.xds.delta import DeltaStream
 from raftplane.xds.sotw import SotwStream
+from raftplane.xds.stream import ViewWatcher
 from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
 
 log = logging.getLogger(__name__)
@@ -32,7 +32,7 @@ SERVER_OPTIONS = [
 
 
 class _Streams:
-    def __init__(self, cache: XdsCache, registry: ConnectionRegistry, mtls: bool) -> None:
+    def __init__(self, cache: ViewWatcher, registry: ConnectionRegistry, mtls: bool) -> None:
         self.cache = cache
         self.registry = registry
         self.mtls = mtls
@@ -98,7 +98,7 @@ class RdsService(rds_pb2_grpc.RouteDiscoveryServiceServicer, _Streams):
             yield response
 
 
-async def start_xds_server(cache: XdsCache, registry: ConnectionRegistry, listen: str,
+async def start_xds_server(cache: ViewWatcher, registry: ConnectionRegistry, listen: str,
                            tls: XdsTls | None = None) -> grpc.aio.Server:
     """Start serving xDS on `listen` (host:port); with `tls`, only to Envoys holding a
     client certificate from its CA, whose dataplane the certificate names."""

@@ -12,12 +12,13 @@ import contextlib
 import itertools
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Protocol
 
 import grpc
 
 from raftplane.auth.certs import spiffe_dataplane
-from raftplane.xds.cache import XdsCache, XdsResource
+from raftplane.xds.cache import DataplaneView, XdsResource
 from raftplane.xds.connections import Connection, ConnectionRegistry
 from raftplane.xds.retention import held_routes
 from raftplane.xds.types import CLUSTER, ENDPOINT
@@ -67,12 +68,29 @@ class _Changed:
 _END = object()
 
 
+class ViewWatcher(Protocol):
+    """What a stream needs of the cache (XdsCache in cache.py): views, and their changes."""
+
+    def view(self, dataplane: str) -> DataplaneView:
+        """The current view of a dataplane ("team/name")."""
+        ...
+
+    def resource(self, type_url: str, name: str) -> XdsResource | None:
+        """The current translated resource of any dataplane (None if it does not exist)."""
+        ...
+
+    def watch(self, dataplane: str, watcher: Callable[[frozenset[str]], None]
+              ) -> Callable[[], None]:
+        """Call `watcher(changed_types)` whenever the view changes; returns a cancel."""
+        ...
+
+
 class StreamBase:
     """One xDS stream. Subclasses implement `handle_request` and `push`."""
 
     kind = "ads"
 
-    def __init__(self, cache: XdsCache, registry: ConnectionRegistry,
+    def __init__(self, cache: ViewWatcher, registry: ConnectionRegistry,
                  context: grpc.aio.ServicerContext, only_type: str | None = None,
                  identity_from_certificate: bool = False) -> None:
         self.identity_from_certificate = identity_from_certificate
