@@ -64,11 +64,16 @@ def _create_journal(path: str | None):
     return _PREPARED_JOURNALS.pop(path, None) or DurableJournal(path)
 
 
-def _create_serializer(file_name, batch_size, *_ignored):
-    return _PREPARED_SNAPSHOTS.pop(file_name)
+def _create_serializer(file_name, batch_size, *args):
+    prepared = _PREPARED_SNAPSHOTS.pop(file_name, None)
+    if prepared is not None:
+        return prepared
+    # Another SyncObj in this process (a test's log injector): pysyncobj's own.
+    return _PYSYNCOBJ_SERIALIZER(file_name, batch_size, *args)
 
 
 # pysyncobj looks its journal and serializer factories up in its own module namespace.
+_PYSYNCOBJ_SERIALIZER = _syncobj_module.Serializer
 _syncobj_module.createJournal = _create_journal
 _syncobj_module.Serializer = _create_serializer
 
