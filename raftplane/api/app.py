@@ -22,7 +22,8 @@ from raftplane.api.errors import Handler, problem_middleware
 from raftplane.api.kinds import KINDS
 from raftplane.api.metrics import ApiMetrics
 from raftplane.api.openapi import build_openapi
-from raftplane.api.resources import KindHandlers, Route
+from raftplane.api.resource_routes import KindHandlers
+from raftplane.api.routing import Route
 from raftplane.api.system import system_routes
 from raftplane.api.xds_routes import xds_routes
 from raftplane.auth.state import AuthState

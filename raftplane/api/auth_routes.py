@@ -9,9 +9,10 @@ from datetime import datetime
 from aiohttp import web
 
 from raftplane.api.context import AUTH_STATE, NODE
+from raftplane.api.inputs import read_json, visible_teams
 from raftplane.api.problems import Problem, field_problem
 from raftplane.api.reads import int_param, revision_headers
-from raftplane.api.resources import Route, read_json, visible_teams
+from raftplane.api.routing import Route
 from raftplane.api.writes import execute_write, forward_if_follower
 from raftplane.auth import keys, setup_token, tokens
 from raftplane.auth.state import AUTH, BOOTSTRAP, SIGNING_KEYS, TOKENS, key_record, put_command

@@ -6,7 +6,7 @@ import re
 
 from raftplane.api import bodies
 from raftplane.api.problems import TITLES
-from raftplane.api.resources import Route
+from raftplane.api.routing import Route
 
 QUERY_DOCS = {
     "limit": ({"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},

@@ -8,7 +8,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from raftplane.api.context import METRICS, NODE
 from raftplane.api.problems import Problem
 from raftplane.api.reads import revision_headers
-from raftplane.api.resources import Route
+from raftplane.api.routing import Route
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:

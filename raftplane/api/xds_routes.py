@@ -10,9 +10,10 @@ from aiohttp import web
 from google.protobuf import json_format
 
 from raftplane.api.context import NODE, XDS
+from raftplane.api.inputs import visible_teams
 from raftplane.api.problems import Problem, field_problem
 from raftplane.api.reads import int_param, revision_headers
-from raftplane.api.resources import Route, visible_teams
+from raftplane.api.routing import Route
 from raftplane.api.writes import set_principal
 from raftplane.auth import certs
 from raftplane.cluster.errors import ClusterError

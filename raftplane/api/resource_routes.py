@@ -1,17 +1,19 @@
-"""Generic CRUD handlers, one set per resource kind (teams, clusters, route configs, ...)."""
+"""The REST handlers of the resource kinds: one set (create, replace, delete, get, list)
+per kind (teams, clusters, route configs, listeners, dataplanes)."""
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, field
 
 from aiohttp import web
 
 from raftplane.api import bodies
 from raftplane.api.context import NODE
+from raftplane.api.inputs import if_match, read_json, visible_teams
 from raftplane.api.kinds import KindSpec
-from raftplane.api.problems import Problem, field_problem
+from raftplane.api.problems import Problem
 from raftplane.api.reads import int_param, revision_headers
+from raftplane.api.routing import Route
 from raftplane.api.writes import execute_write, refused
 from raftplane.model import rules
 from raftplane.model.kinds import owner_team
@@ -19,53 +21,6 @@ from raftplane.wire import log_entry_pb2 as wire
 from raftplane.xds import translate
 
 MAX_PAGE = 1000
-
-
-@dataclass(frozen=True)
-class Route:
-    """One REST route: what it does, the scope it needs and how OpenAPI describes it."""
-
-    method: str
-    path: str
-    handler: object
-    scope: str  # e.g. "clusters:write"; the auth step checks it
-    summary: str
-    kind: str | None = None  # request/response schema kind
-    body: bool = False
-    statuses: tuple[int, ...] = (200,)
-    query: tuple[str, ...] = ()
-    tags: tuple[str, ...] = field(default_factory=tuple)
-
-
-def visible_teams(request: web.Request) -> set[str] | None:
-    """Teams the caller may see (None: all). The auth step sets request['teams']."""
-    return request.get("teams")
-
-
-async def read_json(request: web.Request) -> tuple[bytes, object]:
-    """The raw body and its JSON value; 400 for an empty or malformed body."""
-    raw = await request.read()
-    if not raw.strip():
-        raise Problem(400, "the request body is empty; send a JSON object",
-                      errors=[{"field": "", "message": "is required"}])
-    try:
-        return raw, json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
-        raise Problem(400, f"the request body is not valid JSON{where}: {exc}",
-                      errors=[{"field": "", "message": "malformed JSON"}],
-                      slug="malformed-json") from None
-
-
-def if_match(request: web.Request) -> int:
-    """The revision named by If-Match (0 when absent); 400 when unreadable."""
-    raw = request.headers.get("If-Match")
-    if raw is None or raw.strip() == "*":
-        return 0
-    text = raw.strip().removeprefix("W/").strip('"')
-    if not text.isdigit() or int(text) <= 0:
-        raise field_problem(400, "If-Match", "must be a revision number, e.g. If-Match: 42")
-    return int(text)
 
 
 class KindHandlers:

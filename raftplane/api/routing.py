@@ -1,0 +1,25 @@
+"""The route table's entry: one REST route, the scope it needs and how OpenAPI describes it.
+
+Every module of handlers returns a list of these (`resource_routes`, `system`, `xds_routes`,
+`auth_routes`); `app.all_routes` joins them for the router, the auth step and `openapi`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class Route:
+    """One REST route: what it does, the scope it needs and how OpenAPI describes it."""
+
+    method: str
+    path: str
+    handler: object
+    scope: str  # e.g. "clusters:write"; the auth step checks it
+    summary: str
+    kind: str | None = None  # request/response schema kind
+    body: bool = False
+    statuses: tuple[int, ...] = (200,)
+    query: tuple[str, ...] = ()
+    tags: tuple[str, ...] = field(default_factory=tuple)
