@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raftplane.api.bodies.validation import kind_spec
+from raftplane.model.kinds import Kind
 
 
 @dataclass(frozen=True)
@@ -27,10 +28,10 @@ def _route_references(
             action = route.get("action") or {}
             action_path = f"{path}[{i}].routes[{j}].action"
             if action.get("type") == "forward" and "cluster" in action:
-                add("clusters", action["cluster"], f"{action_path}.cluster")
+                add(Kind.CLUSTERS, action["cluster"], f"{action_path}.cluster")
             if action.get("type") == "weighted":
                 for k, target in enumerate(action.get("clusters") or []):
-                    add("clusters", target["name"], f"{action_path}.clusters[{k}].name")
+                    add(Kind.CLUSTERS, target["name"], f"{action_path}.clusters[{k}].name")
 
 
 def references(kind: str, resource: dict) -> list[Reference]:
@@ -45,28 +46,26 @@ def references(kind: str, resource: dict) -> list[Reference]:
         found.setdefault((ref_kind, name), Reference(ref_kind, name, field))
 
     team = resource.get("team")
-    if kind != "teams" and team:
-        add("teams", team, "team")
-    if kind == "route-configs":
+    if kind != Kind.TEAMS and team:
+        add(Kind.TEAMS, team, "team")
+    if kind == Kind.ROUTE_CONFIGS:
         _route_references(resource.get("virtualHosts"), "virtualHosts", add)
-    if kind == "listeners":
+    if kind == Kind.LISTENERS:
         if resource.get("dataplaneId") and team:
-            add("dataplanes", f"{team}/{resource['dataplaneId']}", "dataplaneId")
+            add(Kind.DATAPLANES, f"{team}/{resource['dataplaneId']}", "dataplaneId")
         for i, chain in enumerate(resource.get("filterChains") or []):
             for j, filt in enumerate(chain.get("filters") or []):
                 path = f"filterChains[{i}].filters[{j}]"
                 if "routeConfigName" in filt:
-                    add("route-configs", filt["routeConfigName"], f"{path}.routeConfigName")
+                    add(Kind.ROUTE_CONFIGS, filt["routeConfigName"], f"{path}.routeConfigName")
                 inline = filt.get("inlineRouteConfig") or {}
                 _route_references(inline.get("virtualHosts"),
                                   f"{path}.inlineRouteConfig.virtualHosts", add)
                 if filt.get("type") == "tcpProxy" and "cluster" in filt:
-                    add("clusters", filt["cluster"], f"{path}.cluster")
+                    add(Kind.CLUSTERS, filt["cluster"], f"{path}.cluster")
     return list(found.values())
 
 
 def stored_name(kind: str, resource: dict) -> str:
     """The key a resource is stored under: its name, but "<team>/<name>" for dataplanes."""
-    if kind == "dataplanes":
-        return f"{resource['team']}/{resource['name']}"
-    return resource["name"]
+    return Kind(kind).stored_name(resource)

@@ -13,8 +13,8 @@ from typing import Any
 
 from raftplane.api.bodies.definitions import KIND_SPECS
 from raftplane.api.bodies.nodes import Errors, Obj
+from raftplane.model.kinds import RESOURCE_KINDS as RESOURCE_KINDS
 
-RESOURCE_KINDS: tuple[str, ...] = ("teams", "clusters", "route-configs", "listeners", "dataplanes")
 READ_ONLY_FIELDS = ("revision", "createdAt", "updatedAt")
 
 _READ_ONLY_SCHEMAS = {
