@@ -11,6 +11,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import http_con
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 
+from raftplane.model.kinds import Kind
 from raftplane.xds.translate import envoy_names
 from raftplane.xds.translate.common import TranslationError, ads_config_source, at, item, pack
 from raftplane.xds.translate.http_filters import http_filters_to_envoy
@@ -115,9 +116,9 @@ def referenced_route_configs(listener: dict[str, Any]) -> list[str]:
 def referenced_clusters(resource_kind: str, resource: dict[str, Any]) -> list[str]:
     """Names of the clusters a route config ("route-configs") or listener ("listeners": tcp
     proxies, inline route configs) sends traffic to, first-seen order. Others name none."""
-    if resource_kind == "route-configs":
+    if resource_kind == Kind.ROUTE_CONFIGS:
         return route_clusters(resource["virtualHosts"])
-    if resource_kind != "listeners":
+    if resource_kind != Kind.LISTENERS:
         return []
     found: dict[str, None] = {}
     for chain in resource["filterChains"]:
