@@ -1,5 +1,5 @@
-"""The one place that imports pysyncobj (invariant 4): a Raft node whose state machine is
-the LMDB store.
+"""RaftNode: pysyncobj's SyncObj whose state machine is the LMDB store, and the one place
+that touches SyncObj's private state (its `_SyncObj__...` attributes).
 
 What this adds to pysyncobj 0.3.17 (see ../shared/spec/pysyncobj-notes.md):
 - a checksummed, group-committed journal with atomic compaction and a durable term/vote
@@ -13,9 +13,12 @@ What this adds to pysyncobj 0.3.17 (see ../shared/spec/pysyncobj-notes.md):
 - a node whose apply halted stops campaigning and steps down;
 - a mandatory cluster secret for multi-node clusters (config.py).
 
-journal.py and snapshot.py implement pysyncobj's Journal and Serializer interfaces (and
-import them); this module installs them and is the only one that reaches into SyncObj's
-private state.
+Only cluster/ imports pysyncobj (invariant 4): this module; journal.py and snapshot.py,
+which implement its Journal and Serializer interfaces (importing the Journal base, its old
+file format to convert, SERIALIZER_STATE and TCPNode); prevote.py, for pysyncobj's clock.
+This module installs them. Its callbacks run in pysyncobj's tick thread; they reach the
+asyncio loop only through ClusterNode's AppliedFeed (applied.py). Nothing outside
+cluster/ sees this class: the rest of raftplane uses ClusterNode (node.py).
 """
 
 from __future__ import annotations
@@ -214,14 +217,23 @@ class RaftNode(SyncObj):
         self.apply_entry(data, callback=callback)
 
     # ---- pysyncobj hooks -------------------------------------------------------------------
+    @property
+    def journal(self):
+        """The Raft log (a DurableJournal; a MemoryJournal without a journal file)."""
+        return self._SyncObj__raftLog
+
+    @property
+    def journal_path(self) -> str | None:
+        return self._SyncObj__conf.journalFile
+
     def sync_journal(self) -> None:
-        journal = self._SyncObj__raftLog
+        journal = self.journal
         if isinstance(journal, DurableJournal):
             journal.sync()
 
     @property
     def journal_stats(self):
-        journal = self._SyncObj__raftLog
+        journal = self.journal
         return journal.stats if isinstance(journal, DurableJournal) else None
 
     def guard_append_entries(self, message: dict) -> bool:
@@ -344,7 +356,22 @@ class RaftNode(SyncObj):
         return self._SyncObj__getCurrentLogIndex(), self._SyncObj__getCurrentLogTerm()
 
     def send_to(self, node, message: dict) -> None:
-        self._SyncObj__transport.send(node, message)
+        self.transport.send(node, message)
+
+    # ---- transport ---------------------------------------------------------------------------
+    @property
+    def transport(self) -> _GuardedTransport:
+        return self._SyncObj__transport
+
+    def receive(self, sender, message: dict) -> None:
+        """Handle `message` from `sender` exactly as the transport hands it over (tests
+        drive a node by hand with it)."""
+        self.transport._onMessageReceived(sender, message)
+
+    def mark_connected(self, node) -> None:
+        """Count `node` as connected until the transport's next dial says otherwise (tests
+        without sockets: pysyncobj campaigns only while connected to someone)."""
+        self._SyncObj__connectedNodes.add(node)
 
     @property
     def min_election_timeout(self) -> float:

@@ -45,7 +45,7 @@ class Harness:
         config = NodeConfig(node_id="n2", data_dir=self.tmp_path, members=self.members,
                             secret="s" * 32, raft_options=self.options)
         node = RaftNode(config, self.store)
-        transport = node._SyncObj__transport
+        transport = node.transport
         base = type(transport).__mro__[1]
         original = base.send
 
@@ -60,13 +60,13 @@ class Harness:
                 **extra) -> None:
         message = {"type": "append_entries", "term": 2, "commit_index": commit,
                    "prevLogIdx": prev[0], "prevLogTerm": prev[1], "entries": entries, **extra}
-        self.node._SyncObj__transport._onMessageReceived(self.leader, message)
+        self.node.receive(self.leader, message)
 
     def deliver_raw(self, message: dict) -> None:
-        self.node._SyncObj__transport._onMessageReceived(self.leader, message)
+        self.node.receive(self.leader, message)
 
     def journal(self) -> list[int]:
-        journal = self.node._SyncObj__raftLog
+        journal = self.node.journal
         return [journal[i][1] for i in range(len(journal))]
 
     def tick(self, times: int = 1) -> None:
@@ -75,8 +75,8 @@ class Harness:
 
     def crash_and_restart(self) -> None:
         """Stop the node without pysyncobj's next tick (what SIGKILL at this point does)."""
-        self.node._SyncObj__transport.destroy()
-        self.node._SyncObj__raftLog._destroy()
+        self.node.transport.destroy()
+        self.node.journal._destroy()
         self.node = self._open()
 
     def close(self) -> None:
@@ -140,7 +140,7 @@ def test_window3_a_resent_chunked_entry_keeps_what_follows_it(harness):
                        "prevLogIdx": 4, "prevLogTerm": 1, "transmission": kind,
                        "data": chunk})
     assert h.journal() == list(range(1, 21)), "a re-sent chunked entry cut the log"
-    journal = h.node._SyncObj__raftLog
+    journal = h.node.journal
     assert journal[4] == (big, 5, 1)
 
 
@@ -157,7 +157,7 @@ def test_window3_a_new_chunked_entry_is_appended(harness):
                        "prevLogIdx": 4, "prevLogTerm": 1, "transmission": kind,
                        "data": chunk})
     assert h.journal() == [1, 2, 3, 4, 5]
-    assert h.node._SyncObj__raftLog[4] == (big, 5, 1)
+    assert h.node.journal[4] == (big, 5, 1)
 
 
 def test_window4_membership_change_in_a_kept_tail_is_not_undone(harness):
@@ -208,15 +208,15 @@ def test_a_follower_whose_deadline_passed_asks_before_it_bumps_the_term(harness)
     h = harness
     h.deliver((1, 0), batch(h, 2, 3))
     term = h.node.raftCurrentTerm
-    h.node._SyncObj__connectedNodes.add(h.leader)  # pysyncobj campaigns only when connected
-    h.node._SyncObj__raftElectionDeadline = 0.0  # a stall: the deadline passed long ago
+    h.node.mark_connected(h.leader)  # pysyncobj campaigns only when connected
+    h.node.start_election_now()  # a stall: the deadline passed long ago
     h.sent.clear()
     h.tick()
     assert h.node.raftCurrentTerm == term, "the term was bumped without a pre-vote"
     assert {m["type"] for m in h.sent} == {"pre_vote"}
     # A granted pre-vote from one peer (2 of 3 with its own) starts the real election.
     h.deliver_raw({"type": "pre_vote_response", "term": term + 1, "granted": True})
-    h.node._SyncObj__connectedNodes.add(h.leader)  # the failed dials of a tick drop it
+    h.node.mark_connected(h.leader)  # the failed dials of a tick drop it
     h.tick()
     assert h.node.raftCurrentTerm == term + 1
     assert "request_vote" in {m["type"] for m in h.sent}
@@ -229,9 +229,9 @@ def test_a_follower_that_hears_its_leader_refuses_pre_votes(harness):
     h.sent.clear()
     ask = {"type": "pre_vote", "term": h.node.raftCurrentTerm + 1, "last_log_index": 99,
            "last_log_term": 5}
-    h.node._SyncObj__transport._onMessageReceived(other, ask)
+    h.node.receive(other, ask)
     assert h.sent[-1] == {"type": "pre_vote_response", "term": ask["term"], "granted": False}
     h.node.prevote._leader_heard_at -= 5.0  # long ago
-    h.node._SyncObj__transport._onMessageReceived(other, ask)
+    h.node.receive(other, ask)
     assert h.sent[-1]["granted"] is True
     assert h.node.raftCurrentTerm == ask["term"] - 1  # answering never changes the term

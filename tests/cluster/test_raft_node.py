@@ -34,11 +34,11 @@ def deliver(node: RaftNode, sender: TCPNode, prev: tuple[int, int], entries: lis
     """Hand an AppendEntries to the node exactly as its transport would."""
     message = {"type": "append_entries", "term": 2, "commit_index": commit,
                "prevLogIdx": prev[0], "prevLogTerm": prev[1], "entries": entries}
-    node._SyncObj__transport._onMessageReceived(sender, message)
+    node.receive(sender, message)
 
 
 def journal_indexes(node: RaftNode) -> list[int]:
-    journal = node._SyncObj__raftLog
+    journal = node.journal
     return [journal[i][1] for i in range(len(journal))]
 
 
@@ -65,7 +65,7 @@ def test_conflicting_entries_are_replaced_from_the_conflict_on(follower):
     deliver(node, leader, (1, 0), batch(2, 21))
     deliver(node, leader, (14, 1), batch(15, 15) + batch(16, 17, term=2))
     assert journal_indexes(node) == list(range(1, 18))
-    journal = node._SyncObj__raftLog
+    journal = node.journal
     assert [journal[i][2] for i in (14, 15, 16)] == [1, 2, 2]
 
 
@@ -76,7 +76,7 @@ def test_entries_are_fsynced_before_the_follower_answers(follower, monkeypatch):
     events: list[str] = []
     real_sync = os.fdatasync
     monkeypatch.setattr(os, "fdatasync", lambda fd: (events.append("fsync"), real_sync(fd))[1])
-    transport = node._SyncObj__transport
+    transport = node.transport
     original_send = type(transport).__mro__[1].send
     monkeypatch.setattr(type(transport).__mro__[1], "send",
                         lambda self, n, m: (events.append(m["type"]), original_send(self, n, m))[1])
@@ -85,7 +85,7 @@ def test_entries_are_fsynced_before_the_follower_answers(follower, monkeypatch):
     stats = node.journal_stats
     # One group commit for the whole batch.
     assert (stats.syncs - syncs_before, stats.entries - entries_before) == (1, 49)
-    reopened = DurableJournal(node._SyncObj__conf.journalFile)
+    reopened = DurableJournal(node.journal_path)
     assert len(reopened) == 50
 
 
@@ -95,7 +95,7 @@ def test_a_leader_counts_its_own_entries_only_after_syncing_them(tmp_path):
                         raft_options={"autoTick": False})
     store = Store(tmp_path / "store")
     node = RaftNode(config, store)
-    journal = node._SyncObj__raftLog
+    journal = node.journal
     synced = [0]
     real_sync = journal.sync
 
