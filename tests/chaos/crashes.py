@@ -97,7 +97,7 @@ class Crash:
 
     def problems(self) -> list[str]:
         out = []
-        if not self.fired:
+        if not self.fired and self.targets:
             out.append(f"{self.point} armed ({self.action}) on {self.targets} never fired "
                        f"within {self.fire_timeout:g}s: the point is not reached")
         out += [f"{n} died, but not at {self.point}; its log ends:\n{tail}"
@@ -317,8 +317,10 @@ def random_action(rng: random.Random, point: str) -> str:
     """kill%P with P drawn for how often the point is reached (`kill` for P = 100)."""
     if point in PER_ENTRY:
         percent = rng.choice((1, 3, 10))
-    elif point in PER_SNAPSHOT or point in ON_ELECTION:
+    elif point in PER_SNAPSHOT:
         percent = rng.choice((25, 50, 100))
+    elif point in ON_ELECTION:  # a few hits per election
+        percent = rng.choice((50, 100))
     else:  # a snapshot is received and installed once per catch-up: its first hit
         percent = 100
     return "kill" if percent == 100 else f"kill%{percent}"
