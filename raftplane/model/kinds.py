@@ -11,6 +11,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any, TypeAlias
+
+#: A resource as stored: the JSON object the API accepted (its fields depend on its kind)
+#: plus the server fields `revision`, `createdAt` and `updatedAt`.
+Resource: TypeAlias = dict[str, Any]
 
 
 class Kind(StrEnum):
@@ -48,15 +53,16 @@ class Kind(StrEnum):
         served to Envoy on its own)."""
         return _TRAITS[self].translator
 
-    def owner(self, resource: dict) -> str:
+    def owner(self, resource: Resource) -> str:
         """The team a stored resource of this kind belongs to."""
         return owner_team(self, resource)
 
-    def stored_name(self, resource: dict) -> str:
+    def stored_name(self, resource: Resource) -> str:
         """The key a resource is stored under: its name, or "<team>/<name>"."""
         if self.name_in_team:
             return f"{resource['team']}/{resource['name']}"
-        return resource["name"]
+        name: str = resource["name"]
+        return name
 
 
 @dataclass(frozen=True)
@@ -83,6 +89,7 @@ def lookup(name: str) -> Kind | None:
     return Kind._value2member_map_.get(name)  # type: ignore[return-value]
 
 
-def owner_team(kind: str, resource: dict) -> str:
+def owner_team(kind: str, resource: Resource) -> str:
     """The team a stored resource belongs to ("" for internal kinds without one)."""
-    return resource["name"] if kind == Kind.TEAMS else resource.get("team", "")
+    team: str = resource["name"] if kind == Kind.TEAMS else resource.get("team", "")
+    return team

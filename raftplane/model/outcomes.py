@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import TypedDict
 
 
 class Outcome(StrEnum):
@@ -23,3 +24,10 @@ class Outcome(StrEnum):
     @property
     def ok(self) -> bool:
         return self in (Outcome.CREATED, Outcome.REPLACED, Outcome.DELETED, Outcome.BARRIER)
+
+
+class FieldIssue(TypedDict):
+    """One field at fault, as refusals, results and problem bodies list them."""
+
+    field: str
+    message: str

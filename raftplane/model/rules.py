@@ -12,8 +12,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from raftplane.model.kinds import Kind
-from raftplane.model.outcomes import Outcome
+from raftplane.model.kinds import Kind, Resource
+from raftplane.model.outcomes import FieldIssue, Outcome
 
 # Put modes, as in the wire format (log_entry.proto PutMode).
 PUT = 0  # create or replace
@@ -26,10 +26,10 @@ MAX_LISTED = 20  # referrers named in a refusal
 class Reader(Protocol):
     """The reads the rules need."""
 
-    def get(self, kind: str, name: str) -> dict | None:
+    def get(self, kind: str, name: str) -> Resource | None:
         """A stored resource, or None."""
 
-    def port_holder(self, listener: dict) -> str | None:
+    def port_holder(self, listener: Resource) -> str | None:
         """Another listener holding the port `listener` wants for the same Envoys, if any."""
 
     def referrers(self, kind: str, name: str) -> list[tuple[str, str]]:
@@ -53,12 +53,13 @@ class Refusal:
 
     outcome: Outcome
     detail: str
-    errors: list[dict] = field(default_factory=list)  # [{field, message}]
+    errors: list[FieldIssue] = field(default_factory=list)
     current_revision: int | None = None  # for PRECONDITION_FAILED
 
 
 def check_put(reader: Reader, *, kind: str, name: str, mode: int, expected: int, team: str,
-              resource: dict, refs: Iterable[Ref], current: dict | None) -> Refusal | None:
+              resource: Resource, refs: Iterable[Ref], current: Resource | None
+              ) -> Refusal | None:
     """Refuse a put of `resource` as (kind, name) owned by `team`, or None to let it through.
 
     In order: create of an existing resource, replace of a missing one, a stale If-Match,
@@ -82,7 +83,7 @@ def check_put(reader: Reader, *, kind: str, name: str, mode: int, expected: int,
             return Refusal(Outcome.CONFLICT, f"port {resource['port']} is already used by "
                            f"listener '{holder}' for the same Envoys",
                            [{"field": "port", "message": f"taken by '{holder}'"}])
-    missing = [
+    missing: list[FieldIssue] = [
         {"field": ref.field, "message": f"{ref.kind} '{ref.name}' does not exist"
                                         + (f" in team '{team}'" if team else "")}
         for ref in refs if not reference_holds(reader, team, ref.kind, ref.name)
@@ -94,7 +95,7 @@ def check_put(reader: Reader, *, kind: str, name: str, mode: int, expected: int,
 
 
 def check_delete(reader: Reader, *, kind: str, name: str, expected: int,
-                 current: dict | None) -> Refusal | None:
+                 current: Resource | None) -> Refusal | None:
     """Refuse a delete of (kind, name), or None to let it through: a missing resource, a
     stale If-Match, a resource others still name (a team: or still owns)."""
     if current is None:
@@ -127,7 +128,8 @@ def not_found(kind: str, name: str) -> Refusal:
     return Refusal(Outcome.NOT_FOUND, f"no {kind} '{name}'")
 
 
-def stale_revision(kind: str, name: str, current: dict | None, expected: int) -> Refusal | None:
+def stale_revision(kind: str, name: str, current: Resource | None, expected: int
+                   ) -> Refusal | None:
     """Refuse when If-Match named a revision other than the current one."""
     revision = (current or {}).get("revision")
     if revision == expected:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from typing import TypedDict
 
 from raftplane.model import rules
 from raftplane.model.kinds import Kind
@@ -20,6 +21,13 @@ from raftplane.wire import log_entry_pb2 as wire
 SERVER_FIELDS = ("revision", "createdAt", "updatedAt")
 
 __all__ = ["ApplyContext", "EntryRejected", "apply_commands"]
+
+
+class _Target(TypedDict):
+    """The resource a command names, as its result repeats it."""
+
+    kind: str
+    name: str
 
 
 class EntryRejected(Exception):
@@ -64,6 +72,7 @@ def _apply_one(ctx: ApplyContext, command: wire.Command) -> CommandResult:
 
 def _atomic(ctx: ApplyContext, atomic: wire.Atomic) -> CommandResult:
     """Apply every command or none: the first refusal aborts the group."""
+    assert ctx.env is not None, "atomic groups need the environment for a nested txn"
     child = ApplyContext(ctx.env.begin(write=True, parent=ctx.txn), ctx.dbs, ctx.index,
                          ctx.now_ms, env=ctx.env, audit_seq=ctx.audit_seq)
     results = []
@@ -88,7 +97,7 @@ def _atomic(ctx: ApplyContext, atomic: wire.Atomic) -> CommandResult:
 
 def _put(ctx: ApplyContext, put: wire.Put) -> CommandResult:
     existing = ctx.get(put.kind, put.name)
-    base = {"kind": put.kind, "name": put.name}
+    base: _Target = {"kind": put.kind, "name": put.name}
     resource = json.loads(put.value_json)
     refusal = rules.check_put(ctx, kind=put.kind, name=put.name, mode=put.mode,
                               expected=put.expected_revision, team=put.team, resource=resource,
@@ -116,12 +125,13 @@ def _put(ctx: ApplyContext, put: wire.Put) -> CommandResult:
 
 
 def _delete(ctx: ApplyContext, delete: wire.Delete) -> CommandResult:
-    base = {"kind": delete.kind, "name": delete.name}
+    base: _Target = {"kind": delete.kind, "name": delete.name}
     existing = ctx.get(delete.kind, delete.name)
     refusal = rules.check_delete(ctx, kind=delete.kind, name=delete.name,
                                  expected=delete.expected_revision, current=existing)
     if refusal is not None:
         return _refused(ctx, refusal, base)
+    assert existing is not None  # check_delete refuses a missing resource
     txn, dbs = ctx.txn, ctx.dbs
     if delete.kind == Kind.LISTENERS:
         constraints.claim_port(txn, dbs["ports"], existing, None)
@@ -133,7 +143,7 @@ def _delete(ctx: ApplyContext, delete: wire.Delete) -> CommandResult:
     return CommandResult(Outcome.DELETED, ctx.index, resource=existing, **base)
 
 
-def _refused(ctx: ApplyContext, refusal: rules.Refusal, base: dict[str, str]) -> CommandResult:
+def _refused(ctx: ApplyContext, refusal: rules.Refusal, base: _Target) -> CommandResult:
     return CommandResult(refusal.outcome, ctx.index, detail=refusal.detail,
                          errors=refusal.errors, **base)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import struct
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypedDict
 
 from raftplane.model.kinds import Kind
 from raftplane.storage import keys
@@ -21,11 +21,33 @@ if TYPE_CHECKING:
     from raftplane.wire import log_entry_pb2 as wire
 
 
+class AuditPrincipal(TypedDict):
+    """Who made the write: the token's id and name."""
+
+    tokenId: str
+    name: str
+
+
+class AuditEvent(TypedDict):
+    """One event of the trail, as stored (JSON) and as `GET /v1/audit` returns it."""
+
+    id: str  # "<revision>-<sequence>"
+    revision: int
+    time: str
+    timeMs: int
+    principal: AuditPrincipal | None
+    action: str
+    kind: str
+    resource: str
+    team: str
+    result: str
+
+
 def record(ctx: ApplyContext, principal: wire.Principal, action: str, kind: str, name: str,
            team: str, result: str) -> None:
     """Append one event at this entry's revision."""
     ctx.audit_seq += 1
-    event = {
+    event: AuditEvent = {
         "id": f"{ctx.index}-{ctx.audit_seq}",
         "revision": ctx.index,
         "time": datetime.fromtimestamp(ctx.now_ms / 1000, UTC).isoformat(timespec="milliseconds"),
@@ -45,6 +67,7 @@ def record(ctx: ApplyContext, principal: wire.Principal, action: str, kind: str,
 def record_command(ctx: ApplyContext, command: wire.Command, result: CommandResult) -> None:
     """Audit an applied put/delete/atomic command with its outcome."""
     op = command.WhichOneof("op")
+    target: wire.Put | wire.Delete | None
     if op == "put":
         target = command.put
         action = "create" if target.mode == 1 else "replace" if target.mode == 2 else "put"

@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import json
 import struct
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 
 import lmdb
 
 from raftplane.storage import keys
+from raftplane.storage.audit import AuditEvent
 
 
-def query(txn: lmdb.Transaction, db: lmdb._Database, *, team: str | None, principal: str | None,
-          since_ms: int, after: str | None, limit: int, teams: Collection[str] | None
-          ) -> tuple[list[dict], str | None]:
+def query(txn: lmdb.Transaction[bytes], db: lmdb._Database, *, team: str | None,
+          principal: str | None, since_ms: int, after: str | None, limit: int,
+          teams: Collection[str] | None
+          ) -> tuple[list[AuditEvent], str | None]:
     """Filter the trail; `after` is the id of the last event of the previous page."""
-    out: list[dict] = []
+    out: list[AuditEvent] = []
     start = b""
     if after:
         revision, _, seq = after.partition("-")
@@ -23,7 +25,7 @@ def query(txn: lmdb.Transaction, db: lmdb._Database, *, team: str | None, princi
     cur = txn.cursor(db=db)
     found = cur.set_range(start) if start else cur.first()
     while found:
-        event = json.loads(cur.value())
+        event: AuditEvent = json.loads(cur.value())
         if _matches(event, team, principal, since_ms, teams):
             out.append(event)
             if len(out) > limit:
@@ -35,7 +37,7 @@ def query(txn: lmdb.Transaction, db: lmdb._Database, *, team: str | None, princi
     return out, None
 
 
-def _matches(event: dict, team: str | None, principal: str | None, since_ms: int,
+def _matches(event: AuditEvent, team: str | None, principal: str | None, since_ms: int,
              teams: Collection[str] | None) -> bool:
     if event["timeMs"] < since_ms:
         return False
@@ -43,5 +45,5 @@ def _matches(event: dict, team: str | None, principal: str | None, since_ms: int
         return False
     if teams is not None and event["team"] not in teams:
         return False
-    who = event["principal"] or {}
+    who: Mapping[str, object] = event["principal"] or {}
     return principal is None or principal in (who.get("tokenId"), who.get("name"))

@@ -10,20 +10,22 @@ from __future__ import annotations
 
 import lmdb
 
+from raftplane.model.kinds import Resource
 from raftplane.storage import keys
 
 TEAM_WIDE = "*"
 
 
-def port_claim(listener: dict) -> tuple[str, str, str]:
+def port_claim(listener: Resource) -> tuple[str, str, str]:
     """(team, port, dataplane or '*') a listener occupies."""
     return listener.get("team", ""), str(listener["port"]), listener.get("dataplaneId") or TEAM_WIDE
 
 
-def port_conflict(txn: lmdb.Transaction, db: lmdb._Database, listener: dict) -> str | None:
+def port_conflict(txn: lmdb.Transaction[bytes], db: lmdb._Database, listener: Resource
+                  ) -> str | None:
     """The name of another listener this one would clash with, if any."""
     team, port, dataplane = port_claim(listener)
-    name = listener["name"]
+    name: str = listener["name"]
     pfx = keys.prefix(team, port)
     if dataplane == TEAM_WIDE:  # clashes with any listener of the team on that port
         cur = txn.cursor(db=db)
@@ -35,14 +37,14 @@ def port_conflict(txn: lmdb.Transaction, db: lmdb._Database, listener: dict) -> 
                     return owner.decode()
         return None
     for scope in (dataplane, TEAM_WIDE):
-        owner = txn.get(keys.join(team, port, scope), db=db)
-        if owner is not None and owner.decode() != name:
-            return owner.decode()
+        holder = txn.get(keys.join(team, port, scope), db=db)
+        if holder is not None and holder.decode() != name:
+            return holder.decode()
     return None
 
 
-def claim_port(txn: lmdb.Transaction, db: lmdb._Database, old: dict | None,
-               new: dict | None) -> None:
+def claim_port(txn: lmdb.Transaction[bytes], db: lmdb._Database, old: Resource | None,
+               new: Resource | None) -> None:
     """Move a listener's port claim from `old` to `new` (either may be None)."""
     if old is not None:
         txn.delete(keys.join(*port_claim(old)), db=db)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 
 import lmdb
 
+from raftplane.model.kinds import Resource
 from raftplane.storage import constraints, keys
 from raftplane.wire import log_entry_pb2 as wire
 
@@ -20,21 +21,22 @@ from raftplane.wire import log_entry_pb2 as wire
 class TxnReader:
     """The rules' reads (`model.rules.Reader`) over one LMDB transaction."""
 
-    def __init__(self, txn: lmdb.Transaction, dbs: dict[str, lmdb._Database]) -> None:
+    def __init__(self, txn: lmdb.Transaction[bytes], dbs: dict[str, lmdb._Database]) -> None:
         self.txn = txn
         self.dbs = dbs
 
-    def get(self, kind: str, name: str) -> dict | None:
+    def get(self, kind: str, name: str) -> Resource | None:
         raw = self.txn.get(keys.join(kind, name), db=self.dbs["resources"])
-        return json.loads(raw) if raw is not None else None
+        resource: Resource | None = json.loads(raw) if raw is not None else None
+        return resource
 
-    def port_holder(self, listener: dict) -> str | None:
+    def port_holder(self, listener: Resource) -> str | None:
         return constraints.port_conflict(self.txn, self.dbs["ports"], listener)
 
     def referrers(self, kind: str, name: str) -> list[tuple[str, str]]:
         pfx = keys.prefix(kind, name)
         cur = self.txn.cursor(db=self.dbs["refs"])
-        out = []
+        out: list[tuple[str, str]] = []
         if cur.set_range(pfx):
             for key in cur.iternext(values=False):
                 if not key.startswith(pfx):
@@ -46,7 +48,7 @@ class TxnReader:
     def team_members(self, team: str, limit: int) -> list[tuple[str, str]]:
         pfx = keys.prefix(team)
         cur = self.txn.cursor(db=self.dbs["by_team"])
-        out = []
+        out: list[tuple[str, str]] = []
         if cur.set_range(pfx):
             for key in cur.iternext(values=False):
                 if not key.startswith(pfx) or len(out) >= limit:
@@ -60,7 +62,7 @@ class TxnReader:
 class ApplyContext(TxnReader):
     """State shared by the commands of one entry."""
 
-    txn: lmdb.Transaction
+    txn: lmdb.Transaction[bytes]
     dbs: dict[str, lmdb._Database]
     index: int
     now_ms: int

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import lmdb
 
+from raftplane.model.outcomes import FieldIssue
 from raftplane.storage import keys
 from raftplane.storage.results import CommandResult, Outcome
 
@@ -22,7 +23,9 @@ if TYPE_CHECKING:
 DEFAULT_TTL_MS = 24 * 3600 * 1000
 PURGE_PER_ENTRY = 256
 MAX_KEY_BYTES = 400  # LMDB keys are at most 511 bytes; the expiry index adds 8
-REUSED_ERRORS = [{"field": "Idempotency-Key", "message": "reused with another request"}]
+REUSED_ERRORS: list[FieldIssue] = [
+    {"field": "Idempotency-Key", "message": "reused with another request"},
+]
 REUSED_DETAIL = "this Idempotency-Key was already used with a different request"
 
 
@@ -34,7 +37,7 @@ def storage_key(principal: str, key: str) -> bytes:
     return scoped
 
 
-def stored(txn: lmdb.Transaction, dbs: dict, principal: str, key: str
+def stored(txn: lmdb.Transaction[bytes], dbs: dict[str, lmdb._Database], principal: str, key: str
            ) -> tuple[bytes, CommandResult] | None:
     """(request fingerprint, first result) stored for this principal's key, if any."""
     raw = txn.get(storage_key(principal, key), db=dbs["idem"])
@@ -55,7 +58,7 @@ def repeat(ctx: ApplyContext, principal: str, key: str, fingerprint: bytes
     first_fingerprint, result = found
     if first_fingerprint != fingerprint:
         return CommandResult(Outcome.IDEMPOTENCY_KEY_REUSED, ctx.index, detail=REUSED_DETAIL,
-                             errors=[dict(e) for e in REUSED_ERRORS])
+                             errors=[e.copy() for e in REUSED_ERRORS])
     return result
 
 

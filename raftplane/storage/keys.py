@@ -26,4 +26,5 @@ def u64(value: int) -> bytes:
 
 
 def from_u64(data: bytes) -> int:
-    return struct.unpack(">Q", data)[0]
+    value: int = struct.unpack(">Q", data)[0]
+    return value

@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
-from raftplane.model.outcomes import Outcome
+from raftplane.model.kinds import Resource
+from raftplane.model.outcomes import FieldIssue, Outcome
 
 __all__ = ["CommandResult", "Outcome"]
 
@@ -16,9 +17,9 @@ class CommandResult:
 
     outcome: Outcome
     revision: int
-    resource: dict | None = None
+    resource: Resource | None = None
     detail: str = ""
-    errors: list[dict] = field(default_factory=list)  # [{field, message}]
+    errors: list[FieldIssue] = field(default_factory=list)
     kind: str = ""
     name: str = ""
 

@@ -7,6 +7,7 @@ applied at most once. Reads use short read transactions and never block the writ
 
 from __future__ import annotations
 
+import builtins
 import contextlib
 import json
 import logging
@@ -19,9 +20,10 @@ from pathlib import Path
 import lmdb
 
 from raftplane import failpoints
-from raftplane.model.kinds import owner_team
+from raftplane.model.kinds import Resource, owner_team
 from raftplane.storage import audit_query, idempotency, keys
 from raftplane.storage.apply import EntryRejected, apply_commands
+from raftplane.storage.audit import AuditEvent
 from raftplane.storage.context import ApplyContext, TxnReader
 from raftplane.storage.results import CommandResult
 from raftplane.wire import log_entry_pb2 as wire
@@ -40,7 +42,7 @@ AppliedListener = Callable[[int, list[tuple[str, str]]], None]
 class Page:
     """One page of a list: the items and the cursor of the next page (None at the end)."""
 
-    items: list[dict]
+    items: list[Resource]
     next_cursor: str | None
 
 
@@ -134,7 +136,7 @@ class Store:
 
     # ---- reads -----------------------------------------------------------------------
     @contextlib.contextmanager
-    def read(self) -> Iterator[lmdb.Transaction]:
+    def read(self) -> Iterator[lmdb.Transaction[bytes]]:
         """A short read transaction (never blocks the writer)."""
         with self._resize_lock, self._env.begin() as txn:
             yield txn
@@ -144,13 +146,13 @@ class Store:
             raw = txn.get(APPLIED_INDEX, db=self._dbs["meta"])
         return keys.from_u64(raw) if raw else 0
 
-    def get(self, kind: str, name: str, *, teams: Collection[str] | None = None) -> dict | None:
+    def get(self, kind: str, name: str, *, teams: Collection[str] | None = None) -> Resource | None:
         """One resource, or None. With `teams`, resources of other teams are invisible."""
         with self.read() as txn:
             raw = txn.get(keys.join(kind, name), db=self._dbs["resources"])
         if raw is None:
             return None
-        resource = json.loads(raw)
+        resource: Resource = json.loads(raw)
         if teams is not None and owner_team(kind, resource) not in teams:
             return None
         return resource
@@ -169,7 +171,7 @@ class Store:
             if teams is not None and team not in teams:
                 return Page([], None)
             return self._list_team(kind, team, limit, cursor)
-        items: list[tuple[str, dict]] = []
+        items: list[tuple[str, Resource]] = []
         start = keys.prefix(kind) + (cursor.encode() + b"\x01" if cursor else b"")
         with self.read() as txn:
             cur = txn.cursor(db=self._dbs["resources"])
@@ -186,7 +188,7 @@ class Store:
         return _page(items, limit)
 
     def _list_team(self, kind: str, team: str, limit: int, cursor: str | None) -> Page:
-        items: list[tuple[str, dict]] = []
+        items: list[tuple[str, Resource]] = []
         pfx = keys.prefix(team, kind)
         start = pfx + (cursor.encode() + b"\x01" if cursor else b"")
         with self.read() as txn:
@@ -204,17 +206,17 @@ class Store:
         return _page(items, limit)
 
     # The reads of the write rules (model.rules.Reader), each in a read txn of its own.
-    def referrers(self, kind: str, name: str) -> list[tuple[str, str]]:
+    def referrers(self, kind: str, name: str) -> builtins.list[tuple[str, str]]:
         """Resources that name (kind, name)."""
         with self.read() as txn:
             return TxnReader(txn, self._dbs).referrers(kind, name)
 
-    def team_members(self, team: str, limit: int) -> list[tuple[str, str]]:
+    def team_members(self, team: str, limit: int) -> builtins.list[tuple[str, str]]:
         """Up to `limit` resources owned by `team`, as (kind, name)."""
         with self.read() as txn:
             return TxnReader(txn, self._dbs).team_members(team, limit)
 
-    def port_holder(self, listener: dict) -> str | None:
+    def port_holder(self, listener: Resource) -> str | None:
         """Another listener that `listener` would clash with on its port, if any."""
         with self.read() as txn:
             return TxnReader(txn, self._dbs).port_holder(listener)
@@ -228,7 +230,8 @@ class Store:
 
     def audit_events(self, *, team: str | None = None, principal: str | None = None,
                      since_ms: int = 0, after: str | None = None, limit: int = 100,
-                     teams: Collection[str] | None = None) -> tuple[list[dict], str | None]:
+                     teams: Collection[str] | None = None
+                     ) -> tuple[builtins.list[AuditEvent], str | None]:
         """Audit events in log order, filtered; returns (events, cursor of the next page)."""
         with self.read() as txn:
             return audit_query.query(txn, self._dbs["audit"], team=team, principal=principal,
@@ -260,7 +263,7 @@ class Store:
         }
 
     # ---- snapshots -------------------------------------------------------------------
-    def begin_snapshot(self) -> lmdb.Transaction:
+    def begin_snapshot(self) -> lmdb.Transaction[bytes]:
         """A read txn fixing the store as it is now, for a copy made in another thread
         (py-lmdb opens environments with MDB_NOTLS, so a read txn may change threads).
         Pair with `end_snapshot`."""
@@ -268,17 +271,17 @@ class Store:
             self._copies += 1
             return self._env.begin()
 
-    def end_snapshot(self, txn: lmdb.Transaction) -> None:
+    def end_snapshot(self, txn: lmdb.Transaction[bytes]) -> None:
         txn.abort()
         with self._copies_done:
             self._copies -= 1
             self._copies_done.notify_all()
 
-    def applied_index_in(self, txn: lmdb.Transaction) -> int:
+    def applied_index_in(self, txn: lmdb.Transaction[bytes]) -> int:
         raw = txn.get(APPLIED_INDEX, db=self._dbs["meta"])
         return keys.from_u64(raw) if raw else 0
 
-    def copy_to_fd(self, fd: int, txn: lmdb.Transaction | None = None) -> None:
+    def copy_to_fd(self, fd: int, txn: lmdb.Transaction[bytes] | None = None) -> None:
         """Write a consistent, compacted copy of the whole store (as `txn` sees it) to `fd`."""
         if txn is not None:
             self._env.copyfd(fd, compact=True, txn=txn)
@@ -316,7 +319,7 @@ class Store:
                 txn.cursor(db=self._dbs[name]).putmulti(iter(cur), append=True)
 
 
-def _page(items: list[tuple[str, dict]], limit: int) -> Page:
+def _page(items: list[tuple[str, Resource]], limit: int) -> Page:
     """Cut one page; the cursor is the stored name of its last item."""
     if len(items) > limit:
         items = items[:limit]
