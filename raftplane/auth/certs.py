@@ -137,8 +137,9 @@ def spiffe_dataplane(source: x509.Certificate | bytes | str) -> tuple[str, str] 
     """
     if isinstance(source, str) and not source.lstrip().startswith("-----BEGIN"):
         return _parse_uri(source)
-    cert = source
-    if not isinstance(cert, x509.Certificate):
+    if isinstance(source, x509.Certificate):
+        cert = source
+    else:
         data = source.encode() if isinstance(source, str) else source
         try:
             if data.lstrip().startswith(b"-----BEGIN"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 
 from raftplane.auth import setup_token
@@ -19,7 +20,7 @@ SETUP_TOKEN_FILE = "setup-token"
 ATTEMPTS = 5
 
 
-def setup_token_hook(node: ClusterNode, state: AuthState):
+def setup_token_hook(node: ClusterNode, state: AuthState) -> Callable[[], Awaitable[None]]:
     """A leader hook: make sure the cluster has a setup token, exactly once."""
 
     async def hook() -> None:

@@ -12,7 +12,7 @@ from types import MappingProxyType
 
 from google.protobuf.message import Message
 
-from raftplane.model.kinds import Kind, lookup
+from raftplane.model.kinds import Kind, Resource, lookup
 from raftplane.xds.translate.clusters import cluster_to_envoy
 from raftplane.xds.translate.common import TranslationError
 from raftplane.xds.translate.endpoints import endpoints_to_envoy
@@ -24,20 +24,20 @@ from raftplane.xds.translate.listeners import (
 from raftplane.xds.translate.routes import route_config_to_envoy
 
 # The translator each Kind names (`Kind.translator`); tests check every name resolves.
-TRANSLATORS: Mapping[str, Callable[[dict], Message]] = MappingProxyType({
+TRANSLATORS: Mapping[str, Callable[[Resource], Message]] = MappingProxyType({
     "cluster_to_envoy": cluster_to_envoy,
     "route_config_to_envoy": route_config_to_envoy,
     "listener_to_envoy": listener_to_envoy,
 })
 
 
-def translator(kind: str) -> Callable[[dict], Message] | None:
+def translator(kind: str) -> Callable[[Resource], Message] | None:
     """The function turning a stored resource of `kind` into Envoy config (None: no such)."""
     known = lookup(kind)
     return TRANSLATORS[known.translator] if known is not None and known.translator else None
 
 
-def check_translatable(kind: str, resource: dict) -> None:
+def check_translatable(kind: str, resource: Resource) -> None:
     """Raise TranslationError if `resource` cannot become Envoy configuration."""
     if kind == Kind.CLUSTERS:
         cluster_to_envoy(resource)

@@ -268,7 +268,7 @@ def compressor(spec: dict[str, Any], path: str) -> Result:
 
 
 def _status(spec: dict[str, Any], key: str, path: str, lo: int, default: int) -> int:
-    code = get_int(spec, key, path, lo, 599, default)
+    code: int = get_int(spec, key, path, lo, 599, default)
     if code not in _STATUS_CODES:
         raise TranslationError(at(path, key), "is not an HTTP status code Envoy knows")
     return code

@@ -23,7 +23,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeAlias
 
 from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
 from google.protobuf import any_pb2
@@ -33,7 +33,7 @@ from raftplane.xds.translate import envoy_names
 from raftplane.xds.translate import filter_configs as configs
 from raftplane.xds.translate.common import TranslationError, at, item, pack
 
-HttpFilter = http_connection_manager_pb2.HttpFilter
+HttpFilter: TypeAlias = http_connection_manager_pb2.HttpFilter
 # A translator reads the filter object at a JSON path and returns the filter's config and,
 # for filters configured per virtual host, the per-route config (else None).
 Translator = Callable[[dict[str, Any], str], tuple[Message, Message | None]]

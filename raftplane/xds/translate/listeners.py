@@ -5,9 +5,12 @@ from __future__ import annotations
 from typing import Any
 
 from envoy.config.core.v3 import address_pb2, base_pb2
-from envoy.config.listener.v3 import listener_components_pb2, listener_pb2
+from envoy.config.listener.v3 import listener_components_pb2 as lc
+from envoy.config.listener.v3 import listener_pb2
 from envoy.extensions.filters.listener.tls_inspector.v3 import tls_inspector_pb2
-from envoy.extensions.filters.network.http_connection_manager.v3 import http_connection_manager_pb2
+from envoy.extensions.filters.network.http_connection_manager.v3 import (
+    http_connection_manager_pb2 as hcm_pb2,
+)
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 
@@ -16,9 +19,6 @@ from raftplane.xds.translate import envoy_names
 from raftplane.xds.translate.common import TranslationError, ads_config_source, at, item, pack
 from raftplane.xds.translate.http_filters import http_filters_to_envoy
 from raftplane.xds.translate.routes import build_route_config, route_clusters
-
-hcm_pb2 = http_connection_manager_pb2
-lc = listener_components_pb2
 
 
 def listener_to_envoy(listener: dict[str, Any]) -> listener_pb2.Listener:
@@ -32,7 +32,7 @@ def listener_to_envoy(listener: dict[str, Any]) -> listener_pb2.Listener:
     chains = listener["filterChains"]
     mixed = len({"tls" in chain for chain in chains}) > 1
     if mixed:  # tell TLS from plaintext connections: match on the transport protocol
-        out.listener_filters.append(listener_components_pb2.ListenerFilter(
+        out.listener_filters.append(lc.ListenerFilter(
             name=envoy_names.TLS_INSPECTOR, typed_config=pack(tls_inspector_pb2.TlsInspector())))
     seen: dict[bool, str] = {}
     for i, chain in enumerate(chains):

@@ -5,7 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 from envoy.config.core.v3 import extension_pb2
-from envoy.config.route.v3 import route_components_pb2, route_pb2
+from envoy.config.route.v3 import route_components_pb2 as rc
+from envoy.config.route.v3 import route_pb2
 from envoy.extensions.path.match.uri_template.v3 import uri_template_match_pb2
 from envoy.type.matcher.v3 import regex_pb2
 
@@ -22,7 +23,6 @@ from raftplane.xds.translate.common import (
     uint32,
 )
 
-rc = route_components_pb2
 UINT32_MAX = 2**32 - 1
 _REDIRECT_CODES = {
     301: rc.RedirectAction.RedirectResponseCode.MOVED_PERMANENTLY,
