@@ -9,7 +9,8 @@ then SIGKILLs itself. `Crasher.crash` does one such crash:
    it a snapshot when it is back;
 2. the targets are (re)started armed; a point reached only when the term or vote changes
    (`ON_ELECTION`) is provoked by SIGKILLing and restarting the leader;
-3. it waits (bounded) until an armed node died; with `kill_rest`, every other node is
+3. it waits (bounded, while creates go through the running nodes besides the workload's
+   writes) until an armed node died; with `kill_rest`, every other node is
    SIGKILLed as soon as one fired (so the whole cluster is down with one node crashed at the
    point);
 4. every node that is down is restarted unarmed, and each must come back by itself, or
@@ -41,7 +42,7 @@ COMPACTION = 30  # entries between snapshots (--log-compaction-entries)
 # Chaos node flags (tests/chaos/run.py) plus frequent snapshots and journal compactions.
 NODE_ARGS = ["--write-timeout", "2", "--log-compaction-entries", str(COMPACTION)]
 SNAPSHOT_RECEIVING = {"snapshot-receive", "snapshot-install"}
-# Points reached once per snapshot: while one is armed, more writes make snapshots sooner.
+# Points reached once per snapshot.
 PER_SNAPSHOT = {"snapshot-write", "snapshot-rename", "journal-compact", "journal-compact-rename"}
 ON_ELECTION = {"meta-write"}
 # Points reached for every entry (or every sync): a low kill% fires soon enough.
@@ -189,9 +190,8 @@ class Crasher:
 
         filling = threading.Event()
         filler = threading.Thread(target=self.fill_while, args=(filling,), daemon=True)
-        if point in PER_SNAPSHOT:
-            filling.set()
-            filler.start()
+        filling.set()  # the clients may all be retrying an unknown write: entries anyway
+        filler.start()
         try:
             first, _ = poll(dead, timeout=fire_timeout, interval=0.002)
         finally:
