@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 from pathlib import Path
+from typing import overload
 
 import uvloop
 
@@ -21,6 +22,10 @@ from raftplane.cluster.config import (
 from raftplane.storage.retention import parse_duration
 
 
+@overload
+def _env(name: str) -> str | None: ...
+@overload
+def _env(name: str, default: str) -> str: ...
 def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"RAFTPLANE_{name}", default)
 

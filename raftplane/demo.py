@@ -13,6 +13,7 @@ import urllib.error
 import urllib.request
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 TEAM, DATAPLANE = "demo", "edge"
 
@@ -52,7 +53,7 @@ def envoy_binary() -> str:
     return found
 
 
-def _request(method: str, url: str, token: str, body: dict | None = None,
+def _request(method: str, url: str, token: str, body: dict[str, Any] | None = None,
              context: ssl.SSLContext | None = None) -> tuple[int, object]:
     data = json.dumps(body).encode() if body is not None else None
     req = urllib.request.Request(url, data=data, method=method,
@@ -69,7 +70,7 @@ def configure(api: str, token: str, upstream_port: int, listener_port: int,
               context: ssl.SSLContext | None = None) -> None:
     """Create (or update) the demo's team, dataplane, cluster, routes and listener."""
     v1 = api + "/api/v1"
-    resources = [
+    resources: list[tuple[str, str, dict[str, Any]]] = [
         ("teams", v1 + "/teams", {"name": TEAM}),
         ("dataplanes", f"{v1}/teams/{TEAM}/dataplanes",
          {"name": DATAPLANE, "description": "raftplane dev demo"}),

@@ -9,8 +9,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from raftplane.devcluster import LocalCluster, free_port
+
+if TYPE_CHECKING:
+    from raftplane.demo import DemoUpstream
 
 
 def run_dev(nodes: int, data_dir: Path, log_level: str = "INFO", demo: bool = False,
@@ -59,7 +63,7 @@ def run_dev(nodes: int, data_dir: Path, log_level: str = "INFO", demo: bool = Fa
     return 0
 
 
-def _start_demo(cluster: LocalCluster, leader: str) -> tuple[subprocess.Popen, object]:
+def _start_demo(cluster: LocalCluster, leader: str) -> tuple[subprocess.Popen, DemoUpstream]:
     from raftplane import demo
 
     follower = next((n for n in cluster.nodes.values() if n.id != leader),

@@ -214,10 +214,14 @@ class LocalCluster:
 
     def pause(self, node_id: str) -> None:
         """SIGSTOP a node: its connections stay open but it does nothing."""
-        self.nodes[node_id].process.send_signal(signal.SIGSTOP)
+        process = self.nodes[node_id].process
+        assert process is not None, f"{node_id} is not running"
+        process.send_signal(signal.SIGSTOP)
 
     def resume(self, node_id: str) -> None:
-        self.nodes[node_id].process.send_signal(signal.SIGCONT)
+        process = self.nodes[node_id].process
+        assert process is not None, f"{node_id} is not running"
+        process.send_signal(signal.SIGCONT)
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop every node: SIGTERM, then SIGKILL for any still running after `timeout`."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
+from typing import cast
 
 from aiohttp import web
 
@@ -17,6 +18,7 @@ from raftplane.api.writes import execute_write, forward_if_follower
 from raftplane.auth import keys, setup_token, tokens
 from raftplane.auth.state import AUTH, BOOTSTRAP, SIGNING_KEYS, TOKENS, key_record, put_command
 from raftplane.model.kinds import Kind
+from raftplane.model.outcomes import FieldIssue
 from raftplane.wire import log_entry_pb2 as wire
 
 DEFAULT_TTL = 30 * 24 * 3600
@@ -115,7 +117,8 @@ def _check_grant(request: web.Request, scopes: list[str], teams: list[str]) -> N
 def _token_request(body: object) -> tuple[str, str, list[str], list[str], int]:
     if not isinstance(body, dict):
         raise field_problem(422, "", "must be a JSON object")
-    errors = [{"field": k, "message": "unknown field"} for k in body if k not in TOKEN_FIELDS]
+    errors: list[FieldIssue] = [{"field": k, "message": "unknown field"}
+                                for k in body if k not in TOKEN_FIELDS]
     name = body.get("name")
     if not isinstance(name, str) or not 1 <= len(name) <= 128:
         errors.append({"field": "name", "message": "must be a string of 1-128 characters"})
@@ -134,7 +137,8 @@ def _token_request(body: object) -> tuple[str, str, list[str], list[str], int]:
     if errors:
         raise Problem(422, "; ".join(f"{e['field']}: {e['message']}" for e in errors),
                       errors=errors, slug="invalid-fields")
-    return name, description, list(scopes), sorted(set(teams)), ttl
+    # No errors: name is a str and scopes a list of str (validate_scopes checked it).
+    return cast(str, name), description, list(cast(list[str], scopes)), sorted(set(teams)), ttl
 
 
 async def create_token(request: web.Request) -> web.StreamResponse:
@@ -207,6 +211,7 @@ async def rotate_token(request: web.Request) -> web.StreamResponse:
         raise Problem(409, "a revoked token cannot be rotated")
     state = request.app[AUTH_STATE]
     key = state.active_signing_key()
+    assert key is not None, "a cluster with tokens to rotate has a signing key"
     ttl = max(60, old["expiresAt"] - old["issuedAt"])
     claims = tokens.new_claims(old["tokenName"], old["scopes"], old["teams"], int(time.time()),
                                ttl)
@@ -222,7 +227,7 @@ async def rotate_token(request: web.Request) -> web.StreamResponse:
 def _strip_token_body(response: web.StreamResponse) -> web.StreamResponse:
     if response.status not in (200, 201) or not isinstance(response, web.Response):
         return response
-    body = json.loads(response.body)
+    body = json.loads(cast(bytes, response.body))  # a json_response: bytes
     return web.json_response(_public(body), status=response.status, headers={
         k: v for k, v in response.headers.items() if k.lower().startswith("x-raftplane")})
 

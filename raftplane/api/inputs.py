@@ -24,7 +24,8 @@ async def read_json(request: web.Request) -> tuple[bytes, object]:
     try:
         return raw, json.loads(raw)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        where = f" at line {exc.lineno} column {exc.colno}" if hasattr(exc, "lineno") else ""
+        where = (f" at line {exc.lineno} column {exc.colno}"
+                 if isinstance(exc, json.JSONDecodeError) else "")
         raise Problem(400, f"the request body is not valid JSON{where}: {exc}",
                       errors=[{"field": "", "message": "malformed JSON"}],
                       slug="malformed-json") from None

@@ -7,6 +7,8 @@ from collections.abc import Iterable, Mapping
 
 from aiohttp import web
 
+from raftplane.model.outcomes import FieldIssue
+
 PROBLEM_TYPE_BASE = "https://raftplane.dev/problems/"
 CONTENT_TYPE = "application/problem+json"
 
@@ -35,7 +37,7 @@ class Problem(Exception):
         status: int,
         detail: str,
         *,
-        errors: Iterable[Mapping[str, str]] = (),
+        errors: Iterable[FieldIssue] = (),
         title: str | None = None,
         slug: str | None = None,
         headers: Mapping[str, str] | None = None,
@@ -50,7 +52,7 @@ class Problem(Exception):
         self.headers = dict(headers or {})
         self.extra = dict(extra or {})
 
-    def body(self) -> dict:
+    def body(self) -> dict[str, object]:
         body: dict[str, object] = {
             "type": PROBLEM_TYPE_BASE + self.slug,
             "title": self.title,

@@ -3,7 +3,9 @@ per kind (teams, clusters, route configs, listeners, dataplanes)."""
 
 from __future__ import annotations
 
+import builtins
 import json
+from collections.abc import Callable
 
 from aiohttp import web
 
@@ -16,7 +18,7 @@ from raftplane.api.reads import int_param, revision_headers
 from raftplane.api.routing import Route
 from raftplane.api.writes import execute_write, refused
 from raftplane.model import rules
-from raftplane.model.kinds import owner_team
+from raftplane.model.kinds import Resource, owner_team
 from raftplane.wire import log_entry_pb2 as wire
 from raftplane.xds import translate
 
@@ -42,11 +44,12 @@ class KindHandlers:
         name = self._path_name(request)
         return f"{team}/{name}" if team else name
 
-    def _item_url(self, resource: dict) -> str:
+    def _item_url(self, resource: Resource) -> str:
         url = self.spec.item.replace("{name}", resource["name"])
         return url.replace("{team}", self.kind.owner(resource))
 
-    def _validate(self, request: web.Request, body: object, path_name: str | None) -> dict:
+    def _validate(self, request: web.Request, body: object, path_name: str | None
+                  ) -> Resource:
         try:
             resource = bodies.validate_resource(
                 self.kind, body, path_name=path_name, path_team=self._path_team(request)
@@ -65,7 +68,7 @@ class KindHandlers:
                           slug="invalid-fields") from None
         return resource
 
-    def _check_visible(self, request: web.Request, resource: dict) -> None:
+    def _check_visible(self, request: web.Request, resource: Resource) -> None:
         """A team-bound caller may only write resources of its own teams."""
         teams = visible_teams(request)
         owner = resource["name"] if not self.kind.team_owned else resource.get("team")
@@ -74,8 +77,8 @@ class KindHandlers:
                           errors=[{"field": self.kind.owner_field,
                                    "message": f"not bound to team '{owner}'"}])
 
-    def _put_command(self, request: web.Request, resource: dict, mode: int,
-                     expected: int) -> tuple[wire.Command, object]:
+    def _put_command(self, request: web.Request, resource: Resource, mode: wire.PutMode,
+                     expected: int) -> tuple[wire.Command, Callable[[], None]]:
         node = request.app[NODE]
         name = bodies.stored_name(self.kind, resource)
         refs = bodies.references(self.kind, resource)
@@ -155,7 +158,7 @@ class KindHandlers:
                 "revision": int(headers["X-Raftplane-Revision"])}
         return web.json_response(body, headers=headers)
 
-    def routes(self) -> list[Route]:
+    def routes(self) -> builtins.list[Route]:
         spec, kind = self.spec, self.kind
         read, write = f"{spec.scope}:read", f"{spec.scope}:write"
         page_q = ("limit", "cursor", "minRevision", "consistency", "waitSeconds")
@@ -182,7 +185,8 @@ class KindHandlers:
         return routes
 
 
-def _visible(kind: str, resource: dict | None, teams: set[str] | None) -> dict | None:
+def _visible(kind: str, resource: Resource | None, teams: set[str] | None
+             ) -> Resource | None:
     """`resource`, or None when it belongs to a team the caller cannot see."""
     if resource is None or teams is None or owner_team(kind, resource) in teams:
         return resource

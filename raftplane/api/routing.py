@@ -6,7 +6,14 @@ Every module of handlers returns a list of these (`resource_routes`, `system`, `
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TypeAlias
+
+from aiohttp import web
+
+#: What aiohttp's router calls for a route.
+Handler: TypeAlias = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -15,7 +22,7 @@ class Route:
 
     method: str
     path: str
-    handler: object
+    handler: Handler
     scope: str  # e.g. "clusters:write"; the auth step checks it
     summary: str
     kind: str | None = None  # request/response schema kind

@@ -42,9 +42,12 @@ class Reader(Protocol):
 class Ref(Protocol):
     """A reference one resource makes to another (wire.Reference, schemas.Reference)."""
 
-    kind: str
-    name: str
-    field: str
+    @property
+    def kind(self) -> str: ...
+    @property
+    def name(self) -> str: ...
+    @property
+    def field(self) -> str: ...
 
 
 @dataclass(frozen=True)

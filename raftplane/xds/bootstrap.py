@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 from dataclasses import dataclass
+from typing import Any
 
 from raftplane.xds.stream import DATAPLANE_METADATA_KEY
 
@@ -35,14 +36,14 @@ class ClientTlsFiles:
 def build_bootstrap(team: str, dataplane: str, replicas: list[tuple[str, int]], *,
                     delta: bool = False, admin_port: int = 9901,
                     admin_address: str = "127.0.0.1",
-                    tls: ClientTlsFiles | None = None) -> dict:
+                    tls: ClientTlsFiles | None = None) -> dict[str, Any]:
     """The bootstrap (as a JSON-able dict) for an Envoy of `team/dataplane`.
 
     `replicas` are the xDS addresses of every control-plane node (or one DNS name of a
     headless Service); Envoy fails over between them.
     """
     all_ips = all(_is_ip(host) for host, _ in replicas)
-    xds_cluster = {
+    xds_cluster: dict[str, Any] = {
         "name": XDS_CLUSTER,
         "type": "STATIC" if all_ips else "STRICT_DNS",
         "connect_timeout": "1s",

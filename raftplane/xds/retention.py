@@ -14,8 +14,10 @@ answer 503 (no cluster) until the cluster is warm.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from typing import cast
 
 from envoy.config.route.v3 import route_pb2
+from google.protobuf.message import Message
 
 from raftplane.xds.cache import XdsResource
 
@@ -50,7 +52,9 @@ def warm_clusters(clusters: Mapping[str, XdsResource],
                   endpoints: Mapping[str, XdsResource]) -> set[str]:
     """Clusters an Envoy ACKed and, for EDS clusters, ACKed the endpoints of."""
     return {name for name, cluster in clusters.items()
-            if name in endpoints or not cluster.message.HasField("eds_cluster_config")}
+            if name in endpoints
+            # XdsResource.message is typed `object` in xds/cache.py (typed next; issue 10)
+            or not cast(Message, cluster.message).HasField("eds_cluster_config")}
 
 
 def held_routes(routes: Mapping[str, XdsResource], clusters: Mapping[str, XdsResource],
