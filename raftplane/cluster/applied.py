@@ -26,11 +26,13 @@ import heapq
 import itertools
 import logging
 from collections.abc import Callable
+from typing import TypeVarTuple
 
 log = logging.getLogger(__name__)
 
 Changed = list[tuple[str, str]]  # (kind, name) keys an entry changed; ("*", "*"): all of them
 Subscriber = Callable[[int, Changed], None]
+Args = TypeVarTuple("Args")
 
 
 class AppliedFeed:
@@ -39,7 +41,7 @@ class AppliedFeed:
     def __init__(self, loop: asyncio.AbstractEventLoop, applied_index: int) -> None:
         self._loop = loop
         self._subscribers: list[Subscriber] = []
-        self._waiters: list[tuple[int, int, asyncio.Future]] = []
+        self._waiters: list[tuple[int, int, asyncio.Future[None]]] = []
         self._seq = itertools.count()
         # The highest store index handed to the subscribers (what the store had applied
         # when this feed was made counts as handed over: subscribers load that state).
@@ -50,11 +52,11 @@ class AppliedFeed:
         """The store's applied listener (tick thread): hand the entry to the loop."""
         self._loop.call_soon_threadsafe(self._deliver, index, changed)
 
-    def in_loop(self, callback: Callable[..., None]) -> Callable[..., None]:
+    def in_loop(self, callback: Callable[[*Args], None]) -> Callable[[*Args], None]:
         """`callback`, made callable from the tick thread: it runs on the loop, in order with
         the deliveries."""
 
-        def from_tick_thread(*args) -> None:
+        def from_tick_thread(*args: *Args) -> None:
             self._loop.call_soon_threadsafe(callback, *args)
 
         return from_tick_thread
@@ -79,7 +81,7 @@ class AppliedFeed:
     async def wait(self, index: int, timeout: float) -> bool:
         """Wait until an entry at or beyond `index` was delivered (False: timed out). The
         caller checks first whether it is applied already."""
-        future: asyncio.Future = self._loop.create_future()
+        future: asyncio.Future[None] = self._loop.create_future()
         heapq.heappush(self._waiters, (index, next(self._seq), future))
         try:
             await asyncio.wait_for(future, timeout)

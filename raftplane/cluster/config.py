@@ -84,7 +84,7 @@ class NodeConfig:
     audit_max_age: float = 30 * 86400.0  # seconds; 0: no age limit
     audit_max_events: int = 1_000_000  # 0: no count limit
     idempotency_ttl: float = 86400.0  # seconds an Idempotency-Key's result is kept
-    raft_options: dict = field(default_factory=dict)
+    raft_options: dict[str, object] = field(default_factory=dict)  # SyncObjConf's
     # Peer id -> host:port to dial instead of its member address (proxies, NAT).
     raft_dial: dict[str, str] = field(default_factory=dict)
     parent_pid: int = 0  # stop once this process is no longer our parent (dev clusters)

@@ -12,7 +12,7 @@ import ssl
 from dataclasses import dataclass
 
 import aiohttp
-from multidict import CIMultiDict
+from multidict import CIMultiDict, MultiMapping
 
 from raftplane.cluster.errors import NoLeader, OutcomeUnknown
 
@@ -28,7 +28,7 @@ class Relayed:
     """The leader's answer, to be returned to the client as it is."""
 
     status: int
-    headers: CIMultiDict
+    headers: CIMultiDict[str]
     body: bytes
 
 
@@ -63,7 +63,7 @@ class Forwarder:
         return self._session
 
     async def forward(
-        self, base_url: str, method: str, path_qs: str, headers: CIMultiDict, body: bytes,
+        self, base_url: str, method: str, path_qs: str, headers: MultiMapping[str], body: bytes,
         idempotency_key: str | None,
     ) -> Relayed:
         """Send the request to `base_url` and return its answer.

@@ -37,6 +37,7 @@ import threading
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypedDict, cast
 
 import crc32c
 from pysyncobj.journal import Journal
@@ -51,6 +52,14 @@ RECORD = struct.Struct("<IIQQ")  # command size, crc32c, index, term
 STATE_SUFFIX = ".state"
 OLD_MAGIC = b"PYSYNCOBJ"
 Entry = tuple[bytes, int, int]  # (command, index, term), pysyncobj's journal tuple
+
+
+class _State(TypedDict, total=False):
+    """The term and vote file's JSON (every field absent until first set)."""
+
+    term: int
+    votedFor: object  # pysyncobj's node id (a member's address) or None
+    commitIndex: int
 
 
 class JournalDamaged(ClusterError):
@@ -138,7 +147,7 @@ def scan(data: bytes) -> Scan:
     return found
 
 
-class DurableJournal(Journal):
+class DurableJournal(Journal):  # type: ignore[misc]  # pysyncobj ships no types
     """pysyncobj's Journal on a checksummed file with group-committed fsync."""
 
     def __init__(self, path: str | Path, *, applied_index: int = 0,
@@ -168,7 +177,7 @@ class DurableJournal(Journal):
             self._finish_interrupted_compaction(*snapshot_entries)
 
     # ---- loading ---------------------------------------------------------------------
-    def _load_state(self) -> dict:
+    def _load_state(self) -> _State:
         if not self._state_path.exists():
             return {}
         raw = self._state_path.read_bytes()
@@ -179,7 +188,7 @@ class DurableJournal(Journal):
             state = json.loads(raw[4:])
             if not isinstance(state, dict):
                 raise ValueError("not an object")
-            return state
+            return cast(_State, state)  # checksummed: as _save_state wrote it
         except (ValueError, struct.error) as exc:
             raise JournalDamaged(
                 f"the Raft term and vote file {self._state_path} is damaged ({exc}): this node "

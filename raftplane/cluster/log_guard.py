@@ -14,12 +14,15 @@ may cause; the leader's commit index is clamped to what this message proved.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 Entry = tuple[bytes, int, int]  # (command, index, term), pysyncobj's journal tuple
+# A pysyncobj message: a dict whose fields (and their types) depend on its "type".
+Message = dict[str, Any]
 EntryLookup = Callable[[int], Entry | None]
 
 
-def rewrite_append_entries(message: dict, lookup: EntryLookup) -> int | None:
+def rewrite_append_entries(message: Message, lookup: EntryLookup) -> int | None:
     """Rewrite a regular AppendEntries `message` in place.
 
     Returns the index from which the follower may delete entries (the first new entry,

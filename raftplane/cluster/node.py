@@ -12,13 +12,14 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
+from typing import Any
 
 from raftplane.cluster.applied import AppliedFeed
 from raftplane.cluster.config import Member, NodeConfig
 from raftplane.cluster.errors import NoLeader, NotApplied, NotLeader
 from raftplane.cluster.proposer import Proposer
-from raftplane.cluster.raft import NOT_PROPOSED, SUCCESS, RaftNode
+from raftplane.cluster.raft import NOT_PROPOSED, SUCCESS, ApplyCallback, RaftNode
 from raftplane.storage import retention
 from raftplane.storage.results import CommandResult
 from raftplane.storage.store import Store
@@ -37,8 +38,9 @@ class ClusterNode:
         # Registered before Raft starts: every entry applied from now on reaches the loop.
         self.applied = AppliedFeed(self._loop, store.applied_index)
         store.add_applied_listener(self.applied.entry_applied)
-        self.leader_hooks: list = []  # async callables run each time this node becomes leader
-        self._hook_tasks: set[asyncio.Task] = set()
+        # Async callables run each time this node becomes leader.
+        self.leader_hooks: list[Callable[[], Coroutine[Any, Any, None]]] = []
+        self._hook_tasks: set[asyncio.Task[None]] = set()
         self._leader_hooks_on_loop = self.applied.in_loop(self._run_leader_hooks)
         self._raft = RaftNode(config, store, on_role_change=self._on_role_in_raft_thread)
         # Raft-internal entries (leader no-ops, membership) advance the log without touching
@@ -57,7 +59,7 @@ class ClusterNode:
         await self._proposer.close()
         await asyncio.to_thread(self._raft.destroy_synchronous)
 
-    def _submit(self, data: bytes, on_result: Callable) -> None:
+    def _submit(self, data: bytes, on_result: ApplyCallback) -> None:
         """The proposer's submit: pysyncobj's result callback runs on the loop."""
         self._raft.submit(data, self.applied.in_loop(on_result))
 
@@ -90,7 +92,8 @@ class ClusterNode:
             return False
         if self.is_leader:
             return self._raft.hasQuorum
-        return bool(self._raft.peer_progress().get(address, {}).get("connected"))
+        peer = self._raft.peer_progress().get(address)
+        return peer is not None and peer["connected"]
 
     @property
     def seconds_without_leader(self) -> float:
@@ -192,22 +195,23 @@ class ClusterNode:
             self.applied.raft_advanced(applied)
 
     # ---- status ----------------------------------------------------------------------------
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """This node's view of the cluster (GET /api/v1/cluster/status)."""
         leader = self.leader
         progress = self._raft.peer_progress()
         commit = self._raft.raftCommitIndex
         members = []
         for member in self.config.members:
-            entry = {"id": member.id, "api": member.api, "raft": member.raft, "xds": member.xds}
+            entry: dict[str, object] = {"id": member.id, "api": member.api, "raft": member.raft,
+                                        "xds": member.xds}
             if member.id == self.config.node_id:
                 entry.update(role=self._raft.role, reachable=True, lag=0)
             else:
-                peer = progress.get(member.raft, {})
-                match = peer.get("matchIndex")
+                peer = progress.get(member.raft)
+                match = peer["matchIndex"] if peer is not None else None
                 entry.update(
                     role="leader" if leader and leader.id == member.id else "follower",
-                    reachable=bool(peer.get("connected")),
+                    reachable=peer is not None and peer["connected"],
                     matchIndex=match if self.is_leader else None,
                     lag=(self._raft.raftLastApplied - match) if self.is_leader and match else None,
                 )

@@ -18,26 +18,32 @@ election until a majority speaks PreVote (a rolling upgrade keeps the old leader
 from __future__ import annotations
 
 import logging
-from typing import Protocol
+from collections.abc import Set
+from typing import Any, Protocol
 
 from pysyncobj.monotonic import monotonic as monotonic_time
 
 log = logging.getLogger(__name__)
 
+# A PreVote message: {"type": ASK, "term", "last_log_index", "last_log_term"} or
+# {"type": ANSWER, "term", "granted"} (sent over pysyncobj's transport as a dict).
+Message = dict[str, Any]
+
 
 class RaftHooks(Protocol):
     """What PreVote needs of the Raft node (RaftNode in raft.py)."""
 
-    otherNodes: set
-    raftCurrentTerm: int
-
+    @property
+    def otherNodes(self) -> Set[object]: ...
+    @property
+    def raftCurrentTerm(self) -> int: ...
     @property
     def min_election_timeout(self) -> float: ...
     def election_due(self) -> bool: ...
     def postpone_election(self) -> None: ...
     def start_election_now(self) -> None: ...
     def log_position(self) -> tuple[int, int]: ...
-    def send_to(self, node: object, message: dict) -> None: ...
+    def send_to(self, node: object, message: Message) -> None: ...
 
 
 class PreVote:
@@ -79,13 +85,13 @@ class PreVote:
         for node in list(raft.otherNodes):
             raft.send_to(node, ask)
 
-    def on_message(self, node: object, message: dict) -> None:
+    def on_message(self, node: object, message: Message) -> None:
         if message["type"] == self.ASK:
             self._answer(node, message)
         elif message["type"] == self.ANSWER:
             self._count(node, message)
 
-    def _answer(self, node: object, message: dict) -> None:
+    def _answer(self, node: object, message: Message) -> None:
         raft = self._raft
         index, term = raft.log_position()
         up_to_date = (message["last_log_term"], message["last_log_index"]) >= (term, index)
@@ -97,7 +103,7 @@ class PreVote:
     def _leading(self) -> bool:
         return getattr(self._raft, "role", "") == "leader"
 
-    def _count(self, node: object, message: dict) -> None:
+    def _count(self, node: object, message: Message) -> None:
         if not message.get("granted") or message["term"] != self._round_term:
             return
         self._yes.add(node)

@@ -29,7 +29,7 @@ Submit = Callable[[bytes, Callable[[list[CommandResult] | None, int], None]], No
 class _Batch:
     __slots__ = ("done", "futures", "timer")
 
-    def __init__(self, futures: list[asyncio.Future]) -> None:
+    def __init__(self, futures: list[asyncio.Future[CommandResult]]) -> None:
         self.futures = futures
         self.done = False
         self.timer: asyncio.TimerHandle | None = None
@@ -57,7 +57,7 @@ class Proposer:
         self._max_batch_bytes = max_batch_bytes
         self._batch_timeout = batch_timeout
         self._retention = retention  # this leader's retention, carried by every entry
-        self._queue: deque[tuple[wire.Command, asyncio.Future]] = deque()
+        self._queue: deque[tuple[wire.Command, asyncio.Future[CommandResult]]] = deque()
         self._inflight = asyncio.Semaphore(max_inflight)
         self._wake = asyncio.Event()
         self._loop = asyncio.get_running_loop()
@@ -75,7 +75,7 @@ class Proposer:
 
         Raises NoLeader when it was certainly not written, OutcomeUnknown otherwise.
         """
-        future: asyncio.Future = self._loop.create_future()
+        future: asyncio.Future[CommandResult] = self._loop.create_future()
         self._queue.append((command, future))
         self._wake.set()
         try:
@@ -96,7 +96,7 @@ class Proposer:
         entry = wire.LogEntry(format_version=1, proposed_at_ms=int(time.time() * 1000))
         if self._retention is not None:
             entry.retention.CopyFrom(self._retention)
-        futures: list[asyncio.Future] = []
+        futures: list[asyncio.Future[CommandResult]] = []
         size = 0
         while self._queue and len(futures) < self._max_batch:
             command, future = self._queue[0]
@@ -141,7 +141,7 @@ class Proposer:
         for i, future in enumerate(batch.futures):
             if future.done():
                 continue
-            if error is None and i < len(results):
+            if error is None and results is not None and i < len(results):
                 future.set_result(results[i])
                 continue
             # An entry replayed below applied_index yields no results: outcome unknown.

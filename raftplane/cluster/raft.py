@@ -26,6 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypedDict
 
 import pysyncobj.syncobj as _syncobj_module
 from pysyncobj import SyncObj, SyncObjConf, replicated
@@ -39,8 +40,8 @@ from pysyncobj.transport import TCPTransport
 
 from raftplane.cluster import snapshot
 from raftplane.cluster.config import NodeConfig
-from raftplane.cluster.journal import DurableJournal, JournalDamaged, recovery_hint
-from raftplane.cluster.log_guard import rewrite_append_entries
+from raftplane.cluster.journal import DurableJournal, JournalDamaged, SyncStats, recovery_hint
+from raftplane.cluster.log_guard import Entry, Message, rewrite_append_entries
 from raftplane.cluster.prevote import PreVote
 from raftplane.storage.apply import EntryRejected
 from raftplane.storage.results import CommandResult
@@ -56,18 +57,25 @@ SUCCESS = FAIL_REASON.SUCCESS
 ApplyCallback = Callable[[list[CommandResult] | None, int], None]
 
 
+class PeerView(TypedDict):
+    """What status reports of one peer (matchIndex: known on the leader only)."""
+
+    connected: bool
+    matchIndex: int | None
+
+
 # Opened by RaftNode before SyncObj.__init__ (which asks its module's factories for them).
 _PREPARED_JOURNALS: dict[str, DurableJournal] = {}
 _PREPARED_SNAPSHOTS: dict[str, snapshot.SnapshotFiles] = {}
 
 
-def _create_journal(path: str | None):
+def _create_journal(path: str | None) -> DurableJournal | MemoryJournal:
     if path is None:
         return MemoryJournal()
     return _PREPARED_JOURNALS.pop(path, None) or DurableJournal(path)
 
 
-def _create_serializer(file_name, batch_size, *args):
+def _create_serializer(file_name: str, batch_size: int, *args: object) -> object:
     prepared = _PREPARED_SNAPSHOTS.pop(file_name, None)
     if prepared is not None:
         return prepared
@@ -81,7 +89,7 @@ _syncobj_module.createJournal = _create_journal
 _syncobj_module.Serializer = _create_serializer
 
 
-class _GuardedTransport(TCPTransport):
+class _GuardedTransport(TCPTransport):  # type: ignore[misc]  # pysyncobj ships no types
     """TCP transport that syncs the journal before answering and guards AppendEntries.
 
     A leader's own AppendEntries go out before its fsync, so the disk write overlaps the
@@ -90,23 +98,26 @@ class _GuardedTransport(TCPTransport):
     all) is sent only once the journal is durable.
     """
 
-    def send(self, node, message) -> bool:
+    _syncObj: RaftNode  # set by TCPTransport.__init__
+
+    def send(self, node: TCPNode, message: object) -> bool:
         if not (isinstance(message, dict) and message.get("type") == "append_entries"):
             self._syncObj.sync_journal()
-        return super().send(node, message)
+        sent: bool = super().send(node, message)
+        return sent
 
-    def _onMessageReceived(self, node, message) -> None:
-        kind = message.get("type") if isinstance(message, dict) else None
-        if kind == "append_entries":
-            if not self._syncObj.guard_append_entries(message):
+    def _onMessageReceived(self, node: TCPNode, message: object) -> None:
+        if isinstance(message, dict):
+            kind = message.get("type")
+            if kind == "append_entries" and not self._syncObj.guard_append_entries(message):
                 return
-        elif kind in PreVote.MESSAGES:
-            self._syncObj.prevote.on_message(node, message)
-            return
+            if kind in PreVote.MESSAGES:
+                self._syncObj.prevote.on_message(node, message)
+                return
         super()._onMessageReceived(node, message)
 
 
-class RoutedNode(TCPNode):
+class RoutedNode(TCPNode):  # type: ignore[misc]  # pysyncobj ships no types
     """A peer known by its member address (its identity) but dialled at another address.
 
     pysyncobj identifies a peer by the address string it announces; connecting elsewhere (a
@@ -127,12 +138,43 @@ class RoutedNode(TCPNode):
         return self._dial_port
 
     @property
-    def ip(self) -> str:
-        return globalDnsResolver().resolve(self._dial_host)
+    def ip(self) -> str | None:
+        """None while the host does not resolve (as TCPNode.ip)."""
+        ip: str | None = globalDnsResolver().resolve(self._dial_host)
+        return ip
 
 
-class RaftNode(SyncObj):
+class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj ships no types
     """pysyncobj node that applies committed entries to `store`."""
+
+    # What raftplane uses of SyncObj, declared (annotations only: nothing is defined here)
+    # because pysyncobj has no type information; every read and write below is checked
+    # against these. Public properties and methods:
+    raftLastApplied: int
+    raftCommitIndex: int
+    raftCurrentTerm: int
+    hasQuorum: bool
+    otherNodes: set[TCPNode]  # a copy
+    isNodeConnected: Callable[[TCPNode], bool]
+    addOnTickCallback: Callable[[Callable[[], None]], None]
+    destroy_synchronous: Callable[[], None]
+    _getLeader: Callable[[], TCPNode | None]
+    # Its private state (`self.__x` inside SyncObj); only this module touches it:
+    _SyncObj__raftLog: DurableJournal | MemoryJournal
+    _SyncObj__conf: SyncObjConf
+    _SyncObj__transport: _GuardedTransport
+    _SyncObj__raftState: int  # 0 follower, 1 candidate, 2 leader
+    _SyncObj__raftLeader: TCPNode | None
+    _SyncObj__raftElectionDeadline: float
+    _SyncObj__transferInProgress: bool
+    _SyncObj__connectedNodes: set[TCPNode]
+    _SyncObj__raftMatchIndex: dict[TCPNode, int]
+    _SyncObj__leaderCommitIndex: int | None
+    _SyncObj__getEntries: Callable[[int, int], list[Entry]]
+    _SyncObj__getCurrentLogIndex: Callable[[], int]
+    _SyncObj__getCurrentLogTerm: Callable[[], int]
+    _SyncObj__generateRaftTimeout: Callable[[], float]
+    _SyncObj__setState: Callable[[int], None]
 
     def __init__(self, config: NodeConfig, store: Store,
                  on_role_change: Callable[[str], None] | None = None) -> None:
@@ -152,7 +194,7 @@ class RaftNode(SyncObj):
                 + recovery_hint(Path(config.data_dir))) from None
         _PREPARED_JOURNALS[journal_path] = DurableJournal(
             journal_path, applied_index=store.applied_index, snapshot_entries=on_disk)
-        options = {
+        options: dict[str, object] = {
             "password": config.secret,
             "journalFile": journal_path,
             "fullDumpFile": snapshot_path,
@@ -198,10 +240,12 @@ class RaftNode(SyncObj):
         # makes the leader's own copy durable before it counts.
         self.addOnTickCallback(self.sync_journal)
         self.addOnTickCallback(self._take_peer_view)
-        self._peer_view: dict[str, dict] = {}
+        self._peer_view: dict[str, PeerView] = {}
 
     # ---- state machine -------------------------------------------------------------------
-    @replicated
+    # pysyncobj's decorator is untyped: the replicated method (which also takes `callback=`)
+    # is called through submit() only.
+    @replicated  # type: ignore[untyped-decorator]
     def apply_entry(self, data: bytes) -> list[CommandResult]:
         """Runs on every node, in the tick thread, once the entry is committed."""
         index = self.raftLastApplied + 1
@@ -218,13 +262,14 @@ class RaftNode(SyncObj):
 
     # ---- pysyncobj hooks -------------------------------------------------------------------
     @property
-    def journal(self):
+    def journal(self) -> DurableJournal | MemoryJournal:
         """The Raft log (a DurableJournal; a MemoryJournal without a journal file)."""
         return self._SyncObj__raftLog
 
     @property
     def journal_path(self) -> str | None:
-        return self._SyncObj__conf.journalFile
+        path: str | None = self._SyncObj__conf.journalFile
+        return path
 
     def sync_journal(self) -> None:
         journal = self.journal
@@ -232,11 +277,11 @@ class RaftNode(SyncObj):
             journal.sync()
 
     @property
-    def journal_stats(self):
+    def journal_stats(self) -> SyncStats | None:
         journal = self.journal
         return journal.stats if isinstance(journal, DurableJournal) else None
 
-    def guard_append_entries(self, message: dict) -> bool:
+    def guard_append_entries(self, message: Message) -> bool:
         """Rewrite an AppendEntries so it obeys Raft's truncation rule (log_guard.py).
 
         Returns False when the message must not reach pysyncobj at all.
@@ -252,7 +297,7 @@ class RaftNode(SyncObj):
         self._truncate_from = rewrite_append_entries(message, self._entry_at)
         return True
 
-    def _reassemble(self, message: dict, transmission: str) -> bool:
+    def _reassemble(self, message: Message, transmission: str) -> bool:
         """One entry of 1 MiB or more comes in chunks ('start', 'process', 'finish').
 
         The last chunk turns into a regular AppendEntries carrying the whole entry, so the
@@ -277,14 +322,16 @@ class RaftNode(SyncObj):
         message["entries"] = [tuple(entry)]
         return True
 
-    def _SyncObj__doChangeCluster(self, request, reverse: bool = False):
+    def _SyncObj__doChangeCluster(self, request: tuple[object, ...],
+                                  reverse: bool = False) -> bool:
         """pysyncobj undoes membership changes of every entry after prevLogIdx before it
         deletes them; the guard may keep those entries, and then their change stays."""
         if reverse and self._truncate_from is None:
             return False
-        return SyncObj._SyncObj__doChangeCluster(self, request, reverse)
+        changed: bool = SyncObj._SyncObj__doChangeCluster(self, request, reverse)
+        return changed
 
-    def _entry_at(self, index: int):
+    def _entry_at(self, index: int) -> Entry | None:
         entries = self._SyncObj__getEntries(index, 1)
         return entries[0] if entries else None
 
@@ -306,10 +353,10 @@ class RaftNode(SyncObj):
         if self._on_role_change is not None:
             self._on_role_change(ROLE_NAMES.get(new, str(new)))
 
-    def _write_snapshot(self, path: str, raft_data: tuple) -> None:
+    def _write_snapshot(self, path: str, raft_data: snapshot.RaftData) -> None:
         snapshot.write(path, raft_data, self._store)
 
-    def _read_snapshot(self, path: str) -> tuple:
+    def _read_snapshot(self, path: str) -> snapshot.RaftData:
         return snapshot.read(path, self._store)
 
     # ---- ticks -----------------------------------------------------------------------------
@@ -355,7 +402,7 @@ class RaftNode(SyncObj):
         """(index, term) of this node's last log entry."""
         return self._SyncObj__getCurrentLogIndex(), self._SyncObj__getCurrentLogTerm()
 
-    def send_to(self, node, message: dict) -> None:
+    def send_to(self, node: TCPNode, message: Message) -> None:
         self.transport.send(node, message)
 
     # ---- transport ---------------------------------------------------------------------------
@@ -363,19 +410,20 @@ class RaftNode(SyncObj):
     def transport(self) -> _GuardedTransport:
         return self._SyncObj__transport
 
-    def receive(self, sender, message: dict) -> None:
+    def receive(self, sender: TCPNode, message: Message) -> None:
         """Handle `message` from `sender` exactly as the transport hands it over (tests
         drive a node by hand with it)."""
         self.transport._onMessageReceived(sender, message)
 
-    def mark_connected(self, node) -> None:
+    def mark_connected(self, node: TCPNode) -> None:
         """Count `node` as connected until the transport's next dial says otherwise (tests
         without sockets: pysyncobj campaigns only while connected to someone)."""
         self._SyncObj__connectedNodes.add(node)
 
     @property
     def min_election_timeout(self) -> float:
-        return self._SyncObj__conf.raftMinTimeout
+        timeout: float = self._SyncObj__conf.raftMinTimeout
+        return timeout
 
     # ---- read-only views -------------------------------------------------------------------
     @property
@@ -385,13 +433,16 @@ class RaftNode(SyncObj):
     @property
     def leader_address(self) -> str | None:
         leader = self._getLeader()
-        return leader.address if leader is not None else None
+        if leader is None:
+            return None
+        address: str = leader.address
+        return address
 
     @property
     def term(self) -> int:
         return self.raftCurrentTerm
 
-    def peer_progress(self) -> dict[str, dict]:
+    def peer_progress(self) -> dict[str, PeerView]:
         """Per peer address: connected, and (on the leader) match index, as of the last tick
         (copied in the tick thread: pysyncobj's dicts change under a reader elsewhere)."""
         return self._peer_view

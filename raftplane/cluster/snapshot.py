@@ -27,10 +27,12 @@ import os
 import struct
 import tempfile
 import threading
+from collections.abc import Collection
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO, TypedDict
 
 import crc32c
+import lmdb
 from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.node import TCPNode
 
@@ -45,6 +47,8 @@ TRAILER_MAGIC = b"RPSNAPOK"
 CHUNK = 1 << 20
 
 Entry = tuple[bytes, int, int]
+# pysyncobj's bookkeeping in a snapshot: (last entry, previous entry, members: its nodes).
+RaftData = tuple[Entry, Entry, Collection[object]]
 
 
 class SnapshotInvalid(ValueError):
@@ -52,7 +56,8 @@ class SnapshotInvalid(ValueError):
 
 
 # ---- the file format ---------------------------------------------------------------------
-def write(path: str, raft_data: tuple, store: Store, txn: object | None = None) -> None:
+def write(path: str, raft_data: RaftData, store: Store,
+          txn: lmdb.Transaction[bytes] | None = None) -> None:
     """Write a snapshot of `store` (as seen by read transaction `txn`) to `path`, fsynced.
 
     `raft_data` is pysyncobj's (last entry, previous entry, members).
@@ -81,7 +86,7 @@ def write(path: str, raft_data: tuple, store: Store, txn: object | None = None) 
         os.fsync(f.fileno())
 
 
-def read_header(path: str | Path) -> tuple[dict, int, int]:
+def read_header(path: str | Path) -> tuple[dict[str, Any], int, int]:
     """Verify the snapshot at `path`; its header, and the data's offset and length.
 
     Raises SnapshotInvalid for a torn, damaged or foreign file.
@@ -120,7 +125,7 @@ def snapshot_entries(path: str | Path) -> tuple[Entry, Entry] | None:
     return _entry_from_json(header["previous"]), _entry_from_json(header["last"])
 
 
-def read(path: str, store: Store) -> tuple:
+def read(path: str, store: Store) -> RaftData:
     """Install the snapshot at `path` into `store` (unless the store is already past it),
     durably. Returns pysyncobj's (last entry, previous entry, members)."""
     header, start, length = read_header(path)
@@ -160,16 +165,23 @@ def _fsync_dir(path: str | Path) -> None:
         os.close(fd)
 
 
-def _entry_to_json(entry: tuple) -> list:
+def _entry_to_json(entry: Entry) -> list[str | int]:
     command, index, term = entry
     return [base64.b64encode(command).decode(), index, term]
 
 
-def _entry_from_json(raw: list) -> Entry:
+def _entry_from_json(raw: list[Any]) -> Entry:
     return base64.b64decode(raw[0]), raw[1], raw[2]
 
 
 # ---- pysyncobj's Serializer, replaced ------------------------------------------------------
+class _Transfer(TypedDict):
+    """Our snapshot file on its way to one follower."""
+
+    file: BinaryIO
+    sent: int
+
+
 class SnapshotFiles:
     """pysyncobj's Serializer interface over our snapshot files (see module docstring)."""
 
@@ -180,7 +192,7 @@ class SnapshotFiles:
         self._state = SERIALIZER_STATE.NOT_SERIALIZING
         self._current_id = 0
         self._worker: threading.Thread | None = None
-        self._outgoing: dict[object, dict] = {}
+        self._outgoing: dict[object, _Transfer] = {}
         self._incoming: BinaryIO | None = None
         self.last_error: BaseException | None = None
 
@@ -197,7 +209,7 @@ class SnapshotFiles:
             return state, self._current_id
         return SERIALIZER_STATE.NOT_SERIALIZING, None
 
-    def serialize(self, data: tuple, id: int) -> None:
+    def serialize(self, data: tuple[object, Entry, Entry, Collection[object]], id: int) -> None:
         """Start writing a snapshot of the store as it is now (called in the tick thread)."""
         if self._worker is not None:
             return
@@ -208,7 +220,7 @@ class SnapshotFiles:
                                         name="snapshot-writer", daemon=True)
         self._worker.start()
 
-    def _write(self, raft_data: tuple, txn: object) -> None:
+    def _write(self, raft_data: RaftData, txn: lmdb.Transaction[bytes]) -> None:
         tmp = self._path + ".tmp"
         try:
             write(tmp, raft_data, self._store, txn)
@@ -223,7 +235,7 @@ class SnapshotFiles:
         finally:
             self._store.end_snapshot(txn)
 
-    def deserialize(self) -> tuple:
+    def deserialize(self) -> tuple[None, Entry, Entry, Collection[object]]:
         return (None, *read(self._path, self._store))
 
     # -- sending ours to a follower
