@@ -18,6 +18,7 @@ from typing import Protocol
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from raftplane.auth import keys
+from raftplane.model.kinds import Resource
 from raftplane.storage.store import Store
 from raftplane.wire import log_entry_pb2 as wire
 
@@ -59,14 +60,14 @@ class AuthState:
         if any(kind in (SIGNING_KEYS, "*") for kind, _ in changed):
             self._keys_generation += 1
 
-    def bootstrap(self) -> dict | None:
+    def bootstrap(self) -> Resource | None:
         return self.store.get(AUTH, BOOTSTRAP)
 
     def initialized(self) -> bool:
         record = self.bootstrap()
         return bool(record and record.get("initialized"))
 
-    def signing_keys(self) -> list[dict]:
+    def signing_keys(self) -> list[Resource]:
         return _all(self.store, SIGNING_KEYS)
 
     def public_keys(self) -> dict[str, Ed25519PublicKey]:
@@ -106,15 +107,16 @@ class AuthState:
                                                           record["createdAt"])
         return None
 
-    def token(self, jti: str) -> dict | None:
+    def token(self, jti: str) -> Resource | None:
         return self.store.get(TOKENS, jti)
 
-    def tokens(self) -> list[dict]:
+    def tokens(self) -> list[Resource]:
         return _all(self.store, TOKENS)
 
 
-def _all(store: Store, kind: str) -> list[dict]:
-    out, cursor = [], None
+def _all(store: Store, kind: str) -> list[Resource]:
+    out: list[Resource] = []
+    cursor: str | None = None
     while True:
         page = store.list(kind, limit=1000, cursor=cursor)
         out.extend(page.items)
@@ -123,7 +125,7 @@ def _all(store: Store, kind: str) -> list[dict]:
             return out
 
 
-def put_command(kind: str, name: str, value: dict, mode: int,
+def put_command(kind: str, name: str, value: Resource, mode: wire.PutMode,
                 expected_revision: int = 0) -> wire.Command:
     """A Put of an auth record."""
     command = wire.Command()
@@ -133,7 +135,7 @@ def put_command(kind: str, name: str, value: dict, mode: int,
     return command
 
 
-def key_record(key: keys.SigningKey, secret: str, active: bool = True) -> dict:
+def key_record(key: keys.SigningKey, secret: str, active: bool = True) -> Resource:
     """The stored form of a signing key: public part in clear, private part sealed."""
     public = key.public_key.public_bytes_raw()
     return {
