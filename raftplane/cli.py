@@ -30,7 +30,7 @@ def _env(name: str, default: str | None = None) -> str | None:
     return os.environ.get(f"RAFTPLANE_{name}", default)
 
 
-def _serve_parser(sub: argparse._SubParsersAction) -> None:
+def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("serve", help="run one node (what each StatefulSet pod runs)")
     p.add_argument("--node-id", default=_env("NODE_ID"), help="this node's id [RAFTPLANE_NODE_ID]")
     p.add_argument("--data-dir", default=_env("DATA_DIR"), help="[RAFTPLANE_DATA_DIR]")
@@ -99,7 +99,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--log-level", default=_env("LOG_LEVEL", "INFO"))
 
 
-def _dev_parser(sub: argparse._SubParsersAction) -> None:
+def _dev_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("dev", help="run a local cluster of node processes on 127.0.0.1")
     p.add_argument("--nodes", type=int, default=3, choices=(1, 3, 5))
     p.add_argument("--data-dir", default=".dev-cluster",
@@ -114,7 +114,7 @@ def _dev_parser(sub: argparse._SubParsersAction) -> None:
                    help="also start an upstream and a real Envoy configured through the API")
 
 
-def _certs_parser(sub: argparse._SubParsersAction) -> None:
+def _certs_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("certs", help="create a CA and server certificates for xDS mTLS")
     p.add_argument("--dir", required=True, help="where to write ca.pem, ca-key.pem, NODE.pem ...")
     p.add_argument("--node", action="append", default=[], metavar="NAME=ADDR[,ADDR...]",

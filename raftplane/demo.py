@@ -97,7 +97,7 @@ def configure(api: str, token: str, upstream_port: int, listener_port: int,
 
 
 def start_envoy(api: str, token: str, data_dir: Path, admin_port: int,
-                context: ssl.SSLContext | None = None) -> subprocess.Popen:
+                context: ssl.SSLContext | None = None) -> subprocess.Popen[bytes]:
     """Fetch the dataplane's bootstrap from the API and start Envoy with it."""
     status, bootstrap = _request(
         "GET", f"{api}/api/v1/teams/{TEAM}/dataplanes/{DATAPLANE}/bootstrap"
@@ -120,7 +120,8 @@ def wait_for_traffic(listener_port: int, timeout: float = 60.0) -> str:
         try:
             with urllib.request.urlopen(f"http://127.0.0.1:{listener_port}/", timeout=2) as r:
                 if r.status == 200:
-                    return r.read().decode()
+                    answer: str = r.read().decode()
+                    return answer
         except OSError as exc:
             last = exc
         time.sleep(0.1)

@@ -63,7 +63,7 @@ def run_dev(nodes: int, data_dir: Path, log_level: str = "INFO", demo: bool = Fa
     return 0
 
 
-def _start_demo(cluster: LocalCluster, leader: str) -> tuple[subprocess.Popen, DemoUpstream]:
+def _start_demo(cluster: LocalCluster, leader: str) -> tuple[subprocess.Popen[bytes], DemoUpstream]:
     from raftplane import demo
 
     follower = next((n for n in cluster.nodes.values() if n.id != leader),

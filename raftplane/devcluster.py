@@ -19,6 +19,7 @@ import urllib.error
 import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 _handed_out: set[int] = set()
 PORT_FLOOR = 10000
@@ -52,7 +53,8 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
     with socket.socket() as s:  # no room below the ephemeral range: let the kernel pick
         s.bind((host, 0))
-        return s.getsockname()[1]
+        picked: int = s.getsockname()[1]
+        return picked
 
 
 @dataclass
@@ -61,7 +63,7 @@ class LocalNode:
     api: str
     raft: str
     xds: str
-    process: subprocess.Popen | None = None
+    process: subprocess.Popen[bytes] | None = None
 
     @property
     def pid(self) -> int | None:
@@ -246,7 +248,7 @@ class LocalCluster:
         self.stop()
 
     # ---- observation ----------------------------------------------------------------------
-    def status(self, node_id: str, timeout: float = 2.0) -> dict | None:
+    def status(self, node_id: str, timeout: float = 2.0) -> dict[str, Any] | None:
         headers = {}
         if self.admin_token_file.exists():
             headers["Authorization"] = f"Bearer {self.admin_token}"
@@ -254,7 +256,8 @@ class LocalCluster:
                                      headers=headers)
         try:
             with urllib.request.urlopen(req, timeout=timeout, context=self.ssl_context) as resp:
-                return json.loads(resp.read())
+                status: dict[str, Any] = json.loads(resp.read())
+                return status
         except (OSError, urllib.error.URLError, ValueError):
             return None
 
@@ -268,7 +271,8 @@ class LocalCluster:
             leading = [v["id"] for v in views if v and v["role"] == "leader"]
             if len(leaders) == 1 and None not in leaders and len(leading) == 1 \
                     and leading[0] in leaders and all(views):
-                return leading[0]
+                leader: str = leading[0]
+                return leader
             time.sleep(0.05)
         raise TimeoutError(f"no agreed leader within {timeout}s")
 
@@ -312,13 +316,14 @@ class LocalCluster:
                                  0o600)
                     with os.fdopen(fd, "w") as f:
                         f.write(body["token"])
-                    return body["token"]
+                    issued: str = body["token"]
+                    return issued
             time.sleep(0.1)
         raise TimeoutError(f"could not initialize the cluster within {timeout}s")
 
 
-def _post_json(url: str, body: dict, context: ssl.SSLContext | None = None
-               ) -> tuple[int, dict]:
+def _post_json(url: str, body: dict[str, Any], context: ssl.SSLContext | None = None
+               ) -> tuple[int, dict[str, Any]]:
     req = urllib.request.Request(url, data=json.dumps(body).encode(), method="POST",
                                  headers={"Content-Type": "application/json"})
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import time
 from datetime import datetime
-from typing import cast
+from typing import Any, cast
 
 from aiohttp import web
 
@@ -78,7 +78,8 @@ def _secret(request: web.Request) -> str:
     return secret
 
 
-def _issue(claims: tokens.Claims, key: keys.SigningKey, description: str) -> tuple[str, dict]:
+def _issue(claims: tokens.Claims, key: keys.SigningKey, description: str
+           ) -> tuple[str, dict[str, Any]]:
     jwt = tokens.issue(claims, key)
     record = {"name": claims.jti, "id": claims.jti, "tokenName": claims.sub,
               "description": description, "scopes": claims.scopes, "teams": claims.teams,
@@ -86,7 +87,7 @@ def _issue(claims: tokens.Claims, key: keys.SigningKey, description: str) -> tup
     return jwt, record
 
 
-def _public(record: dict) -> dict:
+def _public(record: dict[str, Any]) -> dict[str, Any]:
     """A token record as shown to clients (it never holds the token itself)."""
     return {"id": record["id"], "name": record["tokenName"],
             "description": record.get("description", ""), "scopes": record["scopes"],
@@ -96,7 +97,8 @@ def _public(record: dict) -> dict:
 
 
 def _caller(request: web.Request) -> tokens.Claims:
-    return request["principal"]
+    claims: tokens.Claims = request["principal"]
+    return claims
 
 
 def _check_grant(request: web.Request, scopes: list[str], teams: list[str]) -> None:
@@ -160,7 +162,7 @@ async def create_token(request: web.Request) -> web.StreamResponse:
 
 
 async def _respond_with_token(request: web.Request, raw: bytes, command: wire.Command, jwt: str,
-                              record: dict) -> web.StreamResponse:
+                              record: dict[str, Any]) -> web.StreamResponse:
     response = await execute_write(request, raw, command)
     if response.status != 201 or "Idempotent-Replayed" in response.headers:
         # A replay: the token was returned by the first answer and is never stored.
@@ -171,7 +173,7 @@ async def _respond_with_token(request: web.Request, raw: bytes, command: wire.Co
         k: v for k, v in response.headers.items() if k.lower().startswith("x-raftplane")})
 
 
-def _visible_token(request: web.Request, token_id: str) -> dict:
+def _visible_token(request: web.Request, token_id: str) -> dict[str, Any]:
     record = request.app[AUTH_STATE].token(token_id)
     teams = visible_teams(request)
     if record is None or (teams is not None and not set(record["teams"]) <= teams):
@@ -192,7 +194,7 @@ async def get_token(request: web.Request) -> web.StreamResponse:
     return web.json_response(_public(record), headers=revision_headers(request))
 
 
-def _revoked(record: dict) -> dict:
+def _revoked(record: dict[str, Any]) -> dict[str, Any]:
     clean = {k: v for k, v in record.items() if k not in ("revision", "createdAt", "updatedAt")}
     return {**clean, "revoked": True, "revokedAt": int(time.time())}
 

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+
+if TYPE_CHECKING:
+    from raftplane.storage.store import StoreStats
 
 
 class ApiMetrics:
@@ -45,7 +50,7 @@ class ApiMetrics:
         self.idempotency_keys = Gauge("raftplane_idempotency_keys",
                                       "Idempotency-Key results kept", registry=r)
 
-    def observe_store(self, stats: dict) -> None:
+    def observe_store(self, stats: StoreStats) -> None:
         """Set the store gauges from `Store.stats()`."""
         self.store_used.set(stats["usedBytes"])
         self.store_map_size.set(stats["mapSize"])

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 from raftplane.api import bodies
 from raftplane.api.problems import TITLES
@@ -49,14 +50,14 @@ def _schema_name(kind: str) -> str:
     return "".join(part.capitalize() for part in kind.split("-")).rstrip("s")
 
 
-def build_openapi(routes: list[Route]) -> dict:
+def build_openapi(routes: list[Route]) -> dict[str, Any]:
     """Describe every route and status code of the API."""
-    paths: dict[str, dict] = {}
-    components: dict[str, dict] = {"Problem": PROBLEM_SCHEMA}
+    paths: dict[str, dict[str, Any]] = {}
+    components: dict[str, dict[str, Any]] = {"Problem": PROBLEM_SCHEMA}
     for kind in bodies.RESOURCE_KINDS:
         components[_schema_name(kind)] = bodies.json_schema(kind)
     for route in routes:
-        op: dict = {
+        op: dict[str, Any] = {
             "summary": route.summary,
             "operationId": _operation_id(route),
             "tags": list(route.tags),

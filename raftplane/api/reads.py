@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from raftplane.api.context import FORWARDER, NODE
+from raftplane.api.context import FORWARDER, NODE, Node
 from raftplane.api.errors import RETRY_AFTER_SECONDS, LeadershipUnconfirmed, no_leader
 from raftplane.api.problems import Problem, field_problem
 from raftplane.cluster.errors import ClusterError, NoLeader, NotApplied
@@ -88,7 +88,7 @@ async def await_revision(request: web.Request, floor: int = 0) -> Problem | None
     return None
 
 
-def _not_applied(node, revision: int, detail: str) -> Problem:
+def _not_applied(node: Node, revision: int, detail: str) -> Problem:
     commit = node.leader_commit_index
     if commit is None:
         return no_leader(f"{detail}; no leader is known to tell whether it exists")

@@ -8,6 +8,7 @@ import json
 import logging
 import secrets
 from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
@@ -155,7 +156,7 @@ def result_response(request: web.Request, result: CommandResult,
                           extra={"revision": result.revision})
         raise problem
     if result.outcome is Outcome.DELETED:
-        body: dict = {"kind": result.kind, "name": result.name, "deleted": True,
+        body: dict[str, Any] = {"kind": result.kind, "name": result.name, "deleted": True,
                       "revision": result.revision}
     else:
         body = result.resource or {"revision": result.revision}

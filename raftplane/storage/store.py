@@ -16,6 +16,7 @@ import threading
 from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypedDict
 
 import lmdb
 
@@ -44,6 +45,16 @@ class Page:
 
     items: list[Resource]
     next_cursor: str | None
+
+
+class StoreStats(TypedDict):
+    """Size of the store and what retention keeps (`Store.stats`)."""
+
+    usedBytes: int
+    mapSize: int
+    auditEvents: int
+    oldestAuditRevision: int | None  # None: no audit event kept
+    idempotencyKeys: int
 
 
 class Store:
@@ -246,7 +257,7 @@ class Store:
                 counts[kind] = counts.get(kind, 0) + 1
         return counts
 
-    def stats(self) -> dict[str, int | None]:
+    def stats(self) -> StoreStats:
         """Size of the store and what retention keeps (for status and metrics)."""
         with self.read() as txn:
             audit_events = txn.stat(self._dbs["audit"])["entries"]

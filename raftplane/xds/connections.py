@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
@@ -17,7 +18,7 @@ class TypeStatus:
     acked_version: str = ""
     responses: int = 0
     last_resources: int = 0  # resources (and removals) in the last response
-    last_nack: dict | None = None  # {version, error, at}
+    last_nack: dict[str, Any] | None = None  # {version, error, at}
 
 
 @dataclass
@@ -35,7 +36,7 @@ class Connection:
     def type(self, type_url: str) -> TypeStatus:
         return self.types.setdefault(type_url, TypeStatus())
 
-    def as_json(self) -> dict:
+    def as_json(self) -> dict[str, Any]:
         return {
             "id": self.id, "stream": self.stream, "nodeId": self.node_id,
             "dataplane": self.dataplane, "peer": self.peer,
@@ -65,17 +66,17 @@ class XdsMetrics:
             "raftplane_xds_push_seconds", "From a change being applied to its push", ["type"],
             registry=registry, buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1),
         )
-        self._push_counts: dict[str, object] = {}
-        self._push_timers: dict[str, object] = {}
+        self._push_counts: dict[str, Counter] = {}
+        self._push_timers: dict[str, Histogram] = {}
 
-    def push_count(self, short: str):
+    def push_count(self, short: str) -> Counter:
         """The pushes counter of one type (label lookups are cached: this is a hot path)."""
         child = self._push_counts.get(short)
         if child is None:
             child = self._push_counts[short] = self.pushes.labels(short)
         return child
 
-    def push_timer(self, short: str):
+    def push_timer(self, short: str) -> Histogram:
         child = self._push_timers.get(short)
         if child is None:
             child = self._push_timers[short] = self.push_latency.labels(short)

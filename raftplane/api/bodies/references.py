@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from raftplane.api.bodies.validation import kind_spec
-from raftplane.model.kinds import Kind
+from raftplane.model.kinds import Kind, Resource
 
 
 @dataclass(frozen=True)
@@ -34,7 +34,7 @@ def _route_references(
                     add(Kind.CLUSTERS, target["name"], f"{action_path}.clusters[{k}].name")
 
 
-def references(kind: str, resource: dict) -> list[Reference]:
+def references(kind: str, resource: Resource) -> list[Reference]:
     """Resources this validated resource names, deduplicated, in first-seen order: its team,
     a listener's dataplane ("<team>/<dataplaneId>"), the route configs and clusters its routes
     and filters name (forward/weighted actions, routeConfigName, tcpProxy cluster, clusters in
@@ -66,6 +66,6 @@ def references(kind: str, resource: dict) -> list[Reference]:
     return list(found.values())
 
 
-def stored_name(kind: str, resource: dict) -> str:
+def stored_name(kind: str, resource: Resource) -> str:
     """The key a resource is stored under: its name, but "<team>/<name>" for dataplanes."""
     return Kind(kind).stored_name(resource)

@@ -14,6 +14,7 @@ from typing import Any
 from raftplane.api.bodies.definitions import KIND_SPECS
 from raftplane.api.bodies.nodes import Errors, Obj
 from raftplane.model.kinds import RESOURCE_KINDS as RESOURCE_KINDS
+from raftplane.model.kinds import Resource
 
 READ_ONLY_FIELDS = ("revision", "createdAt", "updatedAt")
 
@@ -61,7 +62,7 @@ def _from_path(body: dict[str, Any], key: str, value: str | None, errors: Errors
 
 def validate_resource(
     kind: str, body: object, *, path_name: str | None = None, path_team: str | None = None
-) -> dict:
+) -> Resource:
     """Return the normalized resource (defaults filled in, read-only fields dropped) or raise
     ValidationFailed with every field error found. Raises ValueError for an unknown kind."""
     spec = kind_spec(kind)
@@ -72,14 +73,14 @@ def validate_resource(
     _from_path(body, "name", path_name, errors)
     if "team" in spec.fields:
         _from_path(body, "team", path_team, errors)
-    resource = spec.validate(body, "", errors)
+    resource: Resource = spec.validate(body, "", errors)
     if errors:
         unique = dict.fromkeys(errors)
         raise ValidationFailed([FieldError(path, message) for path, message in unique])
     return resource
 
 
-def json_schema(kind: str) -> dict:
+def json_schema(kind: str) -> dict[str, Any]:
     """A JSON Schema (2020-12 dialect, usable inside an OpenAPI 3.1 document) of the request
     body of ``kind``. Read-only fields are listed with readOnly: true."""
     schema = kind_spec(kind).schema()
