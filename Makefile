@@ -15,8 +15,10 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/raftplane dev --nodes 3 --data-dir .dev-cluster --demo
 
+# mypy's settings (what it checks, how strictly) are in pyproject.toml's [tool.mypy].
 lint: $(STAMP)
 	$(BIN)/ruff check raftplane tests bench scripts
+	$(BIN)/mypy
 
 test: $(STAMP) lint
 	$(BIN)/pytest -q tests
