@@ -12,7 +12,7 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from raftplane.cluster.applied import AppliedFeed
@@ -39,8 +39,8 @@ class ClusterNode:
         self.applied = AppliedFeed(self._loop, store.applied_index)
         store.add_applied_listener(self.applied.entry_applied)
         # Async callables run each time this node becomes leader.
-        self.leader_hooks: list[Callable[[], Coroutine[Any, Any, None]]] = []
-        self._hook_tasks: set[asyncio.Task[None]] = set()
+        self.leader_hooks: list[Callable[[], Awaitable[None]]] = []
+        self._hook_tasks: set[asyncio.Future[None]] = set()
         self._leader_hooks_on_loop = self.applied.in_loop(self._run_leader_hooks)
         self._raft = RaftNode(config, store, on_role_change=self._on_role_in_raft_thread)
         # Raft-internal entries (leader no-ops, membership) advance the log without touching
@@ -118,7 +118,7 @@ class ClusterNode:
 
     def _run_leader_hooks(self) -> None:
         for hook in self.leader_hooks:
-            task = self._loop.create_task(hook())
+            task = asyncio.ensure_future(hook(), loop=self._loop)  # a coroutine: a Task
             self._hook_tasks.add(task)
             task.add_done_callback(self._hook_tasks.discard)
 

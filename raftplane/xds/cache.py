@@ -19,8 +19,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from google.protobuf import any_pb2
+from google.protobuf.message import Message
 
-from raftplane.model.kinds import Kind
+from raftplane.model.kinds import Kind, Resource
 from raftplane.storage.store import Store
 from raftplane.xds import translate
 from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE
@@ -68,9 +69,9 @@ class XdsCache:
     def __init__(self, store: Store) -> None:
         self._store = store
         self._translated: dict[str, dict[str, XdsResource | None]] = {t: {} for t in PUSH_ORDER}
-        self._cluster_json: dict[str, dict] = {}
-        self._listener_json: dict[str, dict] = {}
-        self._route_json: dict[str, dict] = {}
+        self._cluster_json: dict[str, Resource] = {}
+        self._listener_json: dict[str, Resource] = {}
+        self._route_json: dict[str, Resource] = {}
         self._listeners_of: dict[str, set[str]] = defaultdict(set)  # scope key -> listeners
         self._views: dict[str, DataplaneView] = {}
         self._watchers: dict[str, set[Watcher]] = defaultdict(set)
@@ -137,7 +138,7 @@ class XdsCache:
                 if changed_types:
                     self._notify(dataplane, changed_types)
 
-    def _put(self, kind: str, name: str, resource: dict) -> None:
+    def _put(self, kind: str, name: str, resource: Resource) -> None:
         if kind == Kind.CLUSTERS:
             self._cluster_json[name] = resource
         elif kind == Kind.ROUTE_CONFIGS:
@@ -241,7 +242,7 @@ class XdsCache:
             self._notify(dataplane, frozenset(PUSH_ORDER))
 
 
-def _scope_key(listener: dict) -> str:
+def _scope_key(listener: Resource) -> str:
     """The dataplane a listener belongs to ("team/dataplane"), or "team/*" for all of them."""
     return f"{listener.get('team', '')}/{listener.get('dataplaneId') or '*'}"
 
@@ -257,7 +258,7 @@ def _types_of(kind: str) -> tuple[str, ...]:
     return _TYPES_OF.get(kind, ())
 
 
-def _packed(name: str, version: str, message: object) -> XdsResource:
+def _packed(name: str, version: str, message: Message) -> XdsResource:
     packed = any_pb2.Any()
     packed.Pack(message)
     return XdsResource(name, version, packed, message)

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from envoy.service.discovery.v3 import discovery_pb2
 
-from raftplane.xds.cache import XdsResource
+from raftplane.xds.cache import DataplaneView, XdsResource
+from raftplane.xds.connections import ConnectionRegistry
 from raftplane.xds.retention import retained_clusters
-from raftplane.xds.stream import StreamBase, next_nonce
+from raftplane.xds.stream import StreamBase, ViewWatcher, next_nonce
 from raftplane.xds.types import CLUSTER, ENDPOINT, PUSH_ORDER, ROUTE, SHORT_NAMES, WILDCARD_TYPES
+
+if TYPE_CHECKING:
+    from raftplane.xds.stream import Context
 
 
 @dataclass
@@ -31,21 +36,24 @@ class DeltaStream(StreamBase):
 
     kind = "ads-delta"
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, cache: ViewWatcher, registry: ConnectionRegistry, context: Context,
+                 only_type: str | None = None, identity_from_certificate: bool = False) -> None:
+        super().__init__(cache, registry, context, only_type, identity_from_certificate)
         self._types: dict[str, _DeltaState] = {t: _DeltaState() for t in PUSH_ORDER}
 
-    def handle_request(self, request: discovery_pb2.DeltaDiscoveryRequest) -> list:
+    def handle_request(self, request: discovery_pb2.DeltaDiscoveryRequest
+                       ) -> list[discovery_pb2.DeltaDiscoveryResponse]:
         type_url = request.type_url or self.only_type or ""
         state = self._types.get(type_url)
         if state is None or (self.only_type and type_url != self.only_type):
             return []
-        status = self.conn.type(type_url)
+        conn = self._connection()
+        status = conn.type(type_url)
         if request.response_nonce:
             sent, removed = state.nonces.pop(request.response_nonce, ([], []))
             if request.HasField("error_detail"):
                 version = ",".join(f"{r.name}@{r.version}" for r in sent)
-                self.registry.record_nack(self.conn, type_url, version,
+                self.registry.record_nack(conn, type_url, version,
                                           request.error_detail.message)
             else:
                 for resource in sent:
@@ -80,17 +88,17 @@ class DeltaStream(StreamBase):
     def _adopt(self, type_url: str, held: dict[str, str]) -> None:
         """What the client holds at the current version counts as accepted on this stream
         (so routes are not held back for clusters it already has)."""
-        current = self.cache.view(self.dataplane).resources.get(type_url, {})
+        current = self.cache.view(self._dataplane()).resources.get(type_url, {})
         for name, version in held.items():
             resource = current.get(name)
             if resource is not None and resource.version == version:
                 self._types[type_url].acked[name] = resource
 
-    def push(self, types: frozenset[str]) -> list:
-        view = self.cache.view(self.dataplane)
+    def push(self, types: frozenset[str]) -> list[discovery_pb2.DeltaDiscoveryResponse]:
+        view = self.cache.view(self._dataplane())
         keep = retained_clusters(self._types[ROUTE].acked, view.resources.get(ROUTE, {}))
         held = self.held_routes(view.resources.get(ROUTE, {}))  # sent once clusters are warm
-        out = []
+        out: list[discovery_pb2.DeltaDiscoveryResponse] = []
         for type_url in PUSH_ORDER:
             state = self._types[type_url]
             if not state.requested:
@@ -117,11 +125,12 @@ class DeltaStream(StreamBase):
             out.append(self._response(type_url, view, changed, removed + missing))
         return out
 
-    def _response(self, type_url: str, view, changed: list, removed: list[str]):
+    def _response(self, type_url: str, view: DataplaneView, changed: list[XdsResource],
+                  removed: list[str]) -> discovery_pb2.DeltaDiscoveryResponse:
         state = self._types[type_url]
         nonce = next_nonce()
         state.nonces[nonce] = (changed, removed)
-        status = self.conn.type(type_url)
+        status = self._connection().type(type_url)
         status.sent_version = view.versions.get(type_url, "")
         status.responses += 1
         status.last_resources = len(changed) + len(removed)

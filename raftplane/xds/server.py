@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING
 
 import grpc
 from envoy.service.cluster.v3 import cds_pb2_grpc
@@ -17,6 +19,9 @@ from raftplane.xds.delta import DeltaStream
 from raftplane.xds.sotw import SotwStream
 from raftplane.xds.stream import ViewWatcher
 from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+
+if TYPE_CHECKING:
+    from raftplane.xds.stream import Context, Request, Response
 
 log = logging.getLogger(__name__)
 
@@ -37,63 +42,86 @@ class _Streams:
         self.registry = registry
         self.mtls = mtls
 
-    def sotw(self, requests, context, only_type=None, kind="ads"):
+    def sotw(self, requests: AsyncIterator[Request], context: Context,
+             only_type: str | None = None, kind: str = "ads") -> AsyncIterator[Response]:
         stream = SotwStream(self.cache, self.registry, context, only_type, self.mtls)
         stream.kind = kind
         return stream.run(requests)
 
-    def delta(self, requests, context, only_type=None, kind="ads-delta"):
+    def delta(self, requests: AsyncIterator[Request], context: Context,
+              only_type: str | None = None, kind: str = "ads-delta") -> AsyncIterator[Response]:
         stream = DeltaStream(self.cache, self.registry, context, only_type, self.mtls)
         stream.kind = kind
         return stream.run(requests)
 
 
-class AdsService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer, _Streams):
-    async def StreamAggregatedResources(self, request_iterator, context):
+# xds-protos ships no type information: each generated servicer base is Any to mypy.
+class AdsService(ads_pb2_grpc.AggregatedDiscoveryServiceServicer, _Streams):  # type: ignore[misc]
+    async def StreamAggregatedResources(
+        self, request_iterator: AsyncIterator[Request], context: Context
+    ) -> AsyncIterator[Response]:
         async for response in self.sotw(request_iterator, context):
             yield response
 
-    async def DeltaAggregatedResources(self, request_iterator, context):
+    async def DeltaAggregatedResources(
+        self, request_iterator: AsyncIterator[Request], context: Context
+    ) -> AsyncIterator[Response]:
         async for response in self.delta(request_iterator, context):
             yield response
 
 
-class CdsService(cds_pb2_grpc.ClusterDiscoveryServiceServicer, _Streams):
-    async def StreamClusters(self, request_iterator, context):
+class CdsService(cds_pb2_grpc.ClusterDiscoveryServiceServicer, _Streams):  # type: ignore[misc]
+    async def StreamClusters(
+        self, request_iterator: AsyncIterator[Request], context: Context
+    ) -> AsyncIterator[Response]:
         async for response in self.sotw(request_iterator, context, CLUSTER, "cds"):
             yield response
 
-    async def DeltaClusters(self, request_iterator, context):
+    async def DeltaClusters(
+        self, request_iterator: AsyncIterator[Request], context: Context
+    ) -> AsyncIterator[Response]:
         async for response in self.delta(request_iterator, context, CLUSTER, "cds-delta"):
             yield response
 
 
-class EdsService(eds_pb2_grpc.EndpointDiscoveryServiceServicer, _Streams):
-    async def StreamEndpoints(self, request_iterator, context):
+class EdsService(eds_pb2_grpc.EndpointDiscoveryServiceServicer, _Streams):  # type: ignore[misc]
+    async def StreamEndpoints(
+        self, request_iterator: AsyncIterator[Request], context: Context
+    ) -> AsyncIterator[Response]:
         async for response in self.sotw(request_iterator, context, ENDPOINT, "eds"):
             yield response
 
-    async def DeltaEndpoints(self, request_iterator, context):
+    async def DeltaEndpoints(
+        self, request_iterator: AsyncIterator[Request], context: Context
+    ) -> AsyncIterator[Response]:
         async for response in self.delta(request_iterator, context, ENDPOINT, "eds-delta"):
             yield response
 
 
-class LdsService(lds_pb2_grpc.ListenerDiscoveryServiceServicer, _Streams):
-    async def StreamListeners(self, request_iterator, context):
+class LdsService(lds_pb2_grpc.ListenerDiscoveryServiceServicer, _Streams):  # type: ignore[misc]
+    async def StreamListeners(
+        self, request_iterator: AsyncIterator[Request], context: Context
+    ) -> AsyncIterator[Response]:
         async for response in self.sotw(request_iterator, context, LISTENER, "lds"):
             yield response
 
-    async def DeltaListeners(self, request_iterator, context):
+    async def DeltaListeners(
+        self, request_iterator: AsyncIterator[Request], context: Context
+    ) -> AsyncIterator[Response]:
         async for response in self.delta(request_iterator, context, LISTENER, "lds-delta"):
             yield response
 
 
-class RdsService(rds_pb2_grpc.RouteDiscoveryServiceServicer, _Streams):
-    async def StreamRoutes(self, request_iterator, context):
+class RdsService(rds_pb2_grpc.RouteDiscoveryServiceServicer, _Streams):  # type: ignore[misc]
+    async def StreamRoutes(
+        self, request_iterator: AsyncIterator[Request], context: Context
+    ) -> AsyncIterator[Response]:
         async for response in self.sotw(request_iterator, context, ROUTE, "rds"):
             yield response
 
-    async def DeltaRoutes(self, request_iterator, context):
+    async def DeltaRoutes(
+        self, request_iterator: AsyncIterator[Request], context: Context
+    ) -> AsyncIterator[Response]:
         async for response in self.delta(request_iterator, context, ROUTE, "rds-delta"):
             yield response
 

@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from envoy.service.discovery.v3 import discovery_pb2
 
 from raftplane.xds.cache import XdsResource, set_version
+from raftplane.xds.connections import ConnectionRegistry
 from raftplane.xds.retention import retained_clusters
-from raftplane.xds.stream import StreamBase, next_nonce
+from raftplane.xds.stream import StreamBase, ViewWatcher, next_nonce
 from raftplane.xds.types import CLUSTER, ENDPOINT, PUSH_ORDER, ROUTE, SHORT_NAMES, WILDCARD_TYPES
+
+if TYPE_CHECKING:
+    from raftplane.xds.stream import Context
 
 
 @dataclass
@@ -29,21 +34,24 @@ class SotwStream(StreamBase):
 
     kind = "ads"
 
-    def __init__(self, *args, **kwargs) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, cache: ViewWatcher, registry: ConnectionRegistry, context: Context,
+                 only_type: str | None = None, identity_from_certificate: bool = False) -> None:
+        super().__init__(cache, registry, context, only_type, identity_from_certificate)
         self._types: dict[str, _TypeState] = {t: _TypeState() for t in PUSH_ORDER}
         self._holding = False  # routes held back: a CDS or EDS ACK may release them
 
-    def handle_request(self, request: discovery_pb2.DiscoveryRequest) -> list:
+    def handle_request(self, request: discovery_pb2.DiscoveryRequest
+                       ) -> list[discovery_pb2.DiscoveryResponse]:
         type_url = request.type_url or self.only_type or ""
         state = self._types.get(type_url)
         if state is None or (self.only_type and type_url != self.only_type):
             return []
         if state.nonce and request.response_nonce != state.nonce:
             return []  # answers an older response: a newer request will follow
-        status = self.conn.type(type_url)
+        conn = self._connection()
+        status = conn.type(type_url)
         if request.HasField("error_detail"):
-            self.registry.record_nack(self.conn, type_url, state.sent_version or "",
+            self.registry.record_nack(conn, type_url, state.sent_version or "",
                                       request.error_detail.message)
             return []  # keep the last good version; do not resend the rejected one
         routes_accepted = False
@@ -60,12 +68,12 @@ class SotwStream(StreamBase):
         state.requested, state.wildcard, state.names = True, wildcard, names - {"*"}
         return self.push(frozenset())
 
-    def push(self, types: frozenset[str]) -> list:
-        view = self.cache.view(self.dataplane)
+    def push(self, types: frozenset[str]) -> list[discovery_pb2.DiscoveryResponse]:
+        view = self.cache.view(self._dataplane())
         keep = retained_clusters(self._types[ROUTE].acked, view.resources.get(ROUTE, {}))
         held = self.held_routes(view.resources.get(ROUTE, {}))
         self._holding = bool(held)
-        out = []
+        out: list[discovery_pb2.DiscoveryResponse] = []
         for type_url in PUSH_ORDER:
             state = self._types[type_url]
             if not state.requested:
@@ -89,7 +97,7 @@ class SotwStream(StreamBase):
         return out
 
     def _respond(self, type_url: str, state: _TypeState, desired: dict[str, XdsResource],
-                 version: str | None = None):
+                 version: str | None = None) -> discovery_pb2.DiscoveryResponse | None:
         version = version or set_version(desired.values())
         if version == state.sent_version and not state.must_answer:
             return None
@@ -97,7 +105,7 @@ class SotwStream(StreamBase):
         state.nonce = next_nonce()
         state.sent_version = version
         state.sent = dict(desired)
-        status = self.conn.type(type_url)
+        status = self._connection().type(type_url)
         status.sent_version = version
         status.responses += 1
         status.last_resources = len(desired)

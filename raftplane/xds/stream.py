@@ -13,15 +13,25 @@ import itertools
 import logging
 import time
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol, TypeAlias
 
 import grpc
+from envoy.config.core.v3 import base_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 
 from raftplane.auth.certs import spiffe_dataplane
 from raftplane.xds.cache import DataplaneView, XdsResource
 from raftplane.xds.connections import Connection, ConnectionRegistry
 from raftplane.xds.retention import held_routes
 from raftplane.xds.types import CLUSTER, ENDPOINT
+
+if TYPE_CHECKING:
+    # Envoy's messages of both protocols (xds-protos ships no type information: to mypy
+    # these are Any, and name what travels for the reader).
+    Request: TypeAlias = discovery_pb2.DiscoveryRequest | discovery_pb2.DeltaDiscoveryRequest
+    Response: TypeAlias = (discovery_pb2.DiscoveryResponse
+                           | discovery_pb2.DeltaDiscoveryResponse)
+    Context: TypeAlias = grpc.aio.ServicerContext[Request, Response]
 
 log = logging.getLogger(__name__)
 
@@ -34,21 +44,22 @@ def next_nonce() -> str:
     return str(next(_nonces))
 
 
-def dataplane_of(node) -> str | None:
+def dataplane_of(node: base_pb2.Node) -> str | None:
     """The dataplane ("team/name") an Envoy belongs to, from its bootstrap node."""
     fields = node.metadata.fields
     if DATAPLANE_METADATA_KEY in fields:
-        value = fields[DATAPLANE_METADATA_KEY].string_value
+        value: str = fields[DATAPLANE_METADATA_KEY].string_value
         if value.count("/") == 1:
             return value
-    if node.cluster.count("/") == 1:
-        return node.cluster
+    cluster: str = node.cluster
+    if cluster.count("/") == 1:
+        return cluster
     return None
 
 
-def certificate_dataplane(context: grpc.aio.ServicerContext) -> str | None:
+def certificate_dataplane(context: Context) -> str | None:
     """The dataplane ("team/name") named by the peer's verified client certificate."""
-    pems = context.auth_context().get("x509_pem_cert") or []
+    pems = list(context.auth_context().get("x509_pem_cert") or [])
     if not pems:
         return None
     found = spiffe_dataplane(pems[0])
@@ -65,7 +76,27 @@ class _Changed:
         self.at = time.perf_counter()
 
 
-_END = object()
+class _End:
+    """Queue marker: Envoy closed its side of the stream."""
+
+    __slots__ = ()
+
+
+_END = _End()
+
+
+class TypeProgress(Protocol):
+    """Per xDS type, what a stream knows of its Envoy (both protocols keep these)."""
+
+    @property
+    def requested(self) -> bool:
+        """Envoy subscribed to the type on this stream."""
+        ...
+
+    @property
+    def acked(self) -> Mapping[str, XdsResource]:
+        """The resources Envoy accepted, by name."""
+        ...
 
 
 class ViewWatcher(Protocol):
@@ -89,9 +120,10 @@ class StreamBase:
     """One xDS stream. Subclasses implement `handle_request` and `push`."""
 
     kind = "ads"
+    _types: Mapping[str, TypeProgress]  # per type_url; each subclass keeps its own state
 
     def __init__(self, cache: ViewWatcher, registry: ConnectionRegistry,
-                 context: grpc.aio.ServicerContext, only_type: str | None = None,
+                 context: Context, only_type: str | None = None,
                  identity_from_certificate: bool = False) -> None:
         self.identity_from_certificate = identity_from_certificate
         self.cache = cache
@@ -101,17 +133,27 @@ class StreamBase:
         self.conn: Connection | None = None
         self.dataplane: str | None = None
         self.changed_at: float | None = None
-        self._queue: asyncio.Queue = asyncio.Queue()
+        self._queue: asyncio.Queue[Request | _Changed | Exception | _End] = asyncio.Queue()
 
-    async def run(self, requests: AsyncIterator) -> AsyncIterator:
+    def _connection(self) -> Connection:
+        """This stream's connection (registered when `run` starts, before any request)."""
+        assert self.conn is not None, "the stream is not running"
+        return self.conn
+
+    def _dataplane(self) -> str:
+        """The dataplane served (known before the first request is handled)."""
+        assert self.dataplane is not None, "the stream's Envoy is not identified yet"
+        return self.dataplane
+
+    async def run(self, requests: AsyncIterator[Request]) -> AsyncIterator[Response]:
         """Serve the stream: yields responses until Envoy goes away."""
         self.conn = self.registry.open(self.kind, self.context.peer())
         reader = asyncio.ensure_future(self._read(requests))
-        cancel_watch = None
+        cancel_watch: Callable[[], None] | None = None
         try:
             while True:
                 item = await self._queue.get()
-                if item is _END:
+                if isinstance(item, _End):
                     return
                 if isinstance(item, BaseException):
                     raise item
@@ -132,7 +174,7 @@ class StreamBase:
                 cancel_watch()
             self.registry.close(self.conn)
 
-    async def _identify(self, request) -> object:
+    async def _identify(self, request: Request) -> Callable[[], None]:
         node = request.node
         dataplane = dataplane_of(node)
         if self.identity_from_certificate:
@@ -152,8 +194,9 @@ class StreamBase:
                 "{name}/bootstrap)",
             )
         self.dataplane = dataplane
-        self.conn.node_id = node.id
-        self.conn.dataplane = dataplane
+        conn = self._connection()
+        conn.node_id = node.id
+        conn.dataplane = dataplane
         log.info("xds stream opened", extra={"node_id": node.id, "dataplane": dataplane,
                                              "stream": self.kind})
         return self.cache.watch(dataplane, self._on_change)
@@ -161,7 +204,7 @@ class StreamBase:
     def _on_change(self, types: frozenset[str]) -> None:
         self._queue.put_nowait(_Changed(types))
 
-    async def _read(self, requests: AsyncIterator) -> None:
+    async def _read(self, requests: AsyncIterator[Request]) -> None:
         try:
             async for request in requests:
                 self._queue.put_nowait(request)
@@ -170,10 +213,10 @@ class StreamBase:
             return
         self._queue.put_nowait(_END)
 
-    def handle_request(self, request) -> list:
+    def handle_request(self, request: Request) -> list[Response]:
         raise NotImplementedError
 
-    def push(self, types: frozenset[str]) -> list:
+    def push(self, types: frozenset[str]) -> list[Response]:
         raise NotImplementedError
 
     def held_routes(self, routes: Mapping[str, XdsResource]) -> set[str]:
