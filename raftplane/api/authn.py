@@ -16,6 +16,7 @@ import logging
 import time
 
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from raftplane.api import reads
 from raftplane.api.context import (
@@ -31,6 +32,7 @@ from raftplane.api.writes import forward_if_follower
 from raftplane.auth import tokens
 from raftplane.auth.tokens import Claims, TokenError
 from raftplane.cluster.errors import ClusterError
+from raftplane.model.kinds import Resource
 from raftplane.wire import log_entry_pb2 as wire
 
 log = logging.getLogger(__name__)
@@ -106,7 +108,7 @@ async def _verify_after_catching_up(request: web.Request, token: str) -> Claims:
                 raise _unauthorized(f"the token is not valid ({exc.reason})") from None
 
 
-async def _await_replication(request: web.Request, jti: str) -> dict | None:
+async def _await_replication(request: web.Request, jti: str) -> Resource | None:
     """Follow this node's applies (bounded) until the token `jti` appears here."""
     node, state = request.app[NODE], request.app[AUTH_STATE]
     deadline = time.monotonic() + CATCH_UP_SECONDS
@@ -127,7 +129,7 @@ STALE_EXEMPT = frozenset({"/api/v1/cluster/status"})
 
 
 @web.middleware
-async def auth_middleware(request: web.Request, handler) -> web.StreamResponse:
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     scope = _scope_of(request)
     if not scope:  # public route, or no route at all (404/405 answered by aiohttp)
         return await handler(request)

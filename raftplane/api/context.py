@@ -6,7 +6,7 @@ it); it never reaches past it into the Raft node, the proposer or pysyncobj.
 
 from __future__ import annotations
 
-from typing import Protocol
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -93,7 +93,7 @@ class Node(Protocol):
         """(log entries, commands) proposed by this node's group commit."""
         ...
 
-    def status(self) -> dict:
+    def status(self) -> dict[str, Any]:
         """This node's view of the cluster (GET /api/v1/cluster/status)."""
         ...
 
