@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import json
-from typing import cast
 
 import yaml
 from aiohttp import web
 from google.protobuf import json_format
-from google.protobuf.message import Message
 
 from raftplane.api.context import NODE, XDS
 from raftplane.api.inputs import visible_teams
@@ -105,8 +103,7 @@ async def dataplane_config(request: web.Request) -> web.StreamResponse:
             "version": view.versions.get(type_url, ""),
             "resources": [
                 {"name": r.name, "version": r.version,
-                 # XdsResource.message is typed `object` in xds/cache.py (typed next; issue 10)
-                 "resource": json_format.MessageToDict(cast(Message, r.message))}
+                 "resource": json_format.MessageToDict(r.message)}
                 for r in view.resources.get(type_url, {}).values()
             ],
         }

@@ -38,7 +38,7 @@ class XdsResource:
     name: str
     version: str
     packed: any_pb2.Any
-    message: object  # the Envoy proto (for the debugging view)
+    message: Message  # the Envoy proto (debugging view, retention.py)
 
 
 @dataclass

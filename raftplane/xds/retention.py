@@ -14,10 +14,8 @@ answer 503 (no cluster) until the cluster is warm.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import cast
 
 from envoy.config.route.v3 import route_pb2
-from google.protobuf.message import Message
 
 from raftplane.xds.cache import XdsResource
 
@@ -53,8 +51,7 @@ def warm_clusters(clusters: Mapping[str, XdsResource],
     """Clusters an Envoy ACKed and, for EDS clusters, ACKed the endpoints of."""
     return {name for name, cluster in clusters.items()
             if name in endpoints
-            # XdsResource.message is typed `object` in xds/cache.py (typed next; issue 10)
-            or not cast(Message, cluster.message).HasField("eds_cluster_config")}
+            or not cluster.message.HasField("eds_cluster_config")}
 
 
 def held_routes(routes: Mapping[str, XdsResource], clusters: Mapping[str, XdsResource],
