@@ -135,6 +135,7 @@ class Crasher:
         self.rng = random.Random(seed)
         self.offsets: dict[str, int] = {}  # where each node's current start begins in its log
         self.filled = 0
+        self.fills_acked: dict[str, int] = {}  # fill creates answered 201: name -> revision
         self.moved_aside = 0
 
     # ---- node processes ------------------------------------------------------------------
@@ -241,10 +242,12 @@ class Crasher:
             body = {"name": f"fill-{self.filled}", "team": FILL_TEAM,
                     "endpoints": [{"host": "127.0.0.1", "port": 9000}]}
             try:
-                call("POST", self.cluster.api(node) + "/clusters", body, timeout=4,
-                     headers={"Idempotency-Key": f"fill-{self.filled}"})
+                r = call("POST", self.cluster.api(node) + "/clusters", body, timeout=4,
+                         headers={"Idempotency-Key": f"fill-{self.filled}"})
             except (OSError, http.client.HTTPException):
                 return
+            if r.status == 201:
+                self.fills_acked[body["name"]] = r.body["revision"]
 
     def fill_while(self, filling: threading.Event) -> None:
         """Creates through the running nodes until `filling` is cleared."""
@@ -356,3 +359,17 @@ def differing_replicas(cluster: Cluster, top: int) -> list[str]:
     return [f"{n}: {len(states[n])} clusters, {len(trails[n])} audit events "
             f"(first node {len(states[ids[0]])}, {len(trails[ids[0]])})"
             for n in ids[1:] if states[n] != states[ids[0]] or trails[n] != trails[ids[0]]]
+
+
+def lost_fills(cluster: Cluster, acked: dict[str, int], top: int) -> list[str]:
+    """Acknowledged fill creates (never updated or deleted) missing on a node, or held at
+    another revision than the one acknowledged."""
+    from tests.chaos.final import pages
+
+    lost = []
+    for n in sorted(cluster.nodes):
+        held = {x["name"]: x["revision"] for x in pages(
+            f"{cluster.api(n)}/clusters?team={FILL_TEAM}&minRevision={top}&waitSeconds=30")}
+        lost += [f"{n}: fill create {name} acknowledged at {rev}, holds {held.get(name)}"
+                 for name, rev in sorted(acked.items()) if held.get(name) != rev]
+    return lost

@@ -25,7 +25,14 @@ from pathlib import Path
 
 from raftplane.failpoints import POINTS
 from tests.chaos.checker import Result, check
-from tests.chaos.crashes import FILL_TEAM, Crash, Crasher, differing_replicas, random_action
+from tests.chaos.crashes import (
+    FILL_TEAM,
+    Crash,
+    Crasher,
+    differing_replicas,
+    lost_fills,
+    random_action,
+)
 from tests.chaos.crashes import NODE_ARGS as CRASH_NODE_ARGS
 from tests.chaos.final import FinalCheck, final_check
 from tests.chaos.history import History
@@ -136,6 +143,7 @@ class FailpointReport(Report):
     """A run of crashes at failpoints (`--failpoints`)."""
 
     crashes: list[Crash] = field(default_factory=list)
+    fills_acked: int = 0  # acknowledged creates of the crasher's own (checked for loss too)
 
     @property
     def ok(self) -> bool:
@@ -145,7 +153,7 @@ class FailpointReport(Report):
         s = super().summary()
         fired = Counter(x.point for x in self.crashes for _ in x.fired)
         s.update({
-            "mode": "failpoints", "crashes": len(self.crashes),
+            "mode": "failpoints", "crashes": len(self.crashes), "fills_acked": self.fills_acked,
             "crash_modes": dict(Counter(x.mode for x in self.crashes)),
             "nodes_fired": sum(fired.values()),
             "fired_per_point": {p: fired[p] for p in POINTS},
@@ -166,7 +174,8 @@ class FailpointReport(Report):
             f"nodes died at a point, {s['not_fired']} armed without firing in time; fired "
             f"per point: {s['fired_per_point']}; documented refusals "
             f"{s['documented_refusals']}, other refusals {s['refusals']}, died otherwise "
-            f"{s['died_otherwise']}",
+            f"{s['died_otherwise']}; {self.fills_acked} acknowledged fill creates checked "
+            "on every node too",
             *[f for x in self.crashes for f in x.failures()],
             super().__str__(),
         ])
@@ -224,13 +233,15 @@ def run_failpoints(workdir: Path, *, nodes: int, minutes: float, seed: int, clie
             workload.finish()
         final = final_check(cluster, history, workload.keys)
         final.differing += differing_replicas(cluster, final.top)
+        final.lost += lost_fills(cluster, crasher.fills_acked, final.top)
+        fills = len(crasher.fills_acked)
     finally:
         cluster.stop()
     result = check(history)
     report = FailpointReport(
         nodes, seed, log, Counter(x.point for x in crashes),
         [(x.point, x.converged_seconds) for x in crashes], workload.counts, result, final,
-        time.monotonic() - started, crashes=crashes)
+        time.monotonic() - started, crashes=crashes, fills_acked=fills)
     if not report.ok:
         report.history_file = history.save(workdir / f"history-{nodes}n-seed{seed}.json")
     return report

@@ -30,7 +30,15 @@ import pytest
 
 from raftplane.failpoints import POINTS
 from tests.chaos.checker import check
-from tests.chaos.crashes import FILL_TEAM, NODE_ARGS, Crash, Crasher, armed_env, differing_replicas
+from tests.chaos.crashes import (
+    FILL_TEAM,
+    NODE_ARGS,
+    Crash,
+    Crasher,
+    armed_env,
+    differing_replicas,
+    lost_fills,
+)
 from tests.chaos.final import final_check
 from tests.chaos.history import History
 from tests.chaos.workload import TEAM, Workload
@@ -124,6 +132,7 @@ def test_crash_at_point(rig, point):
         workload.finish()
     final = final_check(c, rig.history, workload.keys)
     differing = differing_replicas(c, final.top)
+    final.lost += lost_fills(c, crasher.fills_acked, final.top)
     result = check(rig.history)
     counts = workload.counts
     rig.figures.append({
@@ -133,7 +142,8 @@ def test_crash_at_point(rig, point):
         "fire_s": [round(x.fire_seconds or -1, 2) for x in crashes],
         "converged_s": [round(x.converged_seconds or -1, 2) for x in crashes],
         "documented_refusals": sum(len(x.documented_refusals) for x in crashes),
-        "lost": len(final.lost), "duplicated": len(final.duplicated),
+        "fills_acked": len(crasher.fills_acked), "lost": len(final.lost),
+        "duplicated": len(final.duplicated),
         "differing": len(final.differing) + len(differing), "linearizable": result.ok,
     })
     print(rig.figures[-1])
