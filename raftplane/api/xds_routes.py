@@ -17,6 +17,7 @@ from raftplane.api.routing import Route
 from raftplane.api.writes import set_principal
 from raftplane.auth import certs
 from raftplane.cluster.errors import ClusterError
+from raftplane.model.kinds import Kind
 from raftplane.wire import log_entry_pb2 as wire
 from raftplane.xds.bootstrap import ClientTlsFiles, build_bootstrap
 from raftplane.xds.types import PUSH_ORDER, SHORT_NAMES
@@ -27,7 +28,7 @@ DEFAULT_TLS_DIR = "/etc/raftplane/envoy"
 def _dataplane(request: web.Request) -> tuple[str, str]:
     team, name = request.match_info["team"], request.match_info["name"]
     teams = visible_teams(request)
-    found = request.app[NODE].store.get("dataplanes", f"{team}/{name}", teams=teams)
+    found = request.app[NODE].store.get(Kind.DATAPLANES, f"{team}/{name}", teams=teams)
     if found is None:
         raise Problem(404, f"no dataplane '{name}' in team '{team}'")
     return team, name

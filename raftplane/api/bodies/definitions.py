@@ -9,6 +9,7 @@ from types import MappingProxyType
 from raftplane.api import names
 from raftplane.api.bodies import checks
 from raftplane.api.bodies.nodes import UINT32_MAX, Arr, Bool, Int, Num, Obj, Str
+from raftplane.model.kinds import Kind
 
 NAME = Str(max_len=names.NAME_MAX, pattern=names.NAME_PATTERN, message=names.NAME_MESSAGE)
 TEAM = Str(max_len=names.NAME_MAX, pattern=names.NAME_PATTERN, message=names.NAME_MESSAGE,
@@ -208,9 +209,9 @@ DATAPLANE = Obj(
 )
 
 KIND_SPECS: Mapping[str, Obj] = MappingProxyType({
-    "teams": TEAM_SPEC,
-    "clusters": CLUSTER,
-    "route-configs": ROUTE_CONFIG,
-    "listeners": LISTENER,
-    "dataplanes": DATAPLANE,
+    Kind.TEAMS: TEAM_SPEC,
+    Kind.CLUSTERS: CLUSTER,
+    Kind.ROUTE_CONFIGS: ROUTE_CONFIG,
+    Kind.LISTENERS: LISTENER,
+    Kind.DATAPLANES: DATAPLANE,
 })
