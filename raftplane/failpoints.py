@@ -28,7 +28,7 @@ POINTS: dict[str, str] = {
     "journal-sync": "the journal was just fsynced, nothing acknowledged yet",
     "meta-write": "the new term/vote file is written and synced, not yet renamed into place",
     "lmdb-commit": "an entry's LMDB transaction just committed (apply), callbacks not run",
-    "snapshot-write": "half of a snapshot's LMDB copy is written to its temporary file",
+    "snapshot-write": "a snapshot is written to its temporary file, not yet fsynced or renamed",
     "snapshot-rename": "a snapshot was renamed into place; the journal is not compacted yet",
     "journal-compact": "the compacted journal is written to its temporary file, not renamed",
     "journal-compact-rename": "the compacted journal was renamed into place",
