@@ -125,20 +125,25 @@ def test_window1_acknowledged_entries_survive_a_crash_between_snapshot_and_compa
         h.close()
 
 
+def deliver_in_chunks(h: Harness, entry: tuple, prev: tuple[int, int]) -> None:
+    """Send one entry as pysyncobj's leader does when it is >= 1 MiB: pickled, in chunks."""
+    blob = pysyncobj_pickle.dumps(entry)
+    size = 1 << 20
+    chunks = [blob[i:i + size] for i in range(0, len(blob), size)]
+    for n, chunk in enumerate(chunks):
+        kind = "start" if n == 0 else ("finish" if n == len(chunks) - 1 else "process")
+        h.deliver_raw({"type": "append_entries", "term": 2, "commit_index": 0,
+                       "prevLogIdx": prev[0], "prevLogTerm": prev[1], "transmission": kind,
+                       "data": chunk})
+
+
 def test_window3_a_resent_chunked_entry_keeps_what_follows_it(harness):
     h = harness
     big = b"\x00" + b"x" * (1 << 20)  # >= appendEntriesBatchSizeBytes: sent in chunks
     entries = [*batch(h, 2, 4), (big, 5, 1), *batch(h, 6, 20)]
     h.deliver((1, 0), entries)
     assert h.journal() == list(range(1, 21))
-    blob = pysyncobj_pickle.dumps((big, 5, 1))
-    size = 1 << 20
-    chunks = [blob[i:i + size] for i in range(0, len(blob), size)]
-    for n, chunk in enumerate(chunks):
-        kind = "start" if n == 0 else ("finish" if n == len(chunks) - 1 else "process")
-        h.deliver_raw({"type": "append_entries", "term": 2, "commit_index": 0,
-                       "prevLogIdx": 4, "prevLogTerm": 1, "transmission": kind,
-                       "data": chunk})
+    deliver_in_chunks(h, (big, 5, 1), prev=(4, 1))
     assert h.journal() == list(range(1, 21)), "a re-sent chunked entry cut the log"
     journal = h.node.journal
     assert journal[4] == (big, 5, 1)
@@ -148,14 +153,7 @@ def test_window3_a_new_chunked_entry_is_appended(harness):
     h = harness
     h.deliver((1, 0), batch(h, 2, 4))
     big = b"\x00" + b"y" * ((1 << 20) + 5)
-    blob = pysyncobj_pickle.dumps((big, 5, 1))
-    size = 1 << 20
-    chunks = [blob[i:i + size] for i in range(0, len(blob), size)]
-    for n, chunk in enumerate(chunks):
-        kind = "start" if n == 0 else ("finish" if n == len(chunks) - 1 else "process")
-        h.deliver_raw({"type": "append_entries", "term": 2, "commit_index": 0,
-                       "prevLogIdx": 4, "prevLogTerm": 1, "transmission": kind,
-                       "data": chunk})
+    deliver_in_chunks(h, (big, 5, 1), prev=(4, 1))
     assert h.journal() == [1, 2, 3, 4, 5]
     assert h.node.journal[4] == (big, 5, 1)
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import random
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
-from tests.system.conftest import Cluster
+from tests.system.conftest import Cluster, start_cluster
 from tests.system.http import call, eventually
 from tests.system.test_faults import all_clusters, assert_holds, write_clusters
 
@@ -18,12 +17,11 @@ pytestmark = pytest.mark.timeout(240)
 
 
 @pytest.fixture
-def compacting_cluster(tmp_path: Path):
+def compacting_cluster(tmp_path_factory):
     """3 nodes that snapshot and compact their journals every 20 entries."""
-    c = Cluster(tmp_path, 3, extra_args=["--log-compaction-entries", "20"])
+    c = start_cluster(tmp_path_factory, "compacting",
+                      extra_args=["--log-compaction-entries", "20"])
     try:
-        c.start()
-        c.wait_ready(timeout=60)
         c.ensure_team("t1")
         yield c
     finally:
