@@ -219,7 +219,11 @@ def test_lua_buffer_health_check_csrf() -> None:
     csrf = only({"type": "csrf", "additionalOrigins": ["https://a.example"]}, csrf_pb2.CsrfPolicy)
     assert csrf.filter_enabled.default_value.numerator == 1_000_000
     assert csrf.shadow_enabled.default_value.numerator == 0
-    assert [o.exact for o in csrf.additional_origins] == ["https://a.example"]
+    # Envoy compares the Origin header's host[:port]: the scheme is dropped.
+    assert [o.exact for o in csrf.additional_origins] == ["a.example"]
+    csrf = only({"type": "csrf", "additionalOrigins": ["http://b.example:8080/", "c.example"]},
+                csrf_pb2.CsrfPolicy)
+    assert [o.exact for o in csrf.additional_origins] == ["b.example:8080", "c.example"]
     shadow = only({"type": "csrf", "shadow": True}, csrf_pb2.CsrfPolicy)
     assert shadow.filter_enabled.default_value.numerator == 0
     assert shadow.shadow_enabled.default_value.numerator == 1_000_000

@@ -202,8 +202,24 @@ def csrf(spec: dict[str, Any], path: str) -> Result:
     return csrf_pb2.CsrfPolicy(
         filter_enabled=runtime_percent(0 if shadow else 100),
         shadow_enabled=runtime_percent(100 if shadow else 0),
-        additional_origins=[exact(o) for o in get_strs(spec, "additionalOrigins", path)],
+        additional_origins=[exact(_origin_host(o, item(at(path, "additionalOrigins"), i)))
+                            for i, o in enumerate(get_strs(spec, "additionalOrigins", path))],
     ), None
+
+
+def _origin_host(origin: str, path: str) -> str:
+    """What Envoy's CSRF filter compares for an origin: the host[:port] of the request's
+    Origin header, never the scheme. "https://a.example:8443" -> "a.example:8443"; a bare
+    "a.example" stays as is. (Matching the full origin string never matched anything.)"""
+    scheme, sep, rest = origin.partition("://")
+    if not sep:
+        rest = origin
+    elif not re.fullmatch(r"[A-Za-z][A-Za-z0-9+.-]*", scheme):
+        raise TranslationError(path, "must be an origin (scheme://host[:port]) or a host")
+    host = rest[:-1] if rest.endswith("/") else rest
+    if not host or any(c in host for c in "/?#@ "):
+        raise TranslationError(path, "must be an origin (scheme://host[:port]) or a host")
+    return host
 
 
 def rbac(spec: dict[str, Any], path: str) -> Result:

@@ -14,7 +14,8 @@ Each item is ``{name?, filter: {type, ...}}``; the JSON fields per type are:
 - ``lua``: code.   ``buffer``: maxRequestBytes.   ``compressor``: algorithm (gzip),
   minContentLength.
 - ``health_check``: path, passThroughMode (false), cacheTimeSeconds (pass-through only).
-- ``csrf``: shadow (false), additionalOrigins [origin].
+- ``csrf``: shadow (false), additionalOrigins [origin or host]; Envoy compares hosts (and
+  ports) only, so an origin's scheme is dropped.
 - ``rbac``: action (ALLOW | DENY), policies [{name, pathPrefixes, methods, sourceCidrs}].
 """
 
