@@ -24,6 +24,7 @@ from envoy.type.v3 import percent_pb2
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from raftplane.api.bodies import ValidationFailed
 from raftplane.xds.translate import (
     TranslationError,
     listener_to_envoy,
@@ -267,7 +268,7 @@ def test_filter_names() -> None:
 
 
 @pytest.mark.parametrize(("spec", "field"), [
-    ({"type": "jwt_auth"}, "type"),
+    ({"type": "jwt_authn"}, "type"),
     ({"type": "gzip"}, "type"),
     ({"type": "cors", "allowOrigin": ["*"]}, "allowOrigin"),
     ({"type": "cors", "maxAge": -1}, "maxAge"),
@@ -330,5 +331,7 @@ def test_arbitrary_filter_objects_translate_or_raise_translation_error(
         filters = chain(spec)
     except TranslationError as error:
         assert error.field.startswith(f"{FILTERS}[0].filter")
+    except ValidationFailed as failed:  # types with a body definition are refused there
+        assert all(e.field.startswith(f"{FILTERS}[0].filter") for e in failed.errors)
     else:
         assert filters[-1].name.endswith("router")

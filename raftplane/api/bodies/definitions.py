@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from raftplane.api import names
-from raftplane.api.bodies import checks
+from raftplane.api.bodies import checks, filter_schemas
 from raftplane.api.bodies.nodes import UINT32_MAX, Arr, Bool, Int, Num, Obj, Str
 from raftplane.model.kinds import Kind
 
@@ -163,7 +163,8 @@ _FILTER = Obj(
         "httpFilters": Arr(items=Obj(
             fields={"name": NAME,
                     "filter": Obj(fields={"type": Str(max_len=128)}, required=("type",),
-                                  open=True)},
+                                  open=True, checks=(filter_schemas.check_http_filter,),
+                                  doc="Types with a definition: see GET /api/v1/filter-types.")},
             required=("filter",),
         ), doc="The router filter is appended last when absent."),
         "cluster": NAME,

@@ -7,6 +7,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from raftplane.api.bodies import filter_schemas
 from raftplane.api.bodies.validation import kind_spec
 from raftplane.model.kinds import Kind, Resource
 
@@ -32,6 +33,19 @@ def _route_references(
             if action.get("type") == "weighted":
                 for k, target in enumerate(action.get("clusters") or []):
                     add(Kind.CLUSTERS, target["name"], f"{action_path}.clusters[{k}].name")
+
+
+def filter_references(spec: Any, path: str, add: Callable[[str, str, str], None]) -> None:
+    """The clusters (and secrets) an HTTP filter object at ``path`` names (jwt_auth remote
+    JWKS, oauth2 token endpoint, rate_limit service, ext_authz, ext_proc)."""
+    if not isinstance(spec, dict):
+        return
+    for name, field in filter_schemas.filter_clusters(spec):
+        add(Kind.CLUSTERS, name, f"{path}.{field}")
+    secrets = getattr(Kind, "SECRETS", None)  # the secrets kind, once it exists
+    if secrets is not None:
+        for name, field in filter_schemas.filter_secrets(spec):
+            add(secrets, name, f"{path}.{field}")
 
 
 def references(kind: str, resource: Resource) -> list[Reference]:
@@ -63,6 +77,9 @@ def references(kind: str, resource: Resource) -> list[Reference]:
                                   f"{path}.inlineRouteConfig.virtualHosts", add)
                 if filt.get("type") == "tcpProxy" and "cluster" in filt:
                     add(Kind.CLUSTERS, filt["cluster"], f"{path}.cluster")
+                for k, entry in enumerate(filt.get("httpFilters") or []):
+                    filter_references(entry.get("filter"), f"{path}.httpFilters[{k}].filter",
+                                      add)
     return list(found.values())
 
 

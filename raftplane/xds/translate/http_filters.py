@@ -33,27 +33,17 @@ from google.protobuf.message import Message
 from raftplane.xds.translate import envoy_names
 from raftplane.xds.translate import filter_configs as configs
 from raftplane.xds.translate.common import TranslationError, at, item, pack
+from raftplane.xds.translate.filters import FILTER_TYPES
 
 HttpFilter: TypeAlias = http_connection_manager_pb2.HttpFilter
 # A translator reads the filter object at a JSON path and returns the filter's config and,
 # for filters configured per virtual host, the per-route config (else None).
 Translator = Callable[[dict[str, Any], str], tuple[Message, Message | None]]
 
-TRANSLATORS: Mapping[str, Translator] = MappingProxyType({
-    "router": configs.router,
-    "cors": configs.cors,
-    "local_rate_limit": configs.local_rate_limit,
-    "fault": configs.fault,
-    "header_mutation": configs.header_mutation,
-    "lua": configs.lua,
-    "health_check": configs.health_check,
-    "buffer": configs.buffer,
-    "csrf": configs.csrf,
-    "rbac": configs.rbac,
-    "compressor": configs.compressor,
-})
-NOT_YET_SUPPORTED = ("jwt_auth", "oauth2", "rate_limit", "custom_response", "ext_authz",
-                     "ext_proc")
+# The translators of the registry (``filters.FILTER_TYPES``), by filter type.
+TRANSLATORS: Mapping[str, Translator] = MappingProxyType(
+    {kind: filter_type.translate for kind, filter_type in FILTER_TYPES.items()})
+NOT_YET_SUPPORTED: tuple[str, ...] = ()
 
 
 @dataclass

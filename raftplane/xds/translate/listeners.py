@@ -14,6 +14,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 
+from raftplane.api.bodies.filter_schemas import filter_clusters
 from raftplane.model.kinds import Kind
 from raftplane.xds.translate import envoy_names
 from raftplane.xds.translate.common import TranslationError, ads_config_source, at, item, pack
@@ -115,7 +116,8 @@ def referenced_route_configs(listener: dict[str, Any]) -> list[str]:
 
 def referenced_clusters(resource_kind: str, resource: dict[str, Any]) -> list[str]:
     """Names of the clusters a route config ("route-configs") or listener ("listeners": tcp
-    proxies, inline route configs) sends traffic to, first-seen order. Others name none."""
+    proxies, inline route configs, HTTP filters' services) sends traffic to, first-seen order.
+    Others name none."""
     if resource_kind == Kind.ROUTE_CONFIGS:
         return route_clusters(resource["virtualHosts"])
     if resource_kind != Kind.LISTENERS:
@@ -128,4 +130,7 @@ def referenced_clusters(resource_kind: str, resource: dict[str, Any]) -> list[st
             if "inlineRouteConfig" in filt:
                 found.update(dict.fromkeys(route_clusters(
                     filt["inlineRouteConfig"]["virtualHosts"])))
+            for entry in filt.get("httpFilters") or []:  # e.g. ext_authz, remote JWKS
+                found.update((name, None) for name, _ in filter_clusters(entry.get("filter")
+                                                                        or {}))
     return list(found)
