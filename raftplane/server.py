@@ -43,7 +43,8 @@ async def run_node(config: NodeConfig) -> None:
     power_loss.start(config.data_dir, config.data_dir / "store")  # may set the store aside
     store = Store(config.data_dir / "store")
     metrics = ApiMetrics()
-    xds = XdsRuntime.create(store, XdsMetrics(metrics.registry))  # serves the store at once
+    # Serves the store at once; the cluster secret opens the secrets it serves over SDS.
+    xds = XdsRuntime.create(store, XdsMetrics(metrics.registry), config.secret)
     node = ClusterNode(config, store)
     xds.follow(node.applied)  # before the loop runs: no applied entry is missed
     app = create_app(node, xds, metrics)

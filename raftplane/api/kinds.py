@@ -42,4 +42,5 @@ KINDS: tuple[KindSpec, ...] = (
     KindSpec(Kind.LISTENERS, "/api/v1/listeners", "/api/v1/listeners/{name}", "Listener"),
     KindSpec(Kind.DATAPLANES, "/api/v1/teams/{team}/dataplanes",
              "/api/v1/teams/{team}/dataplanes/{name}", "Dataplane"),
+    KindSpec(Kind.SECRETS, "/api/v1/secrets", "/api/v1/secrets/{name}", "Secret"),
 )

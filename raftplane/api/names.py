@@ -49,6 +49,12 @@ def hostname_problem(value: str) -> str | None:
     return None if is_hostname(value) else "must be a DNS hostname"
 
 
+def server_name_problem(value: str) -> str | None:
+    """A TLS server name (SNI) a filter chain matches: a hostname, or "*." and one."""
+    host = value[2:] if value.startswith("*.") else value
+    return None if is_hostname(host) else 'must be a DNS hostname, optionally "*." and one'
+
+
 def host_problem(value: str) -> str | None:
     if is_ip(value) or is_hostname(value):
         return None

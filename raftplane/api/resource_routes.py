@@ -17,8 +17,9 @@ from raftplane.api.problems import Problem
 from raftplane.api.reads import int_param, revision_headers
 from raftplane.api.routing import Route
 from raftplane.api.writes import execute_write, refused
+from raftplane.auth import secret_box
 from raftplane.model import rules
-from raftplane.model.kinds import Resource, owner_team
+from raftplane.model.kinds import Kind, Resource, owner_team
 from raftplane.wire import log_entry_pb2 as wire
 from raftplane.xds import translate
 
@@ -82,6 +83,8 @@ class KindHandlers:
         node = request.app[NODE]
         name = bodies.stored_name(self.kind, resource)
         refs = bodies.references(self.kind, resource)
+        if self.kind == Kind.SECRETS:  # only ciphertext goes into the log
+            resource = seal_secret(node.config.secret, resource)
         command = wire.Command()
         command.put.CopyFrom(wire.Put(
             kind=self.kind, name=name, mode=mode, expected_revision=expected,
@@ -144,7 +147,7 @@ class KindHandlers:
             raise Problem(404, f"no {self.kind} '{name}'", headers=revision_headers(request))
         headers = revision_headers(request)
         headers["ETag"] = f'"{resource["revision"]}"'
-        return web.json_response(resource, headers=headers)
+        return web.json_response(public(self.kind, resource), headers=headers)
 
     async def list(self, request: web.Request) -> web.StreamResponse:
         limit = int_param(request, "limit", 100, 1, MAX_PAGE)
@@ -154,7 +157,8 @@ class KindHandlers:
             teams=visible_teams(request),
         )
         headers = revision_headers(request)
-        body = {"items": page.items, "nextCursor": page.next_cursor,
+        body = {"items": [public(self.kind, item) for item in page.items],
+                "nextCursor": page.next_cursor,
                 "revision": int(headers["X-Raftplane-Revision"])}
         return web.json_response(body, headers=headers)
 
@@ -183,6 +187,25 @@ class KindHandlers:
                                 statuses=(200, 400, 404, 409, 412, 503, 504),
                                 tags=(spec.title,)))
         return routes
+
+
+def public(kind: str, resource: Resource) -> Resource:
+    """What a read may show of a stored resource: a secret without its sealed material."""
+    return secret_box.public_view(resource) if kind == Kind.SECRETS else resource
+
+
+def seal_secret(cluster_secret: str | None, resource: Resource) -> Resource:
+    """The stored form of a validated secret: its public facts and its material sealed."""
+    if not cluster_secret:
+        raise Problem(503, "this node has no cluster secret to seal secrets with")
+    kind = resource["type"]
+    material = {key: resource[key] for key in secret_box.MATERIAL_FIELDS[kind]
+                if key in resource}
+    stored: Resource = {key: resource[key] for key in ("name", "team", "type")}
+    stored.update(secret_box.public_facts(cluster_secret, kind, material))
+    stored[secret_box.SEALED_FIELD] = secret_box.seal(
+        cluster_secret, resource["team"], resource["name"], kind, material)
+    return stored
 
 
 def _visible(kind: str, resource: Resource | None, teams: set[str] | None

@@ -15,8 +15,10 @@ from aiohttp import web
 from raftplane.api.context import FORWARDER, METRICS, NODE
 from raftplane.api.errors import remember_idempotency_key
 from raftplane.api.problems import Problem
+from raftplane.auth import secret_box
 from raftplane.cluster.errors import NoLeader, NotLeader
 from raftplane.cluster.forwarding import FORWARDED_BY
+from raftplane.model.kinds import Kind
 from raftplane.model.rules import Refusal
 from raftplane.storage import idempotency
 from raftplane.storage.results import CommandResult, Outcome
@@ -160,6 +162,8 @@ def result_response(request: web.Request, result: CommandResult,
                       "revision": result.revision}
     else:
         body = result.resource or {"revision": result.revision}
+        if result.kind == Kind.SECRETS:  # never the sealed material
+            body = secret_box.public_view(body)
         headers["ETag"] = f'"{result.revision}"'
         if result.outcome is Outcome.CREATED and location:
             headers["Location"] = location

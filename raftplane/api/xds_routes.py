@@ -20,7 +20,7 @@ from raftplane.cluster.errors import ClusterError
 from raftplane.model.kinds import Kind
 from raftplane.wire import log_entry_pb2 as wire
 from raftplane.xds.bootstrap import ClientTlsFiles, build_bootstrap
-from raftplane.xds.types import PUSH_ORDER, SHORT_NAMES
+from raftplane.xds.types import PUSH_ORDER, SECRET, SHORT_NAMES
 
 DEFAULT_TLS_DIR = "/etc/raftplane/envoy"
 
@@ -104,12 +104,20 @@ async def dataplane_config(request: web.Request) -> web.StreamResponse:
             "version": view.versions.get(type_url, ""),
             "resources": [
                 {"name": r.name, "version": r.version,
-                 "resource": json_format.MessageToDict(r.message)}
+                 "resource": _secret_summary(request, r.name) if type_url == SECRET
+                 else json_format.MessageToDict(r.message)}
                 for r in view.resources.get(type_url, {}).values()
             ],
         }
     return web.json_response(body, headers=revision_headers(request),
                              dumps=lambda v: json.dumps(v, indent=1))
+
+
+def _secret_summary(request: web.Request, name: str) -> dict[str, object]:
+    """What the debugging view shows of a secret served over SDS: never its material."""
+    stored = request.app[NODE].store.get(Kind.SECRETS, name) or {}
+    return {key: stored[key] for key in ("name", "type", "fingerprint", "notAfter")
+            if key in stored}
 
 
 async def connections(request: web.Request) -> web.StreamResponse:

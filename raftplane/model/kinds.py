@@ -26,6 +26,7 @@ class Kind(StrEnum):
     ROUTE_CONFIGS = "route-configs"
     LISTENERS = "listeners"
     DATAPLANES = "dataplanes"
+    SECRETS = "secrets"
 
     @property
     def scope(self) -> str:
@@ -79,6 +80,8 @@ _TRAITS: dict[Kind, _Traits] = {
     Kind.ROUTE_CONFIGS: _Traits("routes", translator="route_config_to_envoy"),
     Kind.LISTENERS: _Traits("listeners", translator="listener_to_envoy"),
     Kind.DATAPLANES: _Traits("dataplanes", name_in_team=True),
+    # Served over SDS once unsealed (the translator takes the material, see xds/cache.py).
+    Kind.SECRETS: _Traits("secrets", translator="secret_to_envoy"),
 }
 
 RESOURCE_KINDS: tuple[Kind, ...] = tuple(Kind)

@@ -86,10 +86,22 @@ def check_put(reader: Reader, *, kind: str, name: str, mode: int, expected: int,
             return Refusal(Outcome.CONFLICT, f"port {resource['port']} is already used by "
                            f"listener '{holder}' for the same Envoys",
                            [{"field": "port", "message": f"taken by '{holder}'"}])
+    if kind == Kind.SECRETS and current is not None and current.get("type") != resource.get(
+            "type") and reader.referrers(kind, name):
+        return Refusal(Outcome.INVALID_REFERENCE, f"secrets '{name}' is referenced as a "
+                       f"{current.get('type')}: its type cannot change while it is in use",
+                       [{"field": "type", "message": "cannot change while referenced"}])
     missing: list[FieldIssue] = [
         {"field": ref.field, "message": f"{ref.kind} '{ref.name}' does not exist"
                                         + (f" in team '{team}'" if team else "")}
         for ref in refs if not reference_holds(reader, team, ref.kind, ref.name)
+    ]
+    missing += [
+        {"field": ref.field, "message": f"secrets '{ref.name}' is not a {wanted} secret"}
+        for ref in refs if ref.kind == Kind.SECRETS and not any(m["field"] == ref.field
+                                                                for m in missing)
+        and (wanted := secret_type_for(ref.field))
+        and (reader.get(ref.kind, ref.name) or {}).get("type") != wanted
     ]
     if missing:
         return Refusal(Outcome.INVALID_REFERENCE,
@@ -117,6 +129,15 @@ def check_delete(reader: Reader, *, kind: str, name: str, expected: int,
                        [{"field": "name", "message": f"referenced by {k} '{n}'"}
                         for k, n in listed])
     return None
+
+
+def secret_type_for(field: str) -> str:
+    """The secret type a referring field needs ("" for any)."""
+    if field.endswith("validationContextSecret"):
+        return "certificateValidationContext"
+    if field.endswith(("certificateSecret", "CertificateSecret")):
+        return "tlsCertificate"
+    return ""
 
 
 def reference_holds(reader: Reader, team: str, kind: str, name: str) -> bool:

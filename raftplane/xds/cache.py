@@ -21,10 +21,11 @@ from dataclasses import dataclass, field
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
+from raftplane.auth import secret_box
 from raftplane.model.kinds import Kind, Resource
 from raftplane.storage.store import Store
 from raftplane.xds import translate
-from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE
+from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, SECRET
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +67,14 @@ def set_version(resources: Iterable[XdsResource]) -> str:
 class XdsCache:
     """Translated resources of this node and the views of the dataplanes being served."""
 
-    def __init__(self, store: Store) -> None:
+    def __init__(self, store: Store, cluster_secret: str | None = None) -> None:
         self._store = store
+        self._cluster_secret = cluster_secret  # opens the secrets served over SDS
         self._translated: dict[str, dict[str, XdsResource | None]] = {t: {} for t in PUSH_ORDER}
         self._cluster_json: dict[str, Resource] = {}
         self._listener_json: dict[str, Resource] = {}
         self._route_json: dict[str, Resource] = {}
+        self._secret_json: dict[str, Resource] = {}  # sealed, as stored
         self._listeners_of: dict[str, set[str]] = defaultdict(set)  # scope key -> listeners
         self._views: dict[str, DataplaneView] = {}
         self._watchers: dict[str, set[Watcher]] = defaultdict(set)
@@ -85,6 +88,7 @@ class XdsCache:
         self._cluster_json.clear()
         self._listener_json.clear()
         self._route_json.clear()
+        self._secret_json.clear()
         self._listeners_of.clear()
         for kind in _SERVED_KINDS:
             cursor = None
@@ -143,6 +147,8 @@ class XdsCache:
             self._cluster_json[name] = resource
         elif kind == Kind.ROUTE_CONFIGS:
             self._route_json[name] = resource
+        elif kind == Kind.SECRETS:
+            self._secret_json[name] = resource
         elif kind == Kind.LISTENERS:
             self._listener_json[name] = resource
             self._listeners_of[_scope_key(resource)].add(name)
@@ -154,6 +160,8 @@ class XdsCache:
             self._cluster_json.pop(name, None)
         elif kind == Kind.ROUTE_CONFIGS:
             self._route_json.pop(name, None)
+        elif kind == Kind.SECRETS:
+            self._secret_json.pop(name, None)
         elif kind == Kind.LISTENERS:
             old = self._listener_json.pop(name, None)
             if old is not None:
@@ -169,7 +177,8 @@ class XdsCache:
     def _translate(self, type_url: str, name: str) -> None:
         """Translate one stored resource into the memo (None: absent or not translatable)."""
         source = {CLUSTER: self._cluster_json, ENDPOINT: self._cluster_json,
-                  ROUTE: self._route_json, LISTENER: self._listener_json}[type_url]
+                  ROUTE: self._route_json, LISTENER: self._listener_json,
+                  SECRET: self._secret_json}[type_url]
         resource = source.get(name)
         if resource is None:
             return
@@ -182,13 +191,26 @@ class XdsCache:
                 message = translate.endpoints_to_envoy(resource)
             elif type_url == ROUTE:
                 message = translate.route_config_to_envoy(resource)
+            elif type_url == SECRET:
+                message = translate.secret_to_envoy(self._opened(resource))
             else:
                 message = translate.listener_to_envoy(resource)
         except translate.TranslationError as exc:
             self.translation_errors += 1
             log.error("cannot translate %s '%s' (%s): %s", type_url, name, exc.field, exc)
             message = None
+        except secret_box.SealError as exc:  # the reason only: never material
+            self.translation_errors += 1
+            log.error("cannot open secret '%s': %s", name, exc)
+            message = None
         memo[name] = _packed(name, version, message) if message is not None else None
+
+    def _opened(self, secret: Resource) -> Resource:
+        """A stored secret with its sealed material opened (for translation only)."""
+        material = secret_box.unseal(self._cluster_secret or "", secret.get("team", ""),
+                                     secret["name"], secret.get("type", ""),
+                                     secret.get(secret_box.SEALED_FIELD, ""))
+        return secret_box.public_view(secret) | material
 
     # ---- views ----------------------------------------------------------------------------
     def view(self, dataplane: str) -> DataplaneView:
@@ -203,15 +225,22 @@ class XdsCache:
                            | self._listeners_of.get(f"{team}/*", set()))
         routes: set[str] = set()
         clusters: set[str] = set()
+        secrets: set[str] = set()
         for name in listeners:
             listener = self._listener_json[name]
             routes.update(translate.referenced_route_configs(listener))
             clusters.update(translate.referenced_clusters(Kind.LISTENERS, listener))
+            secrets.update(translate.referenced_secrets(Kind.LISTENERS, listener))
         for name in routes:
             route = self._route_json.get(name)
             if route is not None:
                 clusters.update(translate.referenced_clusters(Kind.ROUTE_CONFIGS, route))
-        wanted = {LISTENER: listeners, ROUTE: routes, CLUSTER: clusters, ENDPOINT: clusters}
+        for name in clusters:
+            cluster = self._cluster_json.get(name)
+            if cluster is not None:
+                secrets.update(translate.referenced_secrets(Kind.CLUSTERS, cluster))
+        wanted = {LISTENER: listeners, ROUTE: routes, CLUSTER: clusters, ENDPOINT: clusters,
+                  SECRET: secrets}
         view = DataplaneView(dataplane)
         for type_url, names in wanted.items():
             found = ((n, self.resource(type_url, n)) for n in sorted(names))
@@ -250,6 +279,7 @@ def _scope_key(listener: Resource) -> str:
 # The xDS types a stored resource of a kind becomes; the kinds with a translator.
 _TYPES_OF: dict[str, tuple[str, ...]] = {
     Kind.CLUSTERS: (CLUSTER, ENDPOINT), Kind.ROUTE_CONFIGS: (ROUTE,), Kind.LISTENERS: (LISTENER,),
+    Kind.SECRETS: (SECRET,),
 }
 _SERVED_KINDS = tuple(kind for kind in Kind if kind.translator)
 

@@ -33,10 +33,12 @@ class XdsRuntime:
     server: grpc.aio.Server | None = None
 
     @classmethod
-    def create(cls, store: Store, metrics: XdsMetrics) -> XdsRuntime:
+    def create(cls, store: Store, metrics: XdsMetrics, cluster_secret: str | None = None
+               ) -> XdsRuntime:
         """Load the cache from the store at once: an Envoy gets the last applied state even
-        before this node rejoins a quorum (then `follow` the applied entries)."""
-        cache = XdsCache(store)
+        before this node rejoins a quorum (then `follow` the applied entries). The cluster
+        secret opens the secrets served over SDS."""
+        cache = XdsCache(store, cluster_secret)
         cache.load_all()
         return cls(cache, ConnectionRegistry(metrics))
 

@@ -12,13 +12,14 @@ from envoy.service.discovery.v3 import ads_pb2_grpc
 from envoy.service.endpoint.v3 import eds_pb2_grpc
 from envoy.service.listener.v3 import lds_pb2_grpc
 from envoy.service.route.v3 import rds_pb2_grpc
+from envoy.service.secret.v3 import sds_pb2_grpc
 
 from raftplane.cluster.config import XdsTls
 from raftplane.xds.connections import ConnectionRegistry
 from raftplane.xds.delta import DeltaStream
 from raftplane.xds.sotw import SotwStream
 from raftplane.xds.stream import ViewWatcher
-from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE
+from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 
 if TYPE_CHECKING:
     from raftplane.xds.stream import Context, Request, Response
@@ -126,6 +127,20 @@ class RdsService(rds_pb2_grpc.RouteDiscoveryServiceServicer, _Streams):  # type:
             yield response
 
 
+class SdsService(sds_pb2_grpc.SecretDiscoveryServiceServicer, _Streams):  # type: ignore[misc]
+    async def StreamSecrets(
+        self, request_iterator: AsyncIterator[Request], context: Context
+    ) -> AsyncIterator[Response]:
+        async for response in self.sotw(request_iterator, context, SECRET, "sds"):
+            yield response
+
+    async def DeltaSecrets(
+        self, request_iterator: AsyncIterator[Request], context: Context
+    ) -> AsyncIterator[Response]:
+        async for response in self.delta(request_iterator, context, SECRET, "sds-delta"):
+            yield response
+
+
 async def start_xds_server(cache: ViewWatcher, registry: ConnectionRegistry, listen: str,
                            tls: XdsTls | None = None) -> grpc.aio.Server:
     """Start serving xDS on `listen` (host:port); with `tls`, only to Envoys holding a
@@ -138,6 +153,7 @@ async def start_xds_server(cache: ViewWatcher, registry: ConnectionRegistry, lis
         (eds_pb2_grpc.add_EndpointDiscoveryServiceServicer_to_server, EdsService),
         (lds_pb2_grpc.add_ListenerDiscoveryServiceServicer_to_server, LdsService),
         (rds_pb2_grpc.add_RouteDiscoveryServiceServicer_to_server, RdsService),
+        (sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server, SdsService),
     )
     for add, service in services:
         add(service(cache, registry, mtls), server)

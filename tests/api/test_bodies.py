@@ -95,6 +95,8 @@ VALID = {
     "route-configs": README_ROUTE_CONFIG,
     "listeners": README_LISTENER,
     "dataplanes": README_DATAPLANE,
+    "secrets": {"name": "hmac-key", "team": "platform-admin", "type": "genericSecret",
+                "value": "not-a-real-key"},
 }
 
 
@@ -638,11 +640,13 @@ def test_json_schema_lists_every_top_level_field() -> None:
         "teams": {"name", "description", "displayName"},
         "clusters": {"name", "team", "serviceName", "endpoints", "connectTimeoutSeconds",
                      "useTls", "tlsServerName", "lbPolicy", "dnsLookupFamily", "healthChecks",
-                     "circuitBreakers", "outlierDetection", "protocol"},
+                     "circuitBreakers", "outlierDetection", "protocol", "tls"},
         "route-configs": {"name", "team", "virtualHosts"},
         "listeners": {"name", "team", "address", "port", "dataplaneId", "protocol",
                       "filterChains"},
         "dataplanes": {"name", "team", "gatewayHost", "description"},
+        "secrets": {"name", "team", "type", "certificateChain", "privateKey", "trustedCa",
+                    "matchSubjectAltNames", "value"},
     }
     for kind, fields in expected.items():
         assert set(json_schema(kind)["properties"]) == fields | set(READ_ONLY_FIELDS)

@@ -13,8 +13,9 @@ from raftplane.xds import translate
 
 
 def test_storage_names_keys_and_json_are_the_strings_they_always_were():
-    assert [k.value for k in Kind] == ["teams", "clusters", "route-configs", "listeners",
-                                       "dataplanes"]
+    assert [k.value for k in Kind][:5] == ["teams", "clusters", "route-configs", "listeners",
+                                           "dataplanes"]
+    assert "secrets" in [k.value for k in Kind]
     assert keys.join(Kind.ROUTE_CONFIGS, "r") == keys.join("route-configs", "r")
     assert json.dumps({"kind": Kind.LISTENERS}) == '{"kind": "listeners"}'
     assert wire.Put(kind=Kind.CLUSTERS).kind == "clusters"
@@ -22,7 +23,9 @@ def test_storage_names_keys_and_json_are_the_strings_they_always_were():
 
 
 def test_traits():
-    assert {k: k.scope for k in Kind} == {Kind.TEAMS: "teams", Kind.CLUSTERS: "clusters",
+    assert Kind.SECRETS.scope == "secrets" and Kind.SECRETS.team_owned
+    assert {k: k.scope for k in Kind if k.value not in ("secrets", "filters")} == {
+                                          Kind.TEAMS: "teams", Kind.CLUSTERS: "clusters",
                                           Kind.ROUTE_CONFIGS: "routes",
                                           Kind.LISTENERS: "listeners",
                                           Kind.DATAPLANES: "dataplanes"}
@@ -35,7 +38,7 @@ def test_traits():
 
 def test_every_translator_resolves_in_xds():
     assert {k for k in Kind if k.translator} == {Kind.CLUSTERS, Kind.ROUTE_CONFIGS,
-                                                 Kind.LISTENERS}
+                                                 Kind.LISTENERS, Kind.SECRETS}
     for kind in Kind:
         if kind.translator:
             assert translate.translator(kind) is getattr(translate, kind.translator)
@@ -47,7 +50,7 @@ def test_every_translator_resolves_in_xds():
 def test_the_api_serves_every_kind_with_its_scope():
     assert [spec.kind for spec in KINDS] == list(Kind)
     assert all(spec.scope == spec.kind.scope for spec in KINDS)
-    assert [spec.name_param for spec in KINDS] == ["team", "name", "name", "name", "name"]
+    assert [spec.name_param for spec in KINDS] == ["team"] + ["name"] * (len(KINDS) - 1)
 
 
 def test_the_rules_put_modes_are_the_wire_modes():

@@ -265,10 +265,11 @@ def listeners() -> list[dict[str, Any]]:
         _listener("inline-cors", 10003, {"name": "c", **_hcm({"filter": CORS_POLICY}, **inline)},
                   address="::"),
         _listener("tcp", 10004, tcp, protocol="TCP"),
-        _listener("tls", 10005, {"name": "tls", "tls": {"secretName": "cert"}, **_hcm()}),
-        _listener("mixed", 10006, {"name": "tls", "tls": {"secretName": "cert"}, **_hcm()},
+        _listener("tls", 10005, {"name": "tls", "tls": {"certificateSecret": "cert"}, **_hcm()}),
+        _listener("mixed", 10006, {"name": "tls", "tls": {"certificateSecret": "cert"},
+                                   **_hcm()},
                   {"name": "plain", **_hcm(routeConfigName="small")}),
-        _listener("tcp-tls", 10007, {"tls": {"secretName": "cert-2"}, **tcp}, tcp,
+        _listener("tcp-tls", 10007, {"tls": {"certificateSecret": "cert-2"}, **tcp}, tcp,
                   protocol="TCP", address="::1"),
     ]
 

@@ -90,7 +90,7 @@ def test_tcp_proxy() -> None:
 
 
 def test_tls_chain_gets_its_certificate_over_sds() -> None:
-    chains = [{"name": "tls", "tls": {"secretName": "cert"}, "filters": [hcm_filter()]},
+    chains = [{"name": "tls", "tls": {"certificateSecret": "cert"}, "filters": [hcm_filter()]},
               {"name": "plain", "filters": [hcm_filter(routeConfigName="other")]}]
     body = listener(filterChains=chains)
     out = listener_to_envoy(body)
@@ -108,7 +108,10 @@ def test_tls_chain_gets_its_certificate_over_sds() -> None:
 
 
 @pytest.mark.parametrize(("chains", "field"), [
-    ([{"tls": {}, "filters": [hcm_filter()]}], "filterChains[0].tls.secretName"),
+    ([{"name": "a", "tls": {"certificateSecret": "c", "serverNames": ["a.example"]},
+       "filters": [hcm_filter()]},
+      {"name": "b", "tls": {"certificateSecret": "c", "serverNames": ["b.example", "A.example"]},
+       "filters": [hcm_filter()]}], "filterChains[1].tls.serverNames[1]"),
     ([{"name": "a", "filters": [hcm_filter()]}, {"name": "b", "filters": [hcm_filter()]}],
      "filterChains[1]"),
 ])

@@ -9,6 +9,7 @@ from typing import Any
 
 from raftplane.api import names
 from raftplane.api.bodies.nodes import Errors, at, dicts, fail, item
+from raftplane.auth import secret_box
 
 
 def check_endpoints(
@@ -167,3 +168,49 @@ def check_listener(
             if expected and filt.get("type") not in (None, expected):
                 fail(errors, at(item(at(chain_path, "filters"), j), "type"),
                      f"must be {expected} for a {out['protocol']} listener")
+
+
+def check_upstream_tls(
+    out: dict[str, Any], raw: Mapping[str, Any], path: str, errors: Errors
+) -> None:
+    if "tls" in raw and out.get("useTls") is False:
+        fail(errors, at(path, "tls"), "is only allowed when useTls is true")
+    tls = out.get("tls")
+    if isinstance(tls, dict) and "serverName" in tls and "tlsServerName" in raw:
+        fail(errors, at(path, "tls.serverName"), "and tlsServerName cannot both be set")
+
+
+def check_downstream_tls(
+    out: dict[str, Any], raw: Mapping[str, Any], path: str, errors: Errors
+) -> None:
+    if out.get("requireClientCertificate") and "validationContextSecret" not in raw:
+        fail(errors, at(path, "validationContextSecret"),
+             "is required when requireClientCertificate is true")
+    seen: set[str] = set()
+    for i, name in enumerate(out.get("serverNames") or []):
+        if isinstance(name, str) and name.lower() in seen:
+            fail(errors, item(at(path, "serverNames"), i), "is listed twice")
+        elif isinstance(name, str):
+            seen.add(name.lower())
+
+
+def check_secret(out: dict[str, Any], raw: Mapping[str, Any], path: str, errors: Errors) -> None:
+    """The fields of the secret's type, and nothing else; PEM that parses, a key that matches
+    its certificate. Messages never quote the material."""
+    kind = out.get("type")
+    if kind not in secret_box.MATERIAL_FIELDS:
+        return
+    allowed = secret_box.MATERIAL_FIELDS[kind]
+    for other in dict.fromkeys(f for fields in secret_box.MATERIAL_FIELDS.values()
+                               for f in fields):
+        if other in raw and other not in allowed:
+            fail(errors, at(path, other), f"is not a field of {kind} secrets")
+    missing = [key for key in secret_box.REQUIRED_FIELDS[kind] if key not in raw]
+    for key in missing:
+        fail(errors, at(path, key), f"is required for {kind} secrets")
+    if missing or any(key not in out for key in secret_box.REQUIRED_FIELDS[kind]):
+        return
+    try:
+        secret_box.check_material(kind, out)
+    except secret_box.MaterialError as exc:
+        fail(errors, at(path, exc.field), exc.message)

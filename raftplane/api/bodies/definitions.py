@@ -71,9 +71,20 @@ CLUSTER = Obj(
             "maxEjectionPercent": Int(minimum=0, maximum=100),
         }),
         "protocol": Str(enum=("HTTP1", "HTTP2"), default="HTTP1"),
+        "tls": Obj(fields={
+            "serverName": Str(max_len=253, check=names.hostname_problem,
+                              extra={"format": "hostname"}, doc="SNI sent upstream."),
+            "validationContextSecret": Str(
+                max_len=names.NAME_MAX, pattern=names.NAME_PATTERN, message=names.NAME_MESSAGE,
+                doc="A certificateValidationContext secret of the same team: verify the "
+                "upstream's certificate."),
+            "clientCertificateSecret": Str(
+                max_len=names.NAME_MAX, pattern=names.NAME_PATTERN, message=names.NAME_MESSAGE,
+                doc="A tlsCertificate secret of the same team: the client certificate (mTLS)."),
+        }, doc="Upstream TLS settings; only when useTls is true."),
     },
     required=("name", "team", "endpoints"),
-    checks=(checks.check_endpoints, checks.check_tls_server_name),
+    checks=(checks.check_endpoints, checks.check_tls_server_name, checks.check_upstream_tls),
     extra={"dependentSchemas": {"tlsServerName": {"properties": {"useTls": {"const": True}},
                                                   "required": ["useTls"]}}},
 )
@@ -176,6 +187,28 @@ _FILTER = Obj(
            "else": {"oneOf": [{"required": ["routeConfigName"]},
                               {"required": ["inlineRouteConfig"]}]}},
 )
+_DOWNSTREAM_TLS = Obj(
+    fields={
+        "certificateSecret": Str(max_len=names.NAME_MAX, pattern=names.NAME_PATTERN,
+                                 message=names.NAME_MESSAGE,
+                                 doc="A tlsCertificate secret of the same team."),
+        "validationContextSecret": Str(
+            max_len=names.NAME_MAX, pattern=names.NAME_PATTERN, message=names.NAME_MESSAGE,
+            doc="A certificateValidationContext secret of the same team: verify clients."),
+        "requireClientCertificate": Bool(default=False,
+                                         doc="Needs validationContextSecret."),
+        "minVersion": Str(enum=("TLSv1_2", "TLSv1_3"), default="TLSv1_2"),
+        "alpn": Arr(items=Str(max_len=32, pattern=r"[!-~]+",
+                              message="must be a protocol id such as h2 or http/1.1"),
+                    max_items=8),
+        "serverNames": Arr(items=Str(max_len=253, check=names.server_name_problem),
+                           max_items=100,
+                           doc='SNI names this chain serves ("*.example.com" allowed); each '
+                           "in one chain of the listener only."),
+    },
+    required=("certificateSecret",),
+    checks=(checks.check_downstream_tls,),
+)
 LISTENER = Obj(
     fields={
         "name": NAME,
@@ -190,7 +223,7 @@ LISTENER = Obj(
         "filterChains": Arr(items=Obj(
             fields={
                 "name": NAME,
-                "tls": Obj(fields={"secretName": NAME}),
+                "tls": _DOWNSTREAM_TLS,
                 "filters": Arr(items=_FILTER, min_items=1, max_items=1,
                                doc="httpConnectionManager and tcpProxy are terminal filters."),
             },
@@ -209,10 +242,30 @@ DATAPLANE = Obj(
     required=("name", "team"),
 )
 
+SECRET = Obj(
+    fields={
+        "name": NAME,
+        "team": TEAM,
+        "type": Str(enum=("tlsCertificate", "certificateValidationContext", "genericSecret")),
+        "certificateChain": Str(max_len=65536, doc="tlsCertificate: PEM, leaf first."),
+        "privateKey": Str(max_len=65536, doc="tlsCertificate: PEM, unencrypted; never "
+                          "returned."),
+        "trustedCa": Str(max_len=262144, doc="certificateValidationContext: PEM CA bundle."),
+        "matchSubjectAltNames": Arr(items=Str(max_len=253), max_items=100,
+                                    doc="certificateValidationContext: accepted SANs "
+                                    "(exact)."),
+        "value": Str(max_len=65536, doc="genericSecret: never returned."),
+    },
+    required=("name", "team", "type"),
+    checks=(checks.check_secret,),
+    doc="Reads never return the material: they show fingerprint and notAfter instead.",
+)
+
 KIND_SPECS: Mapping[str, Obj] = MappingProxyType({
     Kind.TEAMS: TEAM_SPEC,
     Kind.CLUSTERS: CLUSTER,
     Kind.ROUTE_CONFIGS: ROUTE_CONFIG,
     Kind.LISTENERS: LISTENER,
     Kind.DATAPLANES: DATAPLANE,
+    Kind.SECRETS: SECRET,
 })

@@ -64,10 +64,19 @@ def references(kind: str, resource: Resource) -> list[Reference]:
         add(Kind.TEAMS, team, "team")
     if kind == Kind.ROUTE_CONFIGS:
         _route_references(resource.get("virtualHosts"), "virtualHosts", add)
+    if kind == Kind.CLUSTERS and resource.get("useTls"):
+        tls = resource.get("tls") or {}
+        for key in ("validationContextSecret", "clientCertificateSecret"):
+            if key in tls:
+                add(Kind.SECRETS, tls[key], f"tls.{key}")
     if kind == Kind.LISTENERS:
         if resource.get("dataplaneId") and team:
             add(Kind.DATAPLANES, f"{team}/{resource['dataplaneId']}", "dataplaneId")
         for i, chain in enumerate(resource.get("filterChains") or []):
+            tls = chain.get("tls") or {}
+            for key in ("certificateSecret", "validationContextSecret"):
+                if key in tls:
+                    add(Kind.SECRETS, tls[key], f"filterChains[{i}].tls.{key}")
             for j, filt in enumerate(chain.get("filters") or []):
                 path = f"filterChains[{i}].filters[{j}]"
                 if "routeConfigName" in filt:

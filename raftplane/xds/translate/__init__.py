@@ -22,12 +22,14 @@ from raftplane.xds.translate.listeners import (
     referenced_route_configs,
 )
 from raftplane.xds.translate.routes import route_config_to_envoy
+from raftplane.xds.translate.secrets import referenced_secrets, secret_to_envoy
 
 # The translator each Kind names (`Kind.translator`); tests check every name resolves.
 TRANSLATORS: Mapping[str, Callable[[Resource], Message]] = MappingProxyType({
     "cluster_to_envoy": cluster_to_envoy,
     "route_config_to_envoy": route_config_to_envoy,
     "listener_to_envoy": listener_to_envoy,
+    "secret_to_envoy": secret_to_envoy,  # takes the secret with its material opened
 })
 
 
@@ -45,14 +47,9 @@ def check_translatable(kind: str, resource: Resource) -> None:
     elif kind == Kind.ROUTE_CONFIGS:
         route_config_to_envoy(resource)
     elif kind == Kind.LISTENERS:
-        for i, chain in enumerate(resource.get("filterChains") or []):
-            if chain.get("tls"):
-                # Certificates come over SDS, and the secrets API is not served yet: an Envoy
-                # would wait for the secret forever. Refuse rather than hang its listener.
-                raise TranslationError(f"filterChains[{i}].tls",
-                                       "TLS listeners need the secrets API (SDS), which this "
-                                       "release does not serve yet")
         listener_to_envoy(resource)
+    elif kind == Kind.SECRETS:
+        secret_to_envoy(resource)
 
 
 __all__ = [
@@ -64,6 +61,8 @@ __all__ = [
     "listener_to_envoy",
     "referenced_clusters",
     "referenced_route_configs",
+    "referenced_secrets",
     "route_config_to_envoy",
+    "secret_to_envoy",
     "translator",
 ]

@@ -6,7 +6,6 @@ from typing import Any
 
 from envoy.config.cluster.v3 import circuit_breaker_pb2, cluster_pb2, outlier_detection_pb2
 from envoy.config.core.v3 import base_pb2, health_check_pb2, protocol_pb2
-from envoy.extensions.transport_sockets.tls.v3 import tls_pb2
 from envoy.extensions.upstreams.http.v3 import http_protocol_options_pb2
 from envoy.type.v3 import http_pb2, range_pb2
 
@@ -22,6 +21,7 @@ from raftplane.xds.translate.common import (
     uint32,
 )
 from raftplane.xds.translate.endpoints import load_assignment, uses_dns
+from raftplane.xds.translate.secrets import upstream_tls_context
 
 Cluster = cluster_pb2.Cluster
 _THRESHOLD_FIELDS = {
@@ -53,10 +53,10 @@ def cluster_to_envoy(cluster: dict[str, Any]) -> cluster_pb2.Cluster:
         out.eds_cluster_config.eds_config.CopyFrom(ads_config_source())
     http2 = cluster.get("protocol", "HTTP1") == "HTTP2"
     if cluster.get("useTls", False):
-        sni = cluster.get("tlsServerName") or (cluster["endpoints"][0]["host"] if dns else "")
-        tls = tls_pb2.UpstreamTlsContext(sni=sni)
-        if http2:
-            tls.common_tls_context.CopyFrom(tls_pb2.CommonTlsContext(alpn_protocols=["h2"]))
+        settings = cluster.get("tls") or {}
+        sni = settings.get("serverName") or cluster.get("tlsServerName") or (
+            cluster["endpoints"][0]["host"] if dns else "")
+        tls = upstream_tls_context(settings, sni, ["h2"] if http2 else [])
         out.transport_socket.CopyFrom(base_pb2.TransportSocket(
             name=envoy_names.TLS_TRANSPORT_SOCKET, typed_config=pack(tls)))
     if http2:

@@ -12,7 +12,6 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
-from envoy.extensions.transport_sockets.tls.v3 import secret_pb2, tls_pb2
 
 from raftplane.api.bodies.filter_schemas import filter_clusters
 from raftplane.model.kinds import Kind
@@ -20,29 +19,37 @@ from raftplane.xds.translate import envoy_names
 from raftplane.xds.translate.common import TranslationError, ads_config_source, at, item, pack
 from raftplane.xds.translate.http_filters import http_filters_to_envoy
 from raftplane.xds.translate.routes import build_route_config, route_clusters
+from raftplane.xds.translate.secrets import downstream_tls_context
 
 
 def listener_to_envoy(listener: dict[str, Any]) -> listener_pb2.Listener:
     """The Envoy Listener of a validated listener resource. HTTP connection managers fetch
     their route config over ADS (RDS) unless it is inline; TLS chains get their certificate
-    over ADS (SDS) from the secret ``tls.secretName``."""
+    over ADS (SDS) from the secrets ``tls.certificateSecret`` (and
+    ``tls.validationContextSecret``); chains with ``tls.serverNames`` match on the SNI."""
     socket = address_pb2.SocketAddress(address=listener.get("address", "0.0.0.0"),
                                        port_value=listener["port"])
     out = listener_pb2.Listener(name=listener["name"],
                                 address=address_pb2.Address(socket_address=socket))
     chains = listener["filterChains"]
     mixed = len({"tls" in chain for chain in chains}) > 1
-    if mixed:  # tell TLS from plaintext connections: match on the transport protocol
+    by_sni = any((chain.get("tls") or {}).get("serverNames") for chain in chains)
+    if mixed or by_sni:  # tell TLS from plaintext connections, read the SNI
         out.listener_filters.append(lc.ListenerFilter(
             name=envoy_names.TLS_INSPECTOR, typed_config=pack(tls_inspector_pb2.TlsInspector())))
-    seen: dict[bool, str] = {}
+    seen: dict[tuple[bool, str], str] = {}
     for i, chain in enumerate(chains):
         chain_path = item("filterChains", i)
         tls = "tls" in chain
-        if tls in seen:
-            raise TranslationError(chain_path, f"matches the same connections as {seen[tls]}: "
-                                   "a listener has at most one TLS and one plaintext chain")
-        seen[tls] = chain_path
+        server_names = [n.lower() for n in (chain.get("tls") or {}).get("serverNames") or []]
+        for j, key in enumerate(server_names or [""]):
+            if (tls, key) in seen:
+                field = item(at(chain_path, "tls.serverNames"), j) if key else chain_path
+                raise TranslationError(field, f"matches the same connections as "
+                                       f"{seen[(tls, key)]}: a listener has one plaintext "
+                                       "chain and one TLS chain per server name (and one "
+                                       "without serverNames)")
+            seen[(tls, key)] = chain_path
         out.filter_chains.append(_filter_chain(listener, i, chain, mixed))
     return out
 
@@ -54,6 +61,8 @@ def _filter_chain(listener: dict[str, Any], index: int, chain: dict[str, Any],
     if mixed:
         out.filter_chain_match.transport_protocol = "tls" if "tls" in chain else "raw_buffer"
     if "tls" in chain:
+        if chain["tls"].get("serverNames"):
+            out.filter_chain_match.server_names.extend(chain["tls"]["serverNames"])
         out.transport_socket.CopyFrom(_downstream_tls(chain["tls"], at(chain_path, "tls")))
     for j, filt in enumerate(chain["filters"]):
         filter_path = item(at(chain_path, "filters"), j)
@@ -70,14 +79,13 @@ def _filter_chain(listener: dict[str, Any], index: int, chain: dict[str, Any],
 
 
 def _downstream_tls(tls: dict[str, Any], path: str) -> base_pb2.TransportSocket:
-    if "secretName" not in tls:
-        raise TranslationError(at(path, "secretName"), "is required for a TLS chain")
-    certificate = secret_pb2.SdsSecretConfig(name=tls["secretName"],
-                                             sds_config=ads_config_source())
-    context = tls_pb2.DownstreamTlsContext(common_tls_context=tls_pb2.CommonTlsContext(
-        tls_certificate_sds_secret_configs=[certificate]))
+    if "certificateSecret" not in tls:
+        raise TranslationError(at(path, "certificateSecret"), "is required for a TLS chain")
+    if tls.get("requireClientCertificate") and "validationContextSecret" not in tls:
+        raise TranslationError(at(path, "validationContextSecret"),
+                               "is required when requireClientCertificate is true")
     return base_pb2.TransportSocket(name=envoy_names.TLS_TRANSPORT_SOCKET,
-                                    typed_config=pack(context))
+                                    typed_config=pack(downstream_tls_context(tls)))
 
 
 def _connection_manager(listener: dict[str, Any], filt: dict[str, Any], path: str,
