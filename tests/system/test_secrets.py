@@ -177,4 +177,8 @@ def test_openapi_lists_the_secrets_routes(cluster):
     assert {"post", "get"} <= set(paths["/api/v1/secrets"])
     assert {"get", "put", "delete"} <= set(paths["/api/v1/secrets/{name}"])
     assert "422" in paths["/api/v1/secrets"]["post"]["responses"]
-    assert "409" in paths["/api/v1/secrets/{name}"]["delete"]["responses"]
+    delete = paths["/api/v1/secrets/{name}"]["delete"]
+    assert "409" in delete["responses"]
+    secret = doc["components"]["schemas"]["Secret"]["properties"]
+    assert all(secret[f]["writeOnly"] for f in ("certificateChain", "privateKey", "trustedCa",
+                                                 "matchSubjectAltNames", "value"))

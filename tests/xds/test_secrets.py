@@ -11,6 +11,7 @@ import pytest
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, tls_pb2
+from envoy.service.discovery.v3 import discovery_pb2
 
 from raftplane.api import bodies
 from raftplane.api.resource_routes import public, seal_secret
@@ -21,9 +22,12 @@ from raftplane.model.outcomes import Outcome
 from raftplane.wire import log_entry_pb2 as wire
 from raftplane.xds import translate
 from raftplane.xds.cache import XdsCache
+from raftplane.xds.delta import DeltaStream
+from raftplane.xds.sotw import SotwStream
 from raftplane.xds.types import CLUSTER, LISTENER, PUSH_ORDER, SECRET
 from tests.pki import Pki, ca_secret, certificate_secret
 from tests.xds.conftest import TEAM, StoreWriter, cluster, listener, routes
+from tests.xds.test_streams import node, open_stream
 from tests.xds.test_translate import hcm_filter, unpack
 
 CLUSTER_SECRET = "a-cluster-secret-of-some-length"
@@ -271,3 +275,37 @@ def test_a_secret_the_cache_cannot_open_is_not_served(writer: StoreWriter, ca: P
     cache = XdsCache(writer.store, "not-the-cluster-secret")
     cache.load_all()
     assert cache.resource(SECRET, "web") is None and cache.translation_errors == 1
+
+
+def test_sotw_and_delta_streams_serve_secrets_by_name(writer: StoreWriter, ca: Pki,
+                                                      registry: Any) -> None:
+    _put_secret(writer, certificate_secret("web", TEAM, ca.server("web.example")))
+    _put_secret(writer, certificate_secret("unused", TEAM, ca.server("x.example")))
+    writer.put("clusters", cluster("a"))
+    writer.put("route-configs", routes("rc", "a"))
+    https = listener("https", 10443, "rc", "dp1")
+    https["filterChains"][0]["tls"] = {"certificateSecret": "web"}
+    writer.put("listeners", https)
+    cache = XdsCache(writer.store, CLUSTER_SECRET)
+    cache.load_all()
+
+    sotw = open_stream(SotwStream, cache, registry)
+    [answer] = sotw.handle_request(discovery_pb2.DiscoveryRequest(
+        type_url=SECRET, resource_names=["web", "unused"], node=node()))
+    assert answer.type_url == SECRET and [r.type_url for r in answer.resources] == [SECRET]
+    assert answer.resources[0].value == cache.resource(SECRET, "web").packed.value
+    assert sotw.handle_request(discovery_pb2.DiscoveryRequest(
+        type_url=SECRET, resource_names=["web", "unused"], version_info=answer.version_info,
+        response_nonce=answer.nonce, node=node())) == []  # an ACK
+
+    delta = open_stream(DeltaStream, cache, registry)
+    [answer] = delta.handle_request(discovery_pb2.DeltaDiscoveryRequest(
+        type_url=SECRET, resource_names_subscribe=["web", "unused"], node=node()))
+    assert [r.name for r in answer.resources] == ["web"]
+    assert list(answer.removed_resources) == ["unused"]  # not this dataplane's: never sent
+    revision = _put_secret(writer, certificate_secret("web", TEAM, ca.server("web.example")))
+    cache.apply_changes(revision, [("secrets", "web")])
+    [pushed] = delta.push(frozenset({SECRET}))
+    assert [(r.name, r.version) for r in pushed.resources] == [("web", str(revision))]
+    [pushed] = sotw.push(frozenset({SECRET}))
+    assert pushed.version_info.startswith(f"{revision}.")

@@ -52,7 +52,7 @@ def references(kind: str, resource: Resource) -> list[Reference]:
     """Resources this validated resource names, deduplicated, in first-seen order: its team,
     a listener's dataplane ("<team>/<dataplaneId>"), the route configs and clusters its routes
     and filters name (forward/weighted actions, routeConfigName, tcpProxy cluster, clusters in
-    an inlineRouteConfig)."""
+    an inlineRouteConfig), the secrets of a listener's TLS chains and of a cluster's TLS."""
     kind_spec(kind)
     found: dict[tuple[str, str], Reference] = {}
 
