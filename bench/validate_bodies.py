@@ -26,8 +26,8 @@ import msgspec
 import pydantic
 from msgspec import Meta, Struct
 
-from raftplane.api import names
 from raftplane.api.bodies import ValidationFailed, validate_resource
+from raftplane.model import lexical as names
 
 CLUSTER = {
     "name": "payments-backend", "team": "payments", "serviceName": "payments.internal",

@@ -13,7 +13,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from raftplane.api import names
 from raftplane.api.bodies import (
     READ_ONLY_FIELDS,
     RESOURCE_KINDS,
@@ -25,6 +24,7 @@ from raftplane.api.bodies import (
     stored_name,
     validate_resource,
 )
+from raftplane.model import lexical as names
 
 # The example bodies of the Flowplane README (dataplane, cluster, route config, listener).
 README_DATAPLANE = {

@@ -7,9 +7,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from raftplane.api import names
-from raftplane.api.bodies.nodes import Errors, at, dicts, fail, item
 from raftplane.auth import secret_box
+from raftplane.model import lexical as names
+from raftplane.model.schema import Errors, at, dicts, fail, item
 
 
 def check_endpoints(

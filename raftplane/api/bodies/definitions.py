@@ -6,10 +6,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from raftplane.api import names
-from raftplane.api.bodies import checks, filter_schemas
-from raftplane.api.bodies.nodes import UINT32_MAX, Arr, Bool, Int, Num, Obj, Str
+from raftplane.api.bodies import checks
+from raftplane.model import filter_schemas
+from raftplane.model import lexical as names
 from raftplane.model.kinds import Kind
+from raftplane.model.schema import UINT32_MAX, Arr, Bool, Int, Num, Obj, Str
 
 NAME = Str(max_len=names.NAME_MAX, pattern=names.NAME_PATTERN, message=names.NAME_MESSAGE)
 TEAM = Str(max_len=names.NAME_MAX, pattern=names.NAME_PATTERN, message=names.NAME_MESSAGE,

@@ -7,8 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from raftplane.api.bodies import filter_schemas
 from raftplane.api.bodies.validation import kind_spec
+from raftplane.model import filter_schemas
 from raftplane.model.kinds import Kind, Resource
 
 

@@ -12,9 +12,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from raftplane.api.bodies.definitions import KIND_SPECS
-from raftplane.api.bodies.nodes import Errors, Obj
 from raftplane.model.kinds import RESOURCE_KINDS as RESOURCE_KINDS
 from raftplane.model.kinds import Resource
+from raftplane.model.schema import Errors, Obj
 
 READ_ONLY_FIELDS = ("revision", "createdAt", "updatedAt")
 

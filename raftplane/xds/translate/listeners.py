@@ -13,7 +13,7 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
 )
 from envoy.extensions.filters.network.tcp_proxy.v3 import tcp_proxy_pb2
 
-from raftplane.api.bodies.filter_schemas import filter_clusters
+from raftplane.model.filter_schemas import filter_clusters
 from raftplane.model.kinds import Kind
 from raftplane.xds.translate import envoy_names
 from raftplane.xds.translate.common import TranslationError, ads_config_source, at, item, pack

@@ -3,7 +3,7 @@ body definition, description, per-route override). ``http_filters`` builds conne
 managers from it; the API lists it (filter types) and validates filter bodies with it.
 
 The types of ``filter_configs`` check their own JSON (no body definition yet); the others
-(one module each here) have a definition in ``raftplane.api.bodies.filter_schemas``.
+(one module each here) have a definition in ``raftplane.model.filter_schemas``.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any
 
 from google.protobuf.message import Message
 
-from raftplane.api.bodies.filter_schemas import FILTER_SCHEMAS, PER_ROUTE_SCHEMAS
-from raftplane.api.bodies.nodes import Obj
+from raftplane.model.filter_schemas import FILTER_SCHEMAS, PER_ROUTE_SCHEMAS
+from raftplane.model.schema import Obj
 from raftplane.xds.translate import filter_configs as configs
 from raftplane.xds.translate.filters import (
     custom_response,

@@ -6,7 +6,7 @@ from typing import Any
 
 from envoy.config.core.v3 import grpc_service_pb2
 
-from raftplane.api.bodies.nodes import Errors, Obj
+from raftplane.model.schema import Errors, Obj
 from raftplane.xds.translate.common import TranslationError, duration
 
 

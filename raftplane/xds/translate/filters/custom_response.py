@@ -19,7 +19,7 @@ from xds.type.matcher.v3 import (  # type: ignore[import-untyped,unused-ignore]
     string_pb2 as xds_string_pb2,
 )
 
-from raftplane.api.bodies.filter_schemas import CUSTOM_RESPONSE
+from raftplane.model.filter_schemas import CUSTOM_RESPONSE
 from raftplane.xds.translate.common import pack, uint32
 from raftplane.xds.translate.filters._base import validated
 

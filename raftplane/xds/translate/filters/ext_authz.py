@@ -9,7 +9,7 @@ from envoy.config.core.v3 import config_source_pb2, http_uri_pb2
 from envoy.extensions.filters.http.ext_authz.v3 import ext_authz_pb2
 from envoy.type.matcher.v3 import string_pb2
 
-from raftplane.api.bodies.filter_schemas import DISABLED, EXT_AUTHZ
+from raftplane.model.filter_schemas import DISABLED, EXT_AUTHZ
 from raftplane.xds.translate.common import duration, exact
 from raftplane.xds.translate.filters._base import envoy_grpc, validated
 

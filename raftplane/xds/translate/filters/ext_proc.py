@@ -7,7 +7,7 @@ from typing import Any
 
 from envoy.extensions.filters.http.ext_proc.v3 import ext_proc_pb2, processing_mode_pb2
 
-from raftplane.api.bodies.filter_schemas import DISABLED, EXT_PROC
+from raftplane.model.filter_schemas import DISABLED, EXT_PROC
 from raftplane.xds.translate.common import duration
 from raftplane.xds.translate.filters._base import envoy_grpc, validated
 

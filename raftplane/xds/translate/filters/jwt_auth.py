@@ -14,7 +14,7 @@ from envoy.config.route.v3 import route_components_pb2
 from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt
 from google.protobuf import empty_pb2
 
-from raftplane.api.bodies.filter_schemas import ALLOW_MISSING, JWT_AUTH, JWT_AUTH_PER_ROUTE
+from raftplane.model.filter_schemas import ALLOW_MISSING, JWT_AUTH, JWT_AUTH_PER_ROUTE
 from raftplane.xds.translate.common import duration
 from raftplane.xds.translate.filters._base import validated
 

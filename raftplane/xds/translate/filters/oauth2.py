@@ -12,7 +12,7 @@ from envoy.extensions.filters.http.oauth2.v3 import oauth_pb2
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
 from envoy.type.matcher.v3 import path_pb2, string_pb2
 
-from raftplane.api.bodies.filter_schemas import OAUTH2
+from raftplane.model.filter_schemas import OAUTH2
 from raftplane.xds.translate.common import ads_config_source, duration, exact
 from raftplane.xds.translate.filters._base import validated
 

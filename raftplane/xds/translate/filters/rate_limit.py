@@ -11,7 +11,7 @@ from envoy.config.ratelimit.v3 import rls_pb2
 from envoy.config.route.v3 import route_components_pb2 as rc
 from envoy.extensions.filters.http.ratelimit.v3 import rate_limit_pb2
 
-from raftplane.api.bodies.filter_schemas import RATE_LIMIT, RATE_LIMIT_PER_ROUTE
+from raftplane.model.filter_schemas import RATE_LIMIT, RATE_LIMIT_PER_ROUTE
 from raftplane.xds.translate.common import duration
 from raftplane.xds.translate.filters._base import envoy_grpc, validated
 

@@ -16,9 +16,9 @@ from types import MappingProxyType
 from typing import Any
 from urllib.parse import urlsplit
 
-from raftplane.api import names
-from raftplane.api.bodies.nodes import Arr, Bool, Errors, Int, Num, Obj, Str, at, dicts, fail, item
+from raftplane.model import lexical as names
 from raftplane.model.lexical import HEADER_NAME_PATTERN
+from raftplane.model.schema import Arr, Bool, Errors, Int, Num, Obj, Str, at, dicts, fail, item
 
 CLUSTER_REF = Str(max_len=names.NAME_MAX, pattern=names.NAME_PATTERN, message=names.NAME_MESSAGE,
                   doc="The name of an existing cluster.")
