@@ -19,6 +19,7 @@ from raftplane.api.context import (
     XDS,
 )
 from raftplane.api.errors import Handler, problem_middleware
+from raftplane.api.filter_type_routes import filter_type_routes
 from raftplane.api.kinds import KINDS
 from raftplane.api.metrics import ApiMetrics
 from raftplane.api.openapi import build_openapi
@@ -59,6 +60,7 @@ def all_routes() -> list[Route]:
     for spec in KINDS:
         routes.extend(KindHandlers(spec).routes())
     routes.extend(system_routes())
+    routes.extend(filter_type_routes())
     routes.extend(xds_routes())
     routes.extend(auth_routes())
     routes.append(Route("GET", "/api/v1/openapi.json", openapi_handler, "",

@@ -43,4 +43,5 @@ KINDS: tuple[KindSpec, ...] = (
     KindSpec(Kind.DATAPLANES, "/api/v1/teams/{team}/dataplanes",
              "/api/v1/teams/{team}/dataplanes/{name}", "Dataplane"),
     KindSpec(Kind.SECRETS, "/api/v1/secrets", "/api/v1/secrets/{name}", "Secret"),
+    KindSpec(Kind.FILTERS, "/api/v1/filters", "/api/v1/filters/{name}", "Filter"),
 )

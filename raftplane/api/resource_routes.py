@@ -62,8 +62,11 @@ class KindHandlers:
                 errors=[{"field": e.field, "message": e.message} for e in exc.errors],
                 slug="invalid-fields",
             ) from None
+        store = request.app[NODE].store
+        filters = {name: found for name in translate.referenced_filters(self.kind, resource)
+                   if (found := store.get(Kind.FILTERS, name)) is not None}
         try:  # what cannot become Envoy config is refused here, never NACKed later
-            translate.check_translatable(self.kind, resource)
+            translate.check_translatable(self.kind, resource, filters)
         except translate.TranslationError as exc:
             raise Problem(422, str(exc), errors=[{"field": exc.field, "message": exc.message}],
                           slug="invalid-fields") from None

@@ -27,6 +27,7 @@ class Kind(StrEnum):
     LISTENERS = "listeners"
     DATAPLANES = "dataplanes"
     SECRETS = "secrets"
+    FILTERS = "filters"
 
     @property
     def scope(self) -> str:
@@ -82,6 +83,8 @@ _TRAITS: dict[Kind, _Traits] = {
     Kind.DATAPLANES: _Traits("dataplanes", name_in_team=True),
     # Served over SDS once unsealed (the translator takes the material, see xds/cache.py).
     Kind.SECRETS: _Traits("secrets", translator="secret_to_envoy"),
+    # HTTP filters by name: part of the listeners (and route configs) that name them.
+    Kind.FILTERS: _Traits("filters"),
 }
 
 RESOURCE_KINDS: tuple[Kind, ...] = tuple(Kind)

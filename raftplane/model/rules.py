@@ -91,6 +91,12 @@ def check_put(reader: Reader, *, kind: str, name: str, mode: int, expected: int,
         return Refusal(Outcome.INVALID_REFERENCE, f"secrets '{name}' is referenced as a "
                        f"{current.get('type')}: its type cannot change while it is in use",
                        [{"field": "type", "message": "cannot change while referenced"}])
+    if kind == Kind.FILTERS and current is not None and current.get(
+            "filterType") != resource.get("filterType") and reader.referrers(kind, name):
+        return Refusal(Outcome.INVALID_REFERENCE, f"filters '{name}' is a "
+                       f"{current.get('filterType')} filter in use: its filterType cannot "
+                       "change while listeners or route configs name it",
+                       [{"field": "filterType", "message": "cannot change while referenced"}])
     missing: list[FieldIssue] = [
         {"field": ref.field, "message": f"{ref.kind} '{ref.name}' does not exist"
                                         + (f" in team '{team}'" if team else "")}

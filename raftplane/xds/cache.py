@@ -5,9 +5,12 @@ re-translated, and only the dataplane views that contain them (or whose listener
 are recomputed. A resource is translated when a view first needs it (a node that serves no
 Envoy that uses it never pays for it), then serialized once and shared by every stream.
 
-Versions are revisions (invariant 6): a resource's version is the revision that last
-changed it; a set's version is derived from its members' names and revisions only, so two
-replicas with the same applied state hand an Envoy identical versions.
+Versions are revisions (invariant 6): a resource's version is the highest revision among
+the stored resources it is made from (itself, the filter resources it names, and for a
+listener's own copy of a route config the listener and the route config); a set's version is
+derived from its members' names and versions only, so two replicas with the same applied
+state hand an Envoy identical versions. Any change to an input is a new, higher revision, so
+versions only grow.
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
 from google.protobuf import any_pb2
@@ -75,6 +78,11 @@ class XdsCache:
         self._listener_json: dict[str, Resource] = {}
         self._route_json: dict[str, Resource] = {}
         self._secret_json: dict[str, Resource] = {}  # sealed, as stored
+        self._filter_json: dict[str, Resource] = {}
+        # A listener's own copy of a route config (RDS name -> (listener, route config)).
+        self._listener_routes: dict[str, tuple[str, str]] = {}
+        # Stored resources (kind, name) -> the translated resources (type, name) made of them.
+        self._dependents: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
         self._listeners_of: dict[str, set[str]] = defaultdict(set)  # scope key -> listeners
         self._views: dict[str, DataplaneView] = {}
         self._watchers: dict[str, set[Watcher]] = defaultdict(set)
@@ -89,8 +97,11 @@ class XdsCache:
         self._listener_json.clear()
         self._route_json.clear()
         self._secret_json.clear()
+        self._filter_json.clear()
+        self._listener_routes.clear()
+        self._dependents.clear()
         self._listeners_of.clear()
-        for kind in _SERVED_KINDS:
+        for kind in _LOADED_KINDS:
             cursor = None
             while True:
                 page = self._store.list(kind, limit=1000, cursor=cursor)
@@ -126,6 +137,9 @@ class XdsCache:
                 self._put(kind, name, resource)
             for type_url in _types_of(kind):
                 touched[type_url].add(name)
+            for type_url, dependent in self._dependents.pop((kind, name), ()):
+                self._translated[type_url].pop(dependent, None)
+                touched[type_url].add(dependent)
         self.revision = max(self.revision, revision)
         for dataplane, view in list(self._views.items()):
             team = dataplane.split("/", 1)[0]
@@ -149,6 +163,8 @@ class XdsCache:
             self._route_json[name] = resource
         elif kind == Kind.SECRETS:
             self._secret_json[name] = resource
+        elif kind == Kind.FILTERS:
+            self._filter_json[name] = resource
         elif kind == Kind.LISTENERS:
             self._listener_json[name] = resource
             self._listeners_of[_scope_key(resource)].add(name)
@@ -162,6 +178,8 @@ class XdsCache:
             self._route_json.pop(name, None)
         elif kind == Kind.SECRETS:
             self._secret_json.pop(name, None)
+        elif kind == Kind.FILTERS:
+            self._filter_json.pop(name, None)
         elif kind == Kind.LISTENERS:
             old = self._listener_json.pop(name, None)
             if old is not None:
@@ -176,25 +194,60 @@ class XdsCache:
 
     def _translate(self, type_url: str, name: str) -> None:
         """Translate one stored resource into the memo (None: absent or not translatable)."""
+        if type_url == ROUTE and name in self._listener_routes:
+            self._translate_listener_route(name)
+            return
         source = {CLUSTER: self._cluster_json, ENDPOINT: self._cluster_json,
                   ROUTE: self._route_json, LISTENER: self._listener_json,
                   SECRET: self._secret_json}[type_url]
         resource = source.get(name)
         if resource is None:
             return
-        version = str(resource["revision"])
-        memo = self._translated[type_url]
-        try:
+        kind = _KIND_OF[type_url]
+        inputs = [(kind, name)] + [(Kind.FILTERS, f) for f in
+                                   translate.referenced_filters(kind, resource)]
+
+        def build() -> Message | None:
+            message: Message | None
             if type_url == CLUSTER:
                 message = translate.cluster_to_envoy(resource)
             elif type_url == ENDPOINT:
                 message = translate.endpoints_to_envoy(resource)
             elif type_url == ROUTE:
-                message = translate.route_config_to_envoy(resource)
+                message = translate.route_config_to_envoy(resource, filters=self._filter_json)
             elif type_url == SECRET:
                 message = translate.secret_to_envoy(self._opened(resource))
             else:
-                message = translate.listener_to_envoy(resource)
+                message = translate.listener_to_envoy(resource, self._filter_json)
+            return message
+
+        self._memo(type_url, name, inputs, build)
+
+    def _translate_listener_route(self, name: str) -> None:
+        """A listener's own copy of a route config (with its connection manager's CORS
+        policy): made of the listener, the route config and the filters either names."""
+        listener_name, route_name = self._listener_routes[name]
+        listener = self._listener_json.get(listener_name)
+        route = self._route_json.get(route_name)
+        if listener is None or route is None:
+            return
+        inputs = [(Kind.LISTENERS, listener_name), (Kind.ROUTE_CONFIGS, route_name)] + [
+            (Kind.FILTERS, f) for f in translate.referenced_filters(Kind.LISTENERS, listener)
+            + translate.referenced_filters(Kind.ROUTE_CONFIGS, route)]
+        self._memo(ROUTE, name, inputs, lambda: translate.listener_route_config_to_envoy(
+            listener, name, route, self._filter_json))
+
+    def _memo(self, type_url: str, name: str, inputs: Sequence[tuple[str, str]],
+              build: Callable[[], Message | None]) -> None:
+        """Record ``build()`` as (type_url, name), versioned by the highest revision of its
+        stored ``inputs``, and remember it depends on them."""
+        revisions = [self._stored_revision(kind, input_name) for kind, input_name in inputs]
+        version = str(max(revisions))
+        for key in inputs:
+            self._dependents[key].add((type_url, name))
+        message: Message | None
+        try:
+            message = build()
         except translate.TranslationError as exc:
             self.translation_errors += 1
             log.error("cannot translate %s '%s' (%s): %s", type_url, name, exc.field, exc)
@@ -203,7 +256,15 @@ class XdsCache:
             self.translation_errors += 1
             log.error("cannot open secret '%s': %s", name, exc)
             message = None
-        memo[name] = _packed(name, version, message) if message is not None else None
+        self._translated[type_url][name] = (_packed(name, version, message)
+                                            if message is not None else None)
+
+    def _stored_revision(self, kind: str, name: str) -> int:
+        source = {Kind.CLUSTERS: self._cluster_json, Kind.ROUTE_CONFIGS: self._route_json,
+                  Kind.LISTENERS: self._listener_json, Kind.SECRETS: self._secret_json,
+                  Kind.FILTERS: self._filter_json}[Kind(kind)]
+        resource = source.get(name)
+        return int(resource["revision"]) if resource is not None else 0
 
     def _opened(self, secret: Resource) -> Resource:
         """A stored secret with its sealed material opened (for translation only)."""
@@ -226,12 +287,23 @@ class XdsCache:
         routes: set[str] = set()
         clusters: set[str] = set()
         secrets: set[str] = set()
+        filters = self._filter_json
         for name in listeners:
             listener = self._listener_json[name]
-            routes.update(translate.referenced_route_configs(listener))
-            clusters.update(translate.referenced_clusters(Kind.LISTENERS, listener))
+            try:
+                route_names = translate.listener_route_names(listener, filters)
+            except translate.TranslationError:  # logged when the listener is translated
+                route_names = [(route, route) for route in
+                               translate.referenced_route_configs(listener)]
+            for rds_name, route_name in route_names:
+                routes.add(rds_name)
+                if rds_name != route_name:
+                    self._listener_routes[rds_name] = (name, route_name)
+            clusters.update(translate.referenced_clusters(Kind.LISTENERS, listener, filters))
             secrets.update(translate.referenced_secrets(Kind.LISTENERS, listener))
-        for name in routes:
+            secrets.update(translate.filter_secrets_of(listener, filters))
+        for rds_name in routes:
+            name = self._listener_routes.get(rds_name, (rds_name, rds_name))[1]
             route = self._route_json.get(name)
             if route is not None:
                 clusters.update(translate.referenced_clusters(Kind.ROUTE_CONFIGS, route))
@@ -281,7 +353,11 @@ _TYPES_OF: dict[str, tuple[str, ...]] = {
     Kind.CLUSTERS: (CLUSTER, ENDPOINT), Kind.ROUTE_CONFIGS: (ROUTE,), Kind.LISTENERS: (LISTENER,),
     Kind.SECRETS: (SECRET,),
 }
-_SERVED_KINDS = tuple(kind for kind in Kind if kind.translator)
+# What the cache keeps: the kinds served to Envoy, and the filters listeners name.
+_LOADED_KINDS = (*(kind for kind in Kind if kind.translator), Kind.FILTERS)
+_KIND_OF: dict[str, Kind] = {CLUSTER: Kind.CLUSTERS, ENDPOINT: Kind.CLUSTERS,
+                             ROUTE: Kind.ROUTE_CONFIGS, LISTENER: Kind.LISTENERS,
+                             SECRET: Kind.SECRETS}
 
 
 def _types_of(kind: str) -> tuple[str, ...]:

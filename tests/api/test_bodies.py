@@ -97,6 +97,8 @@ VALID = {
     "dataplanes": README_DATAPLANE,
     "secrets": {"name": "hmac-key", "team": "platform-admin", "type": "genericSecret",
                 "value": "not-a-real-key"},
+    "filters": {"name": "limit-10", "team": "platform-admin", "filterType": "local_rate_limit",
+                "config": {"maxTokens": 10, "fillIntervalSeconds": 1}},
 }
 
 

@@ -168,7 +168,8 @@ def test_cors() -> None:
     assert (out.allow_methods, out.allow_headers, out.expose_headers) == ("GET,PUT", "x-a",
                                                                           "x-b,x-c")
     assert out.max_age == "600" and out.allow_credentials.value
-    assert error_field(policy) == f"{FILTERS}[0].filter"  # a policy needs an inline config
+    rds = hcm_of(listener_to_envoy(listener(hcm_filter({"filter": policy}))))
+    assert rds.rds.route_config_name == "rc@edge.chain0.filter0"  # this listener's own copy
 
 
 def test_local_rate_limit() -> None:

@@ -291,8 +291,8 @@ def test_route_config_names_and_virtual_hosts() -> None:
 
 
 @pytest.mark.parametrize(("change", "field"), [
-    ({"typedPerFilterConfig": {"envoy.filters.http.cors": {}}},
-     "virtualHosts[0].typedPerFilterConfig"),
+    ({"typedPerFilterConfig": {"envoy.filters.http.cors": {}}},  # neither a type nor a filter
+     "virtualHosts[0].typedPerFilterConfig.envoy.filters.http.cors"),
     ({"routes": [route(type="forward", cluster="api", prefixRewrite="/a\nb")]},
      "virtualHosts[0].routes[0].action.prefixRewrite"),
     ({"routes": [route(type="redirect", pathRedirect="/a\r")]},

@@ -4,10 +4,12 @@ route action rule as JSON Schema for the OpenAPI document."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import Any
 
 from raftplane.auth import secret_box
+from raftplane.model import filter_schemas
 from raftplane.model import lexical as names
 from raftplane.model.schema import Errors, at, dicts, fail, item
 
@@ -214,3 +216,48 @@ def check_secret(out: dict[str, Any], raw: Mapping[str, Any], path: str, errors:
         secret_box.check_material(kind, out)
     except secret_box.MaterialError as exc:
         fail(errors, at(path, exc.field), exc.message)
+
+
+def check_http_filter_entry(
+    out: dict[str, Any], raw: Mapping[str, Any], path: str, errors: Errors
+) -> None:
+    """An ``httpFilters`` entry is inline (``filter``, optional ``name``) or a reference
+    (``filterRef``: the filter is named after its resource)."""
+    if "filter" not in raw and "filterRef" not in raw:
+        fail(errors, at(path, "filter"), "is required (or filterRef, a filter resource)")
+    elif "filter" in raw and "filterRef" in raw:
+        fail(errors, at(path, "filterRef"), "cannot be set with filter (one or the other)")
+    elif "filterRef" in raw and "name" in raw:
+        fail(errors, at(path, "name"), "is not allowed with filterRef (the filter is named "
+             "after the filter resource)")
+
+
+def check_per_filter_config(
+    out: dict[str, Any], raw: Mapping[str, Any], path: str, errors: Errors
+) -> None:
+    """Each key is a filter type or a filter resource's name; each value an object."""
+    for key, value in raw.items():
+        if not isinstance(value, dict):
+            fail(errors, at(path, key), 'must be an object ({"disabled": true} or the '
+                 "filter type's per-route settings)")
+        elif len(key) > names.NAME_MAX or not re.fullmatch(names.NAME_PATTERN, key):
+            fail(errors, at(path, key), "must be a filter type or a filter's name")
+
+
+def check_filter_config(
+    out: dict[str, Any], raw: Mapping[str, Any], path: str, errors: Errors
+) -> None:
+    """A filter resource's ``config`` is the filter object of its ``filterType`` without
+    ``type``: validated by that type's definition where it has one."""
+    config, filter_type = out.get("config"), out.get("filterType")
+    if not isinstance(config, dict) or not isinstance(filter_type, str):
+        return
+    if "type" in config:
+        fail(errors, at(path, "config.type"), "is not allowed: filterType gives the type")
+        return
+    schema = filter_schemas.FILTER_SCHEMAS.get(filter_type)
+    if schema is None:
+        return
+    result = schema.validate({**config, "type": filter_type}, at(path, "config"), errors)
+    if isinstance(result, dict):
+        out["config"] = {key: value for key, value in result.items() if key != "type"}

@@ -11,6 +11,7 @@ from raftplane.model import filter_schemas
 from raftplane.model import lexical as names
 from raftplane.model.kinds import Kind
 from raftplane.model.schema import UINT32_MAX, Arr, Bool, Int, Num, Obj, Str
+from raftplane.xds.translate.filters import FILTER_TYPES
 
 NAME = Str(max_len=names.NAME_MAX, pattern=names.NAME_PATTERN, message=names.NAME_MESSAGE)
 TEAM = Str(max_len=names.NAME_MAX, pattern=names.NAME_PATTERN, message=names.NAME_MESSAGE,
@@ -145,15 +146,23 @@ _ACTION = Obj(
     extra={"allOf": checks.action_rules()},
 )
 
+FILTER_REF = Str(max_len=names.NAME_MAX, pattern=names.NAME_PATTERN, message=names.NAME_MESSAGE,
+                 doc="A filter resource of the same team (GET /api/v1/filters).")
+PER_FILTER_CONFIG = Obj(
+    open=True, checks=(checks.check_per_filter_config,),
+    doc='Per filter: a filter type (the filter of that type without a name) or a filter '
+    'resource\'s name -> {"disabled": true} or the type\'s per-route settings (see '
+    "perRouteOverride and perRouteSchema in GET /api/v1/filter-types).")
 _VIRTUAL_HOSTS = Arr(
     items=Obj(
         fields={
             "name": NAME,
             "domains": Arr(items=Str(max_len=260, check=names.domain_problem), min_items=1,
                            doc="Unique across all virtual hosts of the route config."),
-            "routes": Arr(items=Obj(fields={"name": NAME, "match": _MATCH, "action": _ACTION},
+            "routes": Arr(items=Obj(fields={"name": NAME, "match": _MATCH, "action": _ACTION,
+                                            "typedPerFilterConfig": PER_FILTER_CONFIG},
                                     required=("match", "action"), checks=(checks.check_route,))),
-            "typedPerFilterConfig": Obj(open=True),
+            "typedPerFilterConfig": PER_FILTER_CONFIG,
         },
         required=("name", "domains", "routes"),
     ),
@@ -176,9 +185,13 @@ _FILTER = Obj(
             fields={"name": NAME,
                     "filter": Obj(fields={"type": Str(max_len=128)}, required=("type",),
                                   open=True, checks=(filter_schemas.check_http_filter,),
-                                  doc="Types with a definition: see GET /api/v1/filter-types.")},
-            required=("filter",),
-        ), doc="The router filter is appended last when absent."),
+                                  doc="Types with a definition: see GET /api/v1/filter-types."),
+                    "filterRef": FILTER_REF},
+            checks=(checks.check_http_filter_entry,),
+            extra={"oneOf": [{"required": ["filter"]},
+                             {"required": ["filterRef"], "not": {"required": ["name"]}}]},
+        ), doc="In order, inline ({filter}) or by name ({filterRef}); the router filter is "
+            "appended last when absent."),
         "cluster": NAME,
     },
     required=("name", "type"),
@@ -265,6 +278,20 @@ SECRET = Obj(
     doc="Reads never return the material: they show fingerprint and notAfter instead.",
 )
 
+FILTER = Obj(
+    fields={
+        "name": NAME,
+        "team": TEAM,
+        "filterType": Str(enum=tuple(FILTER_TYPES), doc="See GET /api/v1/filter-types; "
+                          "cannot change while listeners or route configs use the filter."),
+        "config": Obj(open=True, default={}, doc="The filter type's settings (its schema "
+                      "in GET /api/v1/filter-types, without type)."),
+    },
+    required=("name", "team", "filterType"),
+    checks=(checks.check_filter_config,),
+    doc="A reusable HTTP filter, attached to listeners by {filterRef: name}.",
+)
+
 KIND_SPECS: Mapping[str, Obj] = MappingProxyType({
     Kind.TEAMS: TEAM_SPEC,
     Kind.CLUSTERS: CLUSTER,
@@ -272,4 +299,5 @@ KIND_SPECS: Mapping[str, Obj] = MappingProxyType({
     Kind.LISTENERS: LISTENER,
     Kind.DATAPLANES: DATAPLANE,
     Kind.SECRETS: SECRET,
+    Kind.FILTERS: FILTER,
 })

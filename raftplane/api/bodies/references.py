@@ -10,6 +10,7 @@ from typing import Any
 from raftplane.api.bodies.validation import kind_spec
 from raftplane.model import filter_schemas
 from raftplane.model.kinds import Kind, Resource
+from raftplane.xds.translate.filter_refs import per_filter_keys
 
 
 @dataclass(frozen=True)
@@ -25,7 +26,11 @@ def _route_references(
     virtual_hosts: Any, path: str, add: Callable[[str, str, str], None]
 ) -> None:
     for i, host in enumerate(virtual_hosts or []):
+        for key in per_filter_keys(host):
+            add(Kind.FILTERS, key, f"{path}[{i}].typedPerFilterConfig.{key}")
         for j, route in enumerate(host.get("routes") or []):
+            for key in per_filter_keys(route):
+                add(Kind.FILTERS, key, f"{path}[{i}].routes[{j}].typedPerFilterConfig.{key}")
             action = route.get("action") or {}
             action_path = f"{path}[{i}].routes[{j}].action"
             if action.get("type") == "forward" and "cluster" in action:
@@ -42,17 +47,17 @@ def filter_references(spec: Any, path: str, add: Callable[[str, str, str], None]
         return
     for name, field in filter_schemas.filter_clusters(spec):
         add(Kind.CLUSTERS, name, f"{path}.{field}")
-    secrets = getattr(Kind, "SECRETS", None)  # the secrets kind, once it exists
-    if secrets is not None:
-        for name, field in filter_schemas.filter_secrets(spec):
-            add(secrets, name, f"{path}.{field}")
+    for name, field in filter_schemas.filter_secrets(spec):
+        add(Kind.SECRETS, name, f"{path}.{field}")
 
 
 def references(kind: str, resource: Resource) -> list[Reference]:
     """Resources this validated resource names, deduplicated, in first-seen order: its team,
     a listener's dataplane ("<team>/<dataplaneId>"), the route configs and clusters its routes
     and filters name (forward/weighted actions, routeConfigName, tcpProxy cluster, clusters in
-    an inlineRouteConfig), the secrets of a listener's TLS chains and of a cluster's TLS."""
+    an inlineRouteConfig), the secrets of a listener's TLS chains and of a cluster's TLS, the
+    filter resources of ``filterRef`` entries and ``typedPerFilterConfig`` keys, and what a
+    filter resource's settings name."""
     kind_spec(kind)
     found: dict[tuple[str, str], Reference] = {}
 
@@ -87,8 +92,14 @@ def references(kind: str, resource: Resource) -> list[Reference]:
                 if filt.get("type") == "tcpProxy" and "cluster" in filt:
                     add(Kind.CLUSTERS, filt["cluster"], f"{path}.cluster")
                 for k, entry in enumerate(filt.get("httpFilters") or []):
+                    if "filterRef" in entry:
+                        add(Kind.FILTERS, entry["filterRef"],
+                            f"{path}.httpFilters[{k}].filterRef")
                     filter_references(entry.get("filter"), f"{path}.httpFilters[{k}].filter",
                                       add)
+    if kind == Kind.FILTERS:
+        filter_references({**(resource.get("config") or {}), "type": resource["filterType"]},
+                          "config", add)
     return list(found.values())
 
 

@@ -23,3 +23,10 @@ def http_filter(filter_type: str) -> str:
 def inline_route_config(listener: str, chain: int, filter_index: int) -> str:
     """The name of a route configuration inlined into a listener's HTTP connection manager."""
     return f"{listener}.chain{chain}.filter{filter_index}.inline"
+
+
+def listener_route_config(route_config: str, listener: str, chain: int, filter_index: int
+                          ) -> str:
+    """The name of a listener's own copy of a route config (with the virtual host settings of
+    its connection manager, e.g. a CORS policy); "@" cannot occur in resource names."""
+    return f"{route_config}@{listener}.chain{chain}.filter{filter_index}"

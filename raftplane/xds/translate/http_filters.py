@@ -1,11 +1,12 @@
 """A listener's ``httpFilters`` -> the HttpFilter chain of an Envoy HTTP connection manager.
 
-Each item is ``{name?, filter: {type, ...}}``; the JSON fields per type are:
+Each item is ``{name?, filter: {type, ...}}`` or ``{filterRef: "<filter resource>"}``; the
+JSON fields per type are:
 
 - ``router``: suppressEnvoyHeaders. Always last: appended when absent, moved to the end.
 - ``cors``: allowOrigins, allowMethods, allowHeaders, exposeHeaders, maxAge, allowCredentials.
   The filter itself has no settings in Envoy; the policy goes to every virtual host of the
-  listener's inline route config (a policy with an RDS route config is an error).
+  listener's route config (with ``routeConfigName``, a copy of it made for this listener).
 - ``local_rate_limit``: maxTokens, tokensPerFill (maxTokens), fillIntervalSeconds (1),
   statusCode (429).
 - ``fault``: delay{seconds, percentage (100)}, abort{status, percentage (100)}, maxActiveFaults.
@@ -32,7 +33,8 @@ from google.protobuf.message import Message
 
 from raftplane.xds.translate import envoy_names
 from raftplane.xds.translate import filter_configs as configs
-from raftplane.xds.translate.common import TranslationError, at, item, pack
+from raftplane.xds.translate.common import TranslationError, at, pack
+from raftplane.xds.translate.filter_refs import NO_FILTERS, Filters, resolve_http_filters
 from raftplane.xds.translate.filters import FILTER_TYPES
 
 HttpFilter: TypeAlias = http_connection_manager_pb2.HttpFilter
@@ -54,33 +56,38 @@ class HttpFilters:
     virtual_host_configs: list[tuple[str, str, any_pb2.Any]] = field(default_factory=list)
 
 
-def http_filters_to_envoy(items: list[dict[str, Any]], path: str) -> HttpFilters:
-    """Translate ``httpFilters`` (found at JSON path ``path``); the router comes last."""
+def http_filters_to_envoy(items: list[dict[str, Any]], path: str,
+                          filters: Filters = NO_FILTERS) -> HttpFilters:
+    """Translate ``httpFilters`` (found at JSON path ``path``; ``{filterRef}`` entries resolved
+    against ``filters``); the router comes last."""
     out = HttpFilters()
     router: HttpFilter | None = None
     per_route_names: dict[str, str] = {}
-    for i, entry in enumerate(items):
-        entry_path = item(path, i)
-        spec, spec_path = entry.get("filter"), at(entry_path, "filter")
-        if not isinstance(spec, dict):
-            raise TranslationError(spec_path, "must be an object")
+    names: dict[str, str] = {}
+    for entry in resolve_http_filters(items, path, filters):
+        spec, spec_path = entry.spec, entry.path
         kind = spec.get("type")
         if not isinstance(kind, str) or kind not in TRANSLATORS:
             message = ("is not supported yet" if kind in NOT_YET_SUPPORTED else
                        "must be one of " + ", ".join(sorted(TRANSLATORS)))
             raise TranslationError(at(spec_path, "type"), message)
-        name = entry.get("name") or envoy_names.http_filter(kind)
+        if entry.ref is not None and entry.name in names:
+            raise TranslationError(spec_path, f"{entry.name!r} is also the name of "
+                                   f"{names[entry.name]}: a filter is attached once")
+        names.setdefault(entry.name, entry.entry)
         config, per_route = TRANSLATORS[kind](spec, spec_path)
-        http_filter = HttpFilter(name=name, typed_config=pack(config))
+        http_filter = HttpFilter(name=entry.name, typed_config=pack(config))
         if per_route is not None:
-            if name in per_route_names:  # virtual hosts key per-filter settings by name
-                raise TranslationError(at(entry_path, "name"), f"{name!r} is also the name of "
-                                       f"{per_route_names[name]}: give each filter a name")
-            per_route_names[name] = entry_path
-            out.virtual_host_configs.append((spec_path, name, pack(per_route)))
+            if entry.name in per_route_names:  # virtual hosts key per-filter settings by name
+                raise TranslationError(at(entry.entry, "name"),
+                                       f"{entry.name!r} is also the name of "
+                                       f"{per_route_names[entry.name]}: give each filter a "
+                                       "name")
+            per_route_names[entry.name] = entry.entry
+            out.virtual_host_configs.append((spec_path, entry.name, pack(per_route)))
         if kind == "router":
             if router is not None:
-                raise TranslationError(entry_path, "a connection manager has one router")
+                raise TranslationError(entry.entry, "a connection manager has one router")
             router = http_filter
         else:
             out.filters.append(http_filter)

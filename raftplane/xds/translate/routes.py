@@ -22,6 +22,8 @@ from raftplane.xds.translate.common import (
     regex,
     uint32,
 )
+from raftplane.xds.translate.filter_refs import NO_FILTERS, Filters
+from raftplane.xds.translate.per_route import per_filter_configs
 
 UINT32_MAX = 2**32 - 1
 _REDIRECT_CODES = {
@@ -34,21 +36,23 @@ _REDIRECT_CODES = {
 
 
 def route_config_to_envoy(
-    route_config: dict[str, Any], *, name: str | None = None
+    route_config: dict[str, Any], *, name: str | None = None, filters: Filters = NO_FILTERS
 ) -> route_pb2.RouteConfiguration:
     """The Envoy RouteConfiguration of a validated route config, named ``name`` (default: the
-    resource's name). Also accepts a listener's ``inlineRouteConfig`` when ``name`` is given."""
-    return build_route_config(name or route_config["name"], route_config["virtualHosts"], "")
+    resource's name). Also accepts a listener's ``inlineRouteConfig`` when ``name`` is given.
+    ``typedPerFilterConfig`` keys naming filter resources resolve against ``filters``."""
+    return build_route_config(name or route_config["name"], route_config["virtualHosts"], "",
+                              filters)
 
 
 def build_route_config(
-    name: str, virtual_hosts: list[dict[str, Any]], path: str
+    name: str, virtual_hosts: list[dict[str, Any]], path: str, filters: Filters = NO_FILTERS
 ) -> route_pb2.RouteConfiguration:
     """A RouteConfiguration from virtual hosts found at JSON path ``path`` (for errors)."""
     hosts_path = at(path, "virtualHosts")
     return route_pb2.RouteConfiguration(
         name=name,
-        virtual_hosts=[_virtual_host(host, item(hosts_path, i))
+        virtual_hosts=[_virtual_host(host, item(hosts_path, i), filters)
                        for i, host in enumerate(virtual_hosts)],
     )
 
@@ -67,19 +71,27 @@ def route_clusters(virtual_hosts: list[dict[str, Any]]) -> list[str]:
     return list(found)
 
 
-def _virtual_host(host: dict[str, Any], path: str) -> rc.VirtualHost:
-    if host.get("typedPerFilterConfig"):
-        raise TranslationError(at(path, "typedPerFilterConfig"), "is not supported yet")
+def _virtual_host(host: dict[str, Any], path: str, filters: Filters) -> rc.VirtualHost:
     routes_path = at(path, "routes")
-    return rc.VirtualHost(
+    out = rc.VirtualHost(
         name=host["name"],
         domains=host["domains"],
-        routes=[_route(route, item(routes_path, i)) for i, route in enumerate(host["routes"])],
+        routes=[_route(route, item(routes_path, i), filters)
+                for i, route in enumerate(host["routes"])],
     )
+    if "typedPerFilterConfig" in host:
+        for key, config in per_filter_configs(host["typedPerFilterConfig"],
+                                              at(path, "typedPerFilterConfig"), filters).items():
+            out.typed_per_filter_config[key].CopyFrom(config)
+    return out
 
 
-def _route(route: dict[str, Any], path: str) -> rc.Route:
+def _route(route: dict[str, Any], path: str, filters: Filters) -> rc.Route:
     out = rc.Route(name=route.get("name", ""), match=_match(route["match"], at(path, "match")))
+    if "typedPerFilterConfig" in route:
+        for key, config in per_filter_configs(route["typedPerFilterConfig"],
+                                              at(path, "typedPerFilterConfig"), filters).items():
+            out.typed_per_filter_config[key].CopyFrom(config)
     action, action_path = route["action"], at(path, "action")
     if action["type"] == "redirect":
         out.redirect.CopyFrom(_redirect(action, action_path))

@@ -18,6 +18,7 @@ from google.protobuf.message import Message
 from raftplane.model.filter_schemas import FILTER_SCHEMAS, PER_ROUTE_SCHEMAS
 from raftplane.model.schema import Obj
 from raftplane.xds.translate import filter_configs as configs
+from raftplane.xds.translate.common import TranslationError
 from raftplane.xds.translate.filters import (
     custom_response,
     ext_authz,
@@ -55,6 +56,16 @@ class FilterType:
         return self.schema.schema()
 
 
+def _cors_per_route(spec: dict[str, Any], path: str) -> Message:
+    """A route's own CORS policy (the cors filter's fields, without ``type``)."""
+    policy = configs.cors(spec, path)[1]
+    if policy is None:
+        raise TranslationError(path, "a CORS policy needs at least one of allowOrigins, "
+                               "allowMethods, allowHeaders, exposeHeaders, maxAge, "
+                               "allowCredentials (or {\"disabled\": true})")
+    return policy
+
+
 def _new(module: Any, name: str) -> FilterType:
     return FilterType(translate=module.translate, description=module.DESCRIPTION,
                       schema=FILTER_SCHEMAS[name], per_route=getattr(module, "per_route", None),
@@ -64,7 +75,8 @@ def _new(module: Any, name: str) -> FilterType:
 FILTER_TYPES: Mapping[str, FilterType] = MappingProxyType({
     "router": FilterType(configs.router, "Forward to the route's cluster; always last."),
     "cors": FilterType(configs.cors, "CORS: the policy applies to every virtual host of the "
-                       "listener's inline route config."),
+                       "listener's route config; a route or virtual host may set its own.",
+                       per_route=_cors_per_route),
     "local_rate_limit": FilterType(configs.local_rate_limit,
                                    "A token bucket per Envoy (no rate limit service)."),
     "fault": FilterType(configs.fault, "Inject delays and aborts."),
