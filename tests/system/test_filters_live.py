@@ -67,7 +67,7 @@ class EchoUpstream:
     length); /status/503 answers 503, /big answers BIG_BODY as text/plain; every response
     carries `x-upstream-internal`. Records (method, path) of every request it sees."""
 
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.seen: list[tuple[str, str]] = []
         seen = self.seen
 
@@ -99,7 +99,7 @@ class EchoUpstream:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
