@@ -26,6 +26,7 @@ from raftplane.api.openapi import build_openapi
 from raftplane.api.resource_routes import KindHandlers
 from raftplane.api.routing import Route
 from raftplane.api.system import system_routes
+from raftplane.api.watch import watch_routes
 from raftplane.api.xds_routes import xds_routes
 from raftplane.auth.state import AuthState
 from raftplane.auth.verified import VerifiedTokens
@@ -61,6 +62,7 @@ def all_routes() -> list[Route]:
         routes.extend(KindHandlers(spec).routes())
     routes.extend(system_routes())
     routes.extend(filter_type_routes())
+    routes.extend(watch_routes())
     routes.extend(xds_routes())
     routes.extend(auth_routes())
     routes.append(Route("GET", "/api/v1/openapi.json", openapi_handler, "",

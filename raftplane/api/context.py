@@ -18,7 +18,7 @@ from raftplane.cluster.forwarding import Forwarder
 from raftplane.storage.results import CommandResult
 from raftplane.storage.store import Store
 from raftplane.wire import log_entry_pb2 as wire
-from raftplane.xds.runtime import XdsRuntime
+from raftplane.xds.runtime import AppliedEntries, XdsRuntime
 
 
 class Node(Protocol):
@@ -26,6 +26,11 @@ class Node(Protocol):
 
     config: NodeConfig
     store: Store  # local reads; never written here (invariant 1)
+
+    @property
+    def applied(self) -> AppliedEntries:
+        """The entries this node applies, delivered on the loop (the watch stream)."""
+        ...
 
     @property
     def is_leader(self) -> bool: ...

@@ -23,6 +23,12 @@ QUERY_DOCS = {
                     "linearizable: answered after the leader confirms its leadership; stale: "
                     "answered even by a node that has known no leader for longer than "
                     "--max-stale (otherwise 503)"),
+    "fromRevision": ({"type": "integer", "minimum": 0},
+                     "Send the changes at this revision and after (410 when no longer held); "
+                     "without it (and without Last-Event-ID) the stream starts with the next "
+                     "change"),
+    "kinds": ({"type": "string"}, "Comma-separated kinds, e.g. clusters,listeners "
+              "(default: every kind the token may read)"),
     "waitSeconds": ({"type": "integer", "minimum": 1, "maximum": 30, "default": 5},
                     "How long minRevision may wait before 400 or 503"),
 }

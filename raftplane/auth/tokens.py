@@ -19,6 +19,9 @@ SCOPE_RESOURCES = ("clusters", "routes", "listeners", "filters", "secrets", "dat
 VALID_SCOPES = frozenset(
     [ADMIN_SCOPE] + [f"{r}:{a}" for r in SCOPE_RESOURCES for a in ("read", "write")]
 )
+# A route that serves several resources (the watch stream) needs any read scope; it checks
+# each resource's own scope itself. Not a scope a token can carry.
+ANY_READ = "any:read"
 REQUIRED_CLAIMS = ("jti", "sub", "scopes", "teams", "iat", "nbf", "exp")
 
 # TokenError.reason values
@@ -170,6 +173,8 @@ def allows(claims: Claims, needed_scope: str) -> bool:
     """admin:all allows everything; X:write implies X:read; unknown scopes allow nothing."""
     if is_admin(claims):
         return True
+    if needed_scope == ANY_READ:
+        return any(scope in VALID_SCOPES for scope in claims.scopes)
     if needed_scope not in VALID_SCOPES or needed_scope == ADMIN_SCOPE:
         return False
     if needed_scope in claims.scopes:

@@ -12,8 +12,8 @@ from collections.abc import Sequence
 from typing import TypedDict
 
 from raftplane.model import rules
-from raftplane.model.kinds import Kind
-from raftplane.storage import audit, constraints, idempotency, keys, retention
+from raftplane.model.kinds import Kind, owner_team
+from raftplane.storage import audit, changes, constraints, idempotency, keys, retention
 from raftplane.storage.context import ApplyContext
 from raftplane.storage.results import CommandResult, Outcome
 from raftplane.wire import log_entry_pb2 as wire
@@ -39,6 +39,7 @@ def apply_commands(ctx: ApplyContext, commands: Sequence[wire.Command]) -> list[
     idempotency.purge_expired(ctx)
     results = [_apply_one(ctx, command) for command in commands]
     retention.prune_audit(ctx, retention.PRUNE_PER_ENTRY + len(commands))
+    changes.prune(ctx, retention.PRUNE_PER_ENTRY + ctx.change_seq)
     return results
 
 
@@ -74,7 +75,8 @@ def _atomic(ctx: ApplyContext, atomic: wire.Atomic) -> CommandResult:
     """Apply every command or none: the first refusal aborts the group."""
     assert ctx.env is not None, "atomic groups need the environment for a nested txn"
     child = ApplyContext(ctx.env.begin(write=True, parent=ctx.txn), ctx.dbs, ctx.index,
-                         ctx.now_ms, env=ctx.env, audit_seq=ctx.audit_seq)
+                         ctx.now_ms, env=ctx.env, audit_seq=ctx.audit_seq,
+                         change_seq=ctx.change_seq)
     results = []
     for command in atomic.commands:
         op = command.WhichOneof("op")
@@ -91,6 +93,7 @@ def _atomic(ctx: ApplyContext, atomic: wire.Atomic) -> CommandResult:
         results.append(result)
     child.txn.commit()
     ctx.changed.extend(child.changed)
+    ctx.change_seq = child.change_seq
     # The last command is the group's main effect (e.g. the token a rotation creates).
     return results[-1] if results else CommandResult(Outcome.BARRIER, ctx.index)
 
@@ -120,6 +123,7 @@ def _put(ctx: ApplyContext, put: wire.Put) -> CommandResult:
         txn.put(keys.join(put.team, put.kind, put.name), b"", db=dbs["by_team"])
     _set_references(ctx, put.kind, put.name, [(r.kind, r.name) for r in put.references])
     ctx.changed.append((put.kind, put.name))
+    changes.record(ctx, "put", put.kind, put.name, owner_team(put.kind, resource), resource)
     outcome = Outcome.REPLACED if existing is not None else Outcome.CREATED
     return CommandResult(outcome, ctx.index, resource=resource, **base)
 
@@ -140,6 +144,8 @@ def _delete(ctx: ApplyContext, delete: wire.Delete) -> CommandResult:
         txn.delete(keys.join(existing["team"], delete.kind, delete.name), db=dbs["by_team"])
     _set_references(ctx, delete.kind, delete.name, [])
     ctx.changed.append((delete.kind, delete.name))
+    changes.record(ctx, "delete", delete.kind, delete.name, owner_team(delete.kind, existing),
+                   None)
     return CommandResult(Outcome.DELETED, ctx.index, resource=existing, **base)
 
 

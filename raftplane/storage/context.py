@@ -69,6 +69,7 @@ class ApplyContext(TxnReader):
     changed: list[tuple[str, str]] = field(default_factory=list)
     env: lmdb.Environment | None = None
     audit_seq: int = 0
+    change_seq: int = 0
     retention: wire.Retention = field(default_factory=wire.Retention)
 
     @property

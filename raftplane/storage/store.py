@@ -22,7 +22,7 @@ import lmdb
 
 from raftplane import failpoints
 from raftplane.model.kinds import Resource, owner_team
-from raftplane.storage import audit_query, idempotency, keys
+from raftplane.storage import audit_query, changes, idempotency, keys
 from raftplane.storage.apply import EntryRejected, apply_commands
 from raftplane.storage.audit import AuditEvent
 from raftplane.storage.context import ApplyContext, TxnReader
@@ -31,7 +31,8 @@ from raftplane.wire import log_entry_pb2 as wire
 
 log = logging.getLogger(__name__)
 
-DB_NAMES = ("meta", "resources", "by_team", "refs", "idem", "idem_expiry", "ports", "audit")
+DB_NAMES = ("meta", "resources", "by_team", "refs", "idem", "idem_expiry", "ports", "audit",
+            "changes")
 INITIAL_MAP_SIZE = 64 << 20
 MAP_HEADROOM = 0.5  # grow when more than half of the map is used
 APPLIED_INDEX = b"applied_index"
@@ -238,6 +239,17 @@ class Store:
         """(request fingerprint, first result) stored for `principal`'s (token id) key, if any."""
         with self.read() as txn:
             return idempotency.stored(txn, self._dbs, principal, key)
+
+    def changes_since(self, start: int, limit: int = 1000
+                      ) -> tuple[builtins.list[changes.Change], int]:
+        """Changes from revision `start` up to what is applied (whole revisions, about
+        `limit`), and the highest revision already pruned (a `start` at or below it lost
+        changes)."""
+        with self.read() as txn:
+            raw = txn.get(APPLIED_INDEX, db=self._dbs["meta"])
+            applied = keys.from_u64(raw) if raw else 0
+            return (changes.read(txn, self._dbs["changes"], start, applied, limit),
+                    changes.pruned_through(txn, self._dbs["meta"]))
 
     def audit_events(self, *, team: str | None = None, principal: str | None = None,
                      since_ms: int = 0, after: str | None = None, limit: int = 100,
