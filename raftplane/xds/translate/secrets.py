@@ -13,6 +13,7 @@ from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
 
+from raftplane.model.filter_schemas import filter_secrets
 from raftplane.xds.translate.common import TranslationError, ads_config_source
 
 _TLS_VERSIONS = {"TLSv1_2": common_pb2.TlsParameters.TLSv1_2,
@@ -96,7 +97,8 @@ def upstream_tls_context(tls: dict[str, Any], sni: str, alpn: list[str]
 
 
 def referenced_secrets(kind: str, resource: dict[str, Any]) -> list[str]:
-    """Names of the secrets a listener ("listeners") or cluster ("clusters") fetches over SDS."""
+    """Names of the secrets a listener ("listeners": its TLS chains and its inline HTTP
+    filters, e.g. oauth2) or cluster ("clusters") fetches over SDS."""
     found: dict[str, None] = {}
     if kind == "listeners":
         for chain in resource.get("filterChains") or []:
@@ -104,6 +106,12 @@ def referenced_secrets(kind: str, resource: dict[str, Any]) -> list[str]:
             for key in ("certificateSecret", "validationContextSecret"):
                 if key in tls:
                     found.setdefault(tls[key])
+            for network_filter in chain.get("filters") or []:
+                for entry in network_filter.get("httpFilters") or []:
+                    spec = entry.get("filter")
+                    if isinstance(spec, dict):
+                        for name, _field in filter_secrets(spec):
+                            found.setdefault(name)
     elif kind == "clusters" and resource.get("useTls"):
         tls = resource.get("tls") or {}
         for key in ("clientCertificateSecret", "validationContextSecret"):
