@@ -220,6 +220,9 @@ OAUTH2 = Obj(
         "authScopes": Arr(items=Str(max_len=256, pattern=r"^[!#-\[\]-~]+$",
                                     message="must be an OAuth scope token")),
         "forwardBearerToken": Bool(default=False),
+        "authType": Str(enum=("URL_ENCODED_BODY", "BASIC_AUTH"), default="URL_ENCODED_BODY",
+                        doc="How the client credentials reach the token endpoint: in the form "
+                        "body (client_secret_post) or as HTTP Basic (client_secret_basic)."),
         "passThroughMatchers": Arr(items=_HEADER_MATCH,
                                    doc="Requests matching any of these skip OAuth."),
     },

@@ -143,6 +143,8 @@ def secret_type_for(field: str) -> str:
         return "certificateValidationContext"
     if field.endswith(("certificateSecret", "CertificateSecret")):
         return "tlsCertificate"
+    if field.endswith(("clientSecret", "hmacSecret")):  # oauth2's
+        return "genericSecret"
     return ""
 
 

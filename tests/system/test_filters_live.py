@@ -114,8 +114,12 @@ class EchoUpstream:
 
 
 class Answer:
-    def __init__(self, status: int, headers: dict[str, str], body: bytes) -> None:
+    """A response: status, headers (the last of each name), body, and every Set-Cookie."""
+
+    def __init__(self, status: int, headers: dict[str, str], body: bytes,
+                 cookies: list[str] | None = None) -> None:
         self.status, self.headers, self.body = status, headers, body
+        self.cookies = cookies or []
 
     def echo(self) -> dict:
         """The upstream's echo of the request (only when the upstream answered)."""
@@ -129,7 +133,8 @@ def send(port: int, method: str, path: str, headers: dict[str, str] | None = Non
     try:
         conn.request(method, path, body=body, headers={"Host": "example.com", **(headers or {})})
         resp = conn.getresponse()
-        return Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read())
+        return Answer(resp.status, {k.lower(): v for k, v in resp.getheaders()}, resp.read(),
+                      resp.headers.get_all("Set-Cookie") or [])
     finally:
         conn.close()
 

@@ -60,6 +60,7 @@ OAUTH2 = {"type": "oauth2",
           "redirectPathMatcher": "/callback", "signoutPath": "/signout",
           "clientId": "raftplane", "clientSecret": "oauth-client", "hmacSecret": "oauth-hmac",
           "authScopes": ["openid", "email"], "forwardBearerToken": True,
+          "authType": "BASIC_AUTH",
           "passThroughMatchers": [{"header": "x-api-key", "present": True},
                                   {"header": "x-env", "exact": "ci"},
                                   {"header": "user-agent", "prefix": "probe/"}]}
@@ -143,6 +144,12 @@ def test_oauth2_secrets_are_sds_names() -> None:
     assert [m.name for m in config.pass_through_matcher] == ["x-api-key", "x-env", "user-agent"]
 
 
+def test_oauth2_auth_type_sends_the_client_secret_as_basic_or_in_the_body() -> None:
+    assert _translate(OAUTH2).config.auth_type == oauth_pb2.OAuth2Config.BASIC_AUTH
+    default = _translate({k: v for k, v in OAUTH2.items() if k != "authType"}).config
+    assert default.auth_type == oauth_pb2.OAuth2Config.URL_ENCODED_BODY
+
+
 def test_rate_limit_and_per_route_descriptors() -> None:
     config = _translate(RATE_LIMIT)
     assert isinstance(config, rate_limit_pb2.RateLimit)
@@ -203,6 +210,7 @@ def test_a_config_without_type_translates_too() -> None:
      P + ".providers[0].remoteJwks.uri", "http or https URL"),
     ({**OAUTH2, "clientSecret": "no spaces"}, P + ".clientSecret", "must"),
     ({k: v for k, v in OAUTH2.items() if k != "hmacSecret"}, P + ".hmacSecret", "is required"),
+    ({**OAUTH2, "authType": "TLS_CLIENT_AUTH"}, P + ".authType", "must be one of"),
     ({**RATE_LIMIT, "descriptors": [{"actions": [{"type": "generic_key"}]}]},
      P + ".descriptors[0].actions[0].value", "is required"),
     ({**RATE_LIMIT, "descriptors": [{"actions": [{"type": "remote_address", "key": "k"}]}]},

@@ -270,6 +270,44 @@ def test_secrets_are_served_only_where_they_are_used(writer: StoreWriter, ca: Pk
     assert now.message.tls_certificate.certificate_chain.inline_string == rotated.cert
 
 
+def test_oauth2_secrets_are_served_to_the_listeners_dataplane(writer: StoreWriter) -> None:
+    """The client and HMAC secrets an inline oauth2 filter names go over SDS (they were
+    missing from the view: Envoy's initial SDS fetch timed out and the filter answered 503)."""
+    for name in ("oauth-client", "oauth-hmac", "unused"):
+        _put_secret(writer, {"name": name, "team": TEAM, "type": "genericSecret",
+                             "value": f"{name}-value"})
+    writer.put("clusters", cluster("idp"))
+    writer.put("route-configs", routes("rc", "idp"))
+    oauth2 = {"type": "oauth2", "tokenEndpoint": {"cluster": "idp",
+                                                  "uri": "http://idp.example/token"},
+              "authorizationEndpoint": "http://idp.example/authorize",
+              "redirectUri": "http://app.example/callback", "redirectPathMatcher": "/callback",
+              "signoutPath": "/signout", "clientId": "app", "clientSecret": "oauth-client",
+              "hmacSecret": "oauth-hmac"}
+    web = listener("web", 10080, "rc", "dp1")
+    web["filterChains"][0]["filters"][0]["httpFilters"] = [{"filter": oauth2}]
+    writer.put("listeners", web)
+    assert translate.filter_secrets_of(
+        bodies.validate_resource("listeners", web | {"team": TEAM})) == [
+        "oauth-client", "oauth-hmac"]
+    cache = XdsCache(writer.store, CLUSTER_SECRET)
+    cache.load_all()
+    view = cache.view("t/dp1")
+    assert view.names(SECRET) == {"oauth-client", "oauth-hmac"}
+    assert view.resources[SECRET]["oauth-client"].message.generic_secret.secret \
+        .inline_string == "oauth-client-value"
+    assert cache.view("t/dp2").names(SECRET) == set()
+
+    seen: list[frozenset[str]] = []
+    cache.watch("t/dp1", seen.append)
+    revision = _put_secret(writer, {"name": "oauth-client", "team": TEAM,
+                                    "type": "genericSecret", "value": "rotated"})
+    cache.apply_changes(revision, [("secrets", "oauth-client")])
+    assert seen == [frozenset({SECRET})]
+    assert cache.view("t/dp1").resources[SECRET]["oauth-client"].message.generic_secret \
+        .secret.inline_string == "rotated"
+
+
 def test_a_secret_the_cache_cannot_open_is_not_served(writer: StoreWriter, ca: Pki) -> None:
     _put_secret(writer, certificate_secret("web", TEAM, ca.server("web.example")))
     cache = XdsCache(writer.store, "not-the-cluster-secret")

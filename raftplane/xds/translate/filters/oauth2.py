@@ -45,6 +45,7 @@ def translate(spec: dict[str, Any], path: str) -> tuple[oauth_pb2.OAuth2, None]:
         redirect_path_matcher=_path(spec["redirectPathMatcher"]),
         signout_path=_path(spec["signoutPath"]),
         forward_bearer_token=spec["forwardBearerToken"],
+        auth_type=oauth_pb2.OAuth2Config.AuthType.Value(spec["authType"]),
         auth_scopes=spec.get("authScopes", []),
         pass_through_matcher=[_header(m) for m in spec.get("passThroughMatchers", [])],
     )
