@@ -329,3 +329,10 @@ def test_envoy_accepts_filter_refs_per_route_settings_and_cors_copies(tmp_path) 
                 for name in ("a", "idp")]
     assert_valid({"static_resources": {"clusters": [as_dict(c) for c in clusters],
                                        "listeners": [as_dict(envoy_listener)]}}, tmp_path)
+
+
+def test_oauth2_secrets_must_be_generic_secrets() -> None:
+    field = "filterChains[0].filters[0].httpFilters[0].filter.clientSecret"
+    assert rules.secret_type_for(field) == "genericSecret"
+    assert rules.secret_type_for("config.hmacSecret") == "genericSecret"
+    assert rules.secret_type_for("filterChains[0].tls.certificateSecret") == "tlsCertificate"
