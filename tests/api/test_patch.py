@@ -15,10 +15,12 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from multidict import CIMultiDict
 
+from raftplane.api.app import all_routes
 from raftplane.api.context import METRICS, NODE
 from raftplane.api.errors import problem_middleware
 from raftplane.api.kinds import KINDS
 from raftplane.api.metrics import ApiMetrics
+from raftplane.api.openapi import build_openapi
 from raftplane.api.resource_routes import KindHandlers
 from raftplane.storage.store import Store
 from raftplane.wire import log_entry_pb2 as wire
@@ -292,3 +294,20 @@ def test_a_secret_patch_must_carry_its_whole_material_and_never_shows_it(tmp_pat
         assert status == 422, body
 
     run(tmp_path, scenario)
+
+
+def test_openapi_documents_patch_beside_every_put() -> None:
+    doc = build_openapi(all_routes())
+    puts = [path for path, ops in doc["paths"].items() if "put" in ops]
+    assert len(puts) == len(KINDS)
+    for path in puts:
+        op = doc["paths"][path]["patch"]
+        assert {"200", "400", "401", "403", "404", "409", "412", "413", "415", "422", "503",
+                "504"} == set(op["responses"]), path
+        assert {"If-Match", "Idempotency-Key"} <= {p["name"] for p in op["parameters"]}
+        schema = op["requestBody"]["content"]["application/merge-patch+json"]["schema"]
+        assert schema["$ref"].endswith("Patch") and "RFC 7396" in op["description"]
+    secret = doc["paths"]["/api/v1/secrets/{name}"]["patch"]["description"]
+    assert "complete material" in secret
+    patch_schema = doc["components"]["schemas"]["ClusterPatch"]
+    assert "endpoints" in patch_schema["propertyNames"]["enum"]
