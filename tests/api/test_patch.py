@@ -200,10 +200,11 @@ def test_name_and_team_cannot_change(tmp_path, patch: dict, field: str) -> None:
     ({"endpoints": [{"host": "127.0.0.1", "port": 70000}]}, "endpoints[0].port"),
     ({"endpoints": None}, "endpoints"),
     ({"colour": "red"}, "colour"),
+    (["not", "an", "object"], ""),
     ({"circuitBreakers": {"default": {"maxRequests": -1}}}, "circuitBreakers.default.maxRequests"),
 ])
 def test_a_patch_that_makes_the_resource_invalid_is_422_and_writes_nothing(
-        tmp_path, patch: dict, field: str) -> None:
+        tmp_path, patch: object, field: str) -> None:
     async def scenario(send: Send, leader: Leader) -> None:
         before = leader.store.get("clusters", "c")
         status, _, body = await send("PATCH", "/clusters/c", patch, headers=MERGE)
