@@ -312,3 +312,22 @@ def test_openapi_documents_patch_beside_every_put() -> None:
     assert "complete material" in secret
     patch_schema = doc["components"]["schemas"]["ClusterPatch"]
     assert "endpoints" in patch_schema["propertyNames"]["enum"]
+
+
+def test_a_filters_config_is_merged_member_by_member(tmp_path) -> None:
+    async def scenario(send: Send, leader: Leader) -> None:
+        status, _, body = await send("POST", "/filters", {
+            "name": "cors", "team": "a", "filterType": "cors",
+            "config": {"allowOrigins": ["https://a.example"], "maxAge": 600}})
+        assert status == 201, body
+        status, _, body = await send("PATCH", "/filters/cors",
+                                     {"config": {"maxAge": 60, "allowMethods": ["GET"]}},
+                                     headers=MERGE)
+        assert status == 200, body
+        assert body["config"] == {"allowOrigins": ["https://a.example"], "maxAge": 60,
+                                  "allowMethods": ["GET"]}
+        status, _, body = await send("PATCH", "/filters/cors", {"config": {"maxAge": "long"}},
+                                     headers=MERGE)
+        assert status == 422 and body["errors"][0]["field"] == "config.maxAge", body
+
+    run(tmp_path, scenario)

@@ -117,3 +117,14 @@ def test_a_secret_patch_rotates_the_whole_material_and_never_shows_it(apis):
                    headers=MERGE))
     assert body["fingerprint"] != created["fingerprint"] and "value" not in body
     assert "second-v" not in str(read(follower, "/secrets/patch-hmac", body["revision"]))
+
+
+def test_a_filter_patch_merges_its_config(apis):
+    leader, follower = apis
+    ok(call("POST", leader + "/filters", {
+        "name": "patch-cors", "team": TEAM, "filterType": "cors",
+        "config": {"allowOrigins": ["https://a.example"], "maxAge": 600}}), 201)
+    body = ok(call("PATCH", follower + "/filters/patch-cors", {"config": {"maxAge": 60}},
+                   headers=MERGE))
+    assert body["config"] == {"allowOrigins": ["https://a.example"], "maxAge": 60}
+    assert read(follower, "/filters/patch-cors", body["revision"]) == body
