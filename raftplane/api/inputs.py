@@ -7,6 +7,7 @@ import json
 
 from aiohttp import web
 
+from raftplane.api.merge_patch import ACCEPTED, MEDIA_TYPE
 from raftplane.api.problems import Problem, field_problem
 
 
@@ -29,6 +30,18 @@ async def read_json(request: web.Request) -> tuple[bytes, object]:
         raise Problem(400, f"the request body is not valid JSON{where}: {exc}",
                       errors=[{"field": "", "message": "malformed JSON"}],
                       slug="malformed-json") from None
+
+
+async def read_merge_patch(request: web.Request) -> tuple[bytes, object]:
+    """The raw body and its JSON value of a PATCH; 415 unless it is sent as a merge patch
+    (or plain JSON), then as `read_json`."""
+    if request.content_type not in ACCEPTED:
+        sent = request.headers.get("Content-Type", "no Content-Type")
+        raise Problem(415, f"PATCH takes a JSON merge patch (RFC 7396), not {sent}: send "
+                      f"'Content-Type: {MEDIA_TYPE}' (or application/json)",
+                      errors=[{"field": "Content-Type", "message": f"must be {MEDIA_TYPE}"}],
+                      headers={"Accept-Patch": ", ".join(ACCEPTED)})
+    return await read_json(request)
 
 
 def if_match(request: web.Request) -> int:

@@ -6,6 +6,7 @@ import re
 from typing import Any
 
 from raftplane.api import bodies
+from raftplane.api.merge_patch import ACCEPTED
 from raftplane.api.problems import TITLES
 from raftplane.api.routing import Route
 
@@ -61,7 +62,8 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
     components: dict[str, dict[str, Any]] = {"Problem": PROBLEM_SCHEMA}
     for kind in bodies.RESOURCE_KINDS:
-        components[_schema_name(kind)] = bodies.json_schema(kind)
+        components[_schema_name(kind)] = kind_schema = bodies.json_schema(kind)
+        components[_schema_name(kind) + "Patch"] = _patch_schema(kind, kind_schema)
     for route in routes:
         op: dict[str, Any] = {
             "summary": route.summary,
@@ -79,17 +81,23 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
             schema, doc = STALE_ONLY
             params.append({"name": "consistency", "in": "query", "required": False,
                            "schema": schema, "description": doc})
-        if route.method in ("PUT", "DELETE"):
+        if route.description:
+            op["description"] = route.description
+        if route.method in ("PUT", "PATCH", "DELETE"):
             params.append({"name": "If-Match", "in": "header", "required": False,
                            "schema": {"type": "string"}, "description": "Expected revision"})
-        if route.method in ("POST", "PUT", "DELETE"):
+        if route.method in ("POST", "PUT", "PATCH", "DELETE"):
             params.append({"name": "Idempotency-Key", "in": "header", "required": False,
                            "schema": {"type": "string", "maxLength": 255},
                            "description": "Repeats within 24 h return the first result"})
         if params:
             op["parameters"] = params
         ref = {"$ref": f"#/components/schemas/{_schema_name(route.kind)}"} if route.kind else None
-        if route.body and ref:
+        if route.body and ref and route.method == "PATCH":
+            patch_ref = {"$ref": ref["$ref"] + "Patch"}
+            op["requestBody"] = {"required": True, "content": {
+                media: {"schema": patch_ref} for media in ACCEPTED}}
+        elif route.body and ref:
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref}}}
         for status in _statuses(route):
             if status < 400:
@@ -108,6 +116,17 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
                  "description": "Raft-replicated control plane for Envoy"},
         "paths": paths,
         "components": {"schemas": components},
+    }
+
+
+def _patch_schema(kind: str, schema: dict[str, Any]) -> dict[str, Any]:
+    """A merge patch of `kind`: any of its fields, each a value or null (remove it)."""
+    return {
+        "title": f"{kind} merge patch",
+        "description": f"RFC 7396 JSON merge patch of a {_schema_name(kind)}; the patched "
+                       "resource must validate against that schema.",
+        "type": "object",
+        "propertyNames": {"enum": sorted(schema["properties"])},
     }
 
 

@@ -1,5 +1,5 @@
-"""The REST handlers of the resource kinds: one set (create, replace, delete, get, list)
-per kind (teams, clusters, route configs, listeners, dataplanes)."""
+"""The REST handlers of the resource kinds: one set (create, replace, patch, delete, get,
+list) per kind (teams, clusters, route configs, listeners, dataplanes, secrets)."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ from aiohttp import web
 
 from raftplane.api import bodies
 from raftplane.api.context import NODE
-from raftplane.api.inputs import if_match, read_json, visible_teams
+from raftplane.api.inputs import if_match, read_json, read_merge_patch, visible_teams
 from raftplane.api.kinds import KindSpec
+from raftplane.api.merge_patch import merge_patch
 from raftplane.api.problems import Problem
 from raftplane.api.reads import int_param, revision_headers
 from raftplane.api.routing import Route
-from raftplane.api.writes import execute_write, refused
+from raftplane.api.writes import execute_prepared_write, execute_write, refused
 from raftplane.auth import secret_box
 from raftplane.model import rules
 from raftplane.model.kinds import Kind, Resource, owner_team
@@ -126,6 +127,48 @@ class KindHandlers:
         command, precheck = self._put_command(request, resource, wire.PUT_MODE_REPLACE, expected)
         return await execute_write(request, raw, command, precheck)
 
+    async def patch(self, request: web.Request) -> web.StreamResponse:
+        """Apply a merge patch to the stored resource, then write it as a PUT would, with the
+        revision it read as the precondition: a concurrent write in between answers 412."""
+        expected = if_match(request)
+        raw, patch = await read_merge_patch(request)
+        node = request.app[NODE]
+        name = self._stored_name(request)
+        read: list[int] = []  # the revision the patch was applied to
+
+        def prepare() -> tuple[wire.Command, Callable[[], None]]:
+            current = node.store.get(self.kind, name, teams=visible_teams(request))
+            if current is None:
+                raise refused(rules.not_found(self.kind, name))
+            stale = rules.stale_revision(self.kind, name, current, expected) if expected else None
+            if stale is not None:
+                raise refused(stale)
+            read.append(current["revision"])
+            merged = merge_patch(bodies.editable(self.kind, current), patch)
+            self._check_fixed(current, merged)
+            resource = self._validate(request, merged, self._path_name(request))
+            self._check_visible(request, resource)
+            return self._put_command(request, resource, wire.PUT_MODE_REPLACE, read[0])
+
+        try:
+            return await execute_prepared_write(request, raw, prepare)
+        except Problem as problem:
+            if problem.status == 412 and read:  # raced: another write came in between
+                _raced(problem, f"{self.kind} '{name}'", read[0],
+                       node.store.get(self.kind, name, teams=visible_teams(request)))
+            raise
+
+    def _check_fixed(self, current: Resource, merged: object) -> None:
+        """A patch may not rename a resource or move it to another team (422)."""
+        if not isinstance(merged, dict):
+            return  # validation says what it must be
+        fixed = ("name", "team") if self.kind.team_owned else ("name",)
+        changed = [key for key in fixed if merged.get(key) != current.get(key)]
+        if changed:
+            raise Problem(422, f"a PATCH cannot change {' or '.join(changed)}",
+                          errors=[{"field": key, "message": "cannot change in a PATCH"}
+                                  for key in changed], slug="invalid-fields")
+
     async def delete(self, request: web.Request) -> web.StreamResponse:
         expected = if_match(request)
         node = request.app[NODE]
@@ -184,12 +227,47 @@ class KindHandlers:
                                 kind, body=True,
                                 statuses=(200, 400, 404, 412, 413, 422, 503, 504),
                                 tags=(spec.title,)))
+            routes.append(Route("PATCH", spec.item, self.patch, write,
+                                f"Change a {spec.title} with a JSON merge patch",
+                                kind, body=True,
+                                statuses=(200, 400, 404, 409, 412, 413, 415, 422, 503, 504),
+                                tags=(spec.title,), description=patch_description(kind)))
         if "DELETE" in spec.item_methods:
             routes.append(Route("DELETE", spec.item, self.delete, write,
                                 f"Delete a {spec.title}", kind,
                                 statuses=(200, 400, 404, 409, 412, 503, 504),
                                 tags=(spec.title,)))
         return routes
+
+
+def patch_description(kind: Kind) -> str:
+    """What OpenAPI says of PATCH on `kind`."""
+    text = (
+        "An RFC 7396 JSON merge patch (Content-Type: application/merge-patch+json, or "
+        "application/json; anything else is 415) applied to the stored resource without its "
+        "server fields (revision, createdAt, updatedAt): null removes a field, an object is "
+        "merged, anything else (arrays too) replaces. `name` and `team` cannot change (422). "
+        "The result is validated and written as a PUT would be (404, 409, 422 as there). "
+        "If-Match is optional; either way the write is conditional on the revision the "
+        "patch was applied to, so a concurrent change answers 412 with currentRevision "
+        "(fetch and retry); nothing is retried by the server.")
+    if kind == Kind.SECRETS:
+        text += (" Secret material is write-only, so the patched document holds none: a "
+                 "PATCH of a secret must carry the type's complete material (e.g. "
+                 '{"value": "..."} or {"certificateChain": "...", "privateKey": "..."}), '
+                 "which replaces all of the old material as a rotation (optional parts such "
+                 "as matchSubjectAltNames are gone unless the patch repeats them); a patch "
+                 "without the required material is 422 naming the missing field.")
+    return text
+
+
+def _raced(problem: Problem, what: str, read: int, now: Resource | None) -> None:
+    """Say in a PATCH's 412 that the resource changed after the patch read it, and where it
+    is now (`currentRevision`)."""
+    problem.extra["currentRevision"] = now["revision"] if now else None
+    problem.detail = (f"{what} changed after this PATCH read it at revision {read}: nothing "
+                      "was written; apply the patch again")
+    problem.errors = [{"field": "revision", "message": f"changed since revision {read}"}]
 
 
 def public(kind: str, resource: Resource) -> Resource:

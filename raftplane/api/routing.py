@@ -30,3 +30,4 @@ class Route:
     statuses: tuple[int, ...] = (200,)
     query: tuple[str, ...] = ()
     tags: tuple[str, ...] = field(default_factory=tuple)
+    description: str = ""  # OpenAPI's longer text, when the summary is not enough

@@ -49,6 +49,8 @@ OUTCOME_SLUG = {
 
 # A pre-check on the leader's state; raises Problem to refuse before anything is proposed.
 Precheck = Callable[[], None]
+# Builds the command to propose (and its pre-check) from the leader's state; may raise Problem.
+Prepare = Callable[[], tuple[wire.Command, Precheck | None]]
 
 
 def _idempotency_key(request: web.Request) -> str:
@@ -78,6 +80,16 @@ async def execute_write(
     """Run one validated write: relay it when this node is a follower, else commit it.
     Cluster errors (NoLeader, NotLeader after the check, OutcomeUnknown) are answered by
     api.errors, a 504 with the key the write was proposed under."""
+    return await execute_prepared_write(request, body, lambda: (command, precheck),
+                                        location=location)
+
+
+async def execute_prepared_write(
+    request: web.Request, body: bytes, prepare: Prepare, *, location: str | None = None,
+) -> web.StreamResponse:
+    """`execute_write` of a command built from the leader's state (a PATCH's read, merge,
+    validate): `prepare` runs on the leader after a repeated Idempotency-Key was answered
+    and right before the proposal, with no await in between; it may raise Problem."""
     node = request.app[NODE]
     key = _idempotency_key(request)
     try:
@@ -96,6 +108,7 @@ async def execute_write(
             return _repeat(stored, fingerprint, key, request, location)
     else:
         key = _new_key()
+    command, precheck = prepare()
     if precheck is not None:
         precheck()
     command.idempotency_key = key

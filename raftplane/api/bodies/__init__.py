@@ -16,6 +16,7 @@ from raftplane.api.bodies.validation import (
     RESOURCE_KINDS,
     FieldError,
     ValidationFailed,
+    editable,
     json_schema,
     validate_resource,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "FieldError",
     "Reference",
     "ValidationFailed",
+    "editable",
     "json_schema",
     "references",
     "stored_name",

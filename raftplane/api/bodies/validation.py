@@ -80,6 +80,14 @@ def validate_resource(
     return resource
 
 
+def editable(kind: str, stored: Resource) -> Resource:
+    """The body a stored resource is written back as (what a PATCH applies to): the fields
+    of its kind only, so no server fields and, for a secret, neither its sealed material
+    nor its public facts (fingerprint, notAfter)."""
+    fields = kind_spec(kind).fields
+    return {key: copy.deepcopy(value) for key, value in stored.items() if key in fields}
+
+
 def json_schema(kind: str) -> dict[str, Any]:
     """A JSON Schema (2020-12 dialect, usable inside an OpenAPI 3.1 document) of the request
     body of ``kind``. Read-only fields are listed with readOnly: true."""
