@@ -185,3 +185,10 @@ def test_connections_show_one_stream_per_type(dp):
             assert set(conn["types"]) == {stream.removesuffix(suffix)}, conn
             assert conn["nodeId"] == f"{TEAM}.{dp.name}"
             assert all(t["lastNack"] is None for t in conn["types"].values()), conn
+
+
+def test_an_unknown_services_value_is_refused(world):
+    dp = world["sotw"]
+    reply = call("GET", f"{dp.api}/teams/{TEAM}/dataplanes/{dp.name}/bootstrap?services=x")
+    assert reply.status == 400
+    assert reply.body["errors"] == [{"field": "services", "message": "must be 'ads' or 'per-type'"}]
