@@ -32,6 +32,24 @@ QUERY_DOCS = {
               "(default: every kind the token may read)"),
     "waitSeconds": ({"type": "integer", "minimum": 1, "maximum": 30, "default": 5},
                     "How long minRevision may wait before 400 or 503"),
+    # The Envoy bootstrap of a dataplane
+    "format": ({"type": "string", "enum": ["yaml", "json"], "default": "yaml"},
+               "Bootstrap document format"),
+    "xds": ({"type": "string", "enum": ["sotw", "delta"], "default": "sotw"},
+            "xDS protocol: state of the world or incremental (Delta)"),
+    "services": ({"type": "string", "enum": ["ads", "per-type"], "default": "ads"},
+                 "ads: every type on one aggregated stream, pushed in make-before-break "
+                 "order; per-type: CDS and LDS from their own services, and the EDS, RDS "
+                 "and SDS config sources of what is sent name their services (a stream per "
+                 "type, no ordering across types)"),
+    "adminPort": ({"type": "integer", "minimum": 1, "maximum": 65535, "default": 9901},
+                  "Port of Envoy's admin interface (on 127.0.0.1)"),
+    "tlsCert": ({"type": "string", "default": "/etc/raftplane/envoy/cert.pem"},
+                "With xDS mTLS: where the Envoy host keeps its client certificate"),
+    "tlsKey": ({"type": "string", "default": "/etc/raftplane/envoy/key.pem"},
+               "With xDS mTLS: where the Envoy host keeps its client key"),
+    "tlsCa": ({"type": "string", "default": "/etc/raftplane/envoy/ca.pem"},
+              "With xDS mTLS: the CA the Envoy trusts for the control plane"),
 }
 # Any authenticated read takes ?consistency=stale (see reads.refuse_if_cut_off).
 STALE_ONLY = ({"type": "string", "enum": ["local", "stale"], "default": "local"},

@@ -19,7 +19,7 @@ from raftplane.auth import certs
 from raftplane.cluster.errors import ClusterError
 from raftplane.model.kinds import Kind
 from raftplane.wire import log_entry_pb2 as wire
-from raftplane.xds.bootstrap import ClientTlsFiles, build_bootstrap
+from raftplane.xds.bootstrap import SERVICES, ClientTlsFiles, build_bootstrap
 from raftplane.xds.types import PUSH_ORDER, SECRET, SHORT_NAMES
 
 DEFAULT_TLS_DIR = "/etc/raftplane/envoy"
@@ -55,6 +55,9 @@ async def bootstrap(request: web.Request) -> web.StreamResponse:
     mode = request.query.get("xds", "sotw")
     if mode not in ("sotw", "delta"):
         raise field_problem(400, "xds", "must be 'sotw' or 'delta'")
+    services = request.query.get("services", "ads")
+    if services not in SERVICES:
+        raise field_problem(400, "services", "must be 'ads' or 'per-type'")
     admin_port = int_param(request, "adminPort", 9901, 1, 65535)
     tls = None
     if request.app[NODE].config.xds_tls is not None:
@@ -63,7 +66,7 @@ async def bootstrap(request: web.Request) -> web.StreamResponse:
                              q.get("tlsKey", f"{DEFAULT_TLS_DIR}/key.pem"),
                              q.get("tlsCa", f"{DEFAULT_TLS_DIR}/ca.pem"))
     doc = build_bootstrap(team, name, _replicas(request), delta=mode == "delta",
-                          admin_port=admin_port, tls=tls)
+                          admin_port=admin_port, tls=tls, services=services)
     if fmt == "json":
         return web.json_response(doc)
     return web.Response(text=yaml.safe_dump(doc, sort_keys=False), content_type="application/yaml")
@@ -133,8 +136,10 @@ def xds_routes() -> list[Route]:
     base = "/api/v1/teams/{team}/dataplanes/{name}"
     return [
         Route("GET", base + "/bootstrap", bootstrap, "dataplanes:read",
-              "Envoy bootstrap for this dataplane (?format=json, ?xds=delta, ?adminPort=)",
-              statuses=(200, 400, 404), tags=tag),
+              "Envoy bootstrap for this dataplane (?format=json, ?xds=delta, "
+              "?services=per-type, ?adminPort=)",
+              statuses=(200, 400, 404), tags=tag,
+              query=("format", "xds", "services", "adminPort", "tlsCert", "tlsKey", "tlsCa")),
         Route("POST", base + "/certificates", issue_certificate, "dataplanes:write",
               "Issue an Envoy client certificate for this dataplane (the key is returned once)",
               statuses=(201, 401, 403, 404, 409), tags=tag),

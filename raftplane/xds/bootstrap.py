@@ -1,4 +1,5 @@
-"""Envoy bootstrap for a dataplane: ADS to every control-plane replica (pure function)."""
+"""Envoy bootstrap for a dataplane: xDS from every control-plane replica (pure function),
+over ADS (one stream, ordered pushes) or the per-type services (a stream per type)."""
 
 from __future__ import annotations
 
@@ -7,13 +8,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from raftplane.xds.stream import DATAPLANE_METADATA_KEY
+from raftplane.xds.types import XDS_CLUSTER
 
-XDS_CLUSTER = "raftplane-xds"
 # 0s: Envoy waits for every resource it asks for before it reports ready and serves, so it
 # never starts with half a configuration (a listener without its routes, a cluster without
 # endpoints). Safe here because the API only accepts references to resources that exist, so
 # everything Envoy asks for is always sent. See docs/xds.md.
 INITIAL_FETCH_TIMEOUT = "0s"
+# How an Envoy fetches: one aggregated stream (ADS), or a stream per type (CDS, EDS, ...).
+SERVICES = ("ads", "per-type")
 
 
 def _is_ip(host: str) -> bool:
@@ -36,12 +39,17 @@ class ClientTlsFiles:
 def build_bootstrap(team: str, dataplane: str, replicas: list[tuple[str, int]], *,
                     delta: bool = False, admin_port: int = 9901,
                     admin_address: str = "127.0.0.1",
-                    tls: ClientTlsFiles | None = None) -> dict[str, Any]:
+                    tls: ClientTlsFiles | None = None,
+                    services: str = "ads") -> dict[str, Any]:
     """The bootstrap (as a JSON-able dict) for an Envoy of `team/dataplane`.
 
     `replicas` are the xDS addresses of every control-plane node (or one DNS name of a
-    headless Service); Envoy fails over between them.
+    headless Service); Envoy fails over between them. `services` is "ads" (everything on
+    one aggregated stream) or "per-type" (CDS and LDS from their own services; the server
+    then points the EDS, RDS and SDS config sources of what it sends at theirs).
     """
+    if services not in SERVICES:
+        raise ValueError(f"services must be one of {', '.join(SERVICES)}")
     all_ips = all(_is_ip(host) for host, _ in replicas)
     xds_cluster: dict[str, Any] = {
         "name": XDS_CLUSTER,
@@ -81,8 +89,22 @@ def build_bootstrap(team: str, dataplane: str, replicas: list[tuple[str, int]], 
                 },
             },
         }
-    config_source = {"ads": {}, "resource_api_version": "V3",
-                     "initial_fetch_timeout": INITIAL_FETCH_TIMEOUT}
+    api = {
+        "api_type": "DELTA_GRPC" if delta else "GRPC",
+        "transport_api_version": "V3",
+        "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
+        "set_node_on_first_message_only": True,
+    }
+    config_source: dict[str, Any] = {"resource_api_version": "V3",
+                                     "initial_fetch_timeout": INITIAL_FETCH_TIMEOUT}
+    dynamic: dict[str, Any] = {}
+    if services == "ads":
+        dynamic["ads_config"] = api
+        config_source["ads"] = {}
+    else:
+        config_source["api_config_source"] = api
+    dynamic["cds_config"] = config_source
+    dynamic["lds_config"] = config_source
     return {
         "node": {
             "id": f"{team}.{dataplane}",
@@ -91,15 +113,6 @@ def build_bootstrap(team: str, dataplane: str, replicas: list[tuple[str, int]], 
         },
         "admin": {"address": {"socket_address": {"address": admin_address,
                                                  "port_value": admin_port}}},
-        "dynamic_resources": {
-            "ads_config": {
-                "api_type": "DELTA_GRPC" if delta else "GRPC",
-                "transport_api_version": "V3",
-                "grpc_services": [{"envoy_grpc": {"cluster_name": XDS_CLUSTER}}],
-                "set_node_on_first_message_only": True,
-            },
-            "cds_config": config_source,
-            "lds_config": config_source,
-        },
+        "dynamic_resources": dynamic,
         "static_resources": {"clusters": [xds_cluster]},
     }

@@ -28,6 +28,7 @@ from raftplane.auth import secret_box
 from raftplane.model.kinds import Kind, Resource
 from raftplane.storage.store import Store
 from raftplane.xds import translate
+from raftplane.xds.per_type import DELTA_GRPC, GRPC, for_per_type
 from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, SECRET
 
 log = logging.getLogger(__name__)
@@ -84,6 +85,8 @@ class XdsCache:
         # Stored resources (kind, name) -> the translated resources (type, name) made of them.
         self._dependents: dict[tuple[str, str], set[tuple[str, str]]] = defaultdict(set)
         self._listeners_of: dict[str, set[str]] = defaultdict(set)  # scope key -> listeners
+        # (type_url, name, api type) -> (resource as translated, as told on per-type streams)
+        self._per_type: dict[tuple[str, str, int], tuple[XdsResource, XdsResource]] = {}
         self._views: dict[str, DataplaneView] = {}
         self._watchers: dict[str, set[Watcher]] = defaultdict(set)
         self.revision = 0
@@ -93,6 +96,7 @@ class XdsCache:
     def load_all(self) -> None:
         """(Re)build everything from the store (boot, snapshot install)."""
         self._translated = {t: {} for t in PUSH_ORDER}
+        self._per_type.clear()
         self._cluster_json.clear()
         self._listener_json.clear()
         self._route_json.clear()
@@ -138,7 +142,7 @@ class XdsCache:
             for type_url in _types_of(kind):
                 touched[type_url].add(name)
             for type_url, dependent in self._dependents.pop((kind, name), ()):
-                self._translated[type_url].pop(dependent, None)
+                self._forget(type_url, dependent)
                 touched[type_url].add(dependent)
         self.revision = max(self.revision, revision)
         for dataplane, view in list(self._views.items()):
@@ -171,7 +175,7 @@ class XdsCache:
 
     def _drop(self, kind: str, name: str) -> None:
         for type_url in _types_of(kind):
-            self._translated[type_url].pop(name, None)
+            self._forget(type_url, name)
         if kind == Kind.CLUSTERS:
             self._cluster_json.pop(name, None)
         elif kind == Kind.ROUTE_CONFIGS:
@@ -185,12 +189,31 @@ class XdsCache:
             if old is not None:
                 self._listeners_of[_scope_key(old)].discard(name)
 
+    def _forget(self, type_url: str, name: str) -> None:
+        """Drop a translated resource (and how per-type streams were told it)."""
+        self._translated[type_url].pop(name, None)
+        for api_type in _PER_TYPE_APIS:
+            self._per_type.pop((type_url, name, api_type), None)
+
     def resource(self, type_url: str, name: str) -> XdsResource | None:
         """The current translated resource of any dataplane (None if it does not exist)."""
         memo = self._translated[type_url]
         if name not in memo:
             self._translate(type_url, name)
         return memo.get(name)
+
+    def per_type(self, type_url: str, resource: XdsResource, api_type: int) -> XdsResource:
+        """`resource` as sent on a per-type stream of protocol `api_type` (GRPC or DELTA_GRPC):
+        its ADS config sources name the per-type services (per_type.py). Computed once."""
+        key = (type_url, resource.name, api_type)
+        memo = self._per_type.get(key)
+        if memo is not None and memo[0] is resource:
+            return memo[1]
+        message = for_per_type(resource.message, api_type)
+        told = resource if message is None else _packed(resource.name, resource.version,
+                                                        message)
+        self._per_type[key] = (resource, told)
+        return told
 
     def _translate(self, type_url: str, name: str) -> None:
         """Translate one stored resource into the memo (None: absent or not translatable)."""
@@ -358,6 +381,7 @@ _LOADED_KINDS = (*(kind for kind in Kind if kind.translator), Kind.FILTERS)
 _KIND_OF: dict[str, Kind] = {CLUSTER: Kind.CLUSTERS, ENDPOINT: Kind.CLUSTERS,
                              ROUTE: Kind.ROUTE_CONFIGS, LISTENER: Kind.LISTENERS,
                              SECRET: Kind.SECRETS}
+_PER_TYPE_APIS = (GRPC, DELTA_GRPC)
 
 
 def _types_of(kind: str) -> tuple[str, ...]:

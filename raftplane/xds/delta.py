@@ -9,6 +9,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 
 from raftplane.xds.cache import DataplaneView, XdsResource
 from raftplane.xds.connections import ConnectionRegistry
+from raftplane.xds.per_type import DELTA_GRPC
 from raftplane.xds.retention import retained_clusters
 from raftplane.xds.stream import StreamBase, ViewWatcher, next_nonce
 from raftplane.xds.types import CLUSTER, ENDPOINT, PUSH_ORDER, ROUTE, SHORT_NAMES, WILDCARD_TYPES
@@ -35,6 +36,7 @@ class DeltaStream(StreamBase):
     """One Delta stream (Delta ADS or a per-type Delta service)."""
 
     kind = "ads-delta"
+    api_type = DELTA_GRPC
 
     def __init__(self, cache: ViewWatcher, registry: ConnectionRegistry, context: Context,
                  only_type: str | None = None, identity_from_certificate: bool = False) -> None:
@@ -137,7 +139,8 @@ class DeltaStream(StreamBase):
         self.observe_push(type_url, SHORT_NAMES[type_url])
         return discovery_pb2.DeltaDiscoveryResponse(
             type_url=type_url, nonce=nonce, system_version_info=view.versions[type_url],
-            resources=[discovery_pb2.Resource(name=r.name, version=r.version, resource=r.packed)
+            resources=[discovery_pb2.Resource(name=r.name, version=r.version,
+                                               resource=self.packed(type_url, r))
                        for r in changed],
             removed_resources=removed,
         )

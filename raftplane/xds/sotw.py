@@ -9,6 +9,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 
 from raftplane.xds.cache import XdsResource, set_version
 from raftplane.xds.connections import ConnectionRegistry
+from raftplane.xds.per_type import GRPC
 from raftplane.xds.retention import retained_clusters
 from raftplane.xds.stream import StreamBase, ViewWatcher, next_nonce
 from raftplane.xds.types import CLUSTER, ENDPOINT, PUSH_ORDER, ROUTE, SHORT_NAMES, WILDCARD_TYPES
@@ -33,6 +34,7 @@ class SotwStream(StreamBase):
     """One SotW stream: full sets for CDS/LDS, named resources for EDS/RDS."""
 
     kind = "ads"
+    api_type = GRPC
 
     def __init__(self, cache: ViewWatcher, registry: ConnectionRegistry, context: Context,
                  only_type: str | None = None, identity_from_certificate: bool = False) -> None:
@@ -112,5 +114,5 @@ class SotwStream(StreamBase):
         self.observe_push(type_url, SHORT_NAMES[type_url])
         return discovery_pb2.DiscoveryResponse(
             version_info=version, type_url=type_url, nonce=state.nonce,
-            resources=[r.packed for r in desired.values()],
+            resources=[self.packed(type_url, r) for r in desired.values()],
         )

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Protocol, TypeAlias
 import grpc
 from envoy.config.core.v3 import base_pb2
 from envoy.service.discovery.v3 import discovery_pb2
+from google.protobuf import any_pb2
 
 from raftplane.auth.certs import spiffe_dataplane
 from raftplane.xds.cache import DataplaneView, XdsResource
@@ -115,11 +116,17 @@ class ViewWatcher(Protocol):
         """Call `watcher(changed_types)` whenever the view changes; returns a cancel."""
         ...
 
+    def per_type(self, type_url: str, resource: XdsResource, api_type: int) -> XdsResource:
+        """`resource` as told on a per-type stream (its config sources name those services)."""
+        ...
+
 
 class StreamBase:
     """One xDS stream. Subclasses implement `handle_request` and `push`."""
 
     kind = "ads"
+    # The ApiConfigSource.ApiType of this protocol, for resources sent on a per-type stream.
+    api_type = 0
     _types: Mapping[str, TypeProgress]  # per type_url; each subclass keeps its own state
 
     def __init__(self, cache: ViewWatcher, registry: ConnectionRegistry,
@@ -218,6 +225,13 @@ class StreamBase:
 
     def push(self, types: frozenset[str]) -> list[Response]:
         raise NotImplementedError
+
+    def packed(self, type_url: str, resource: XdsResource) -> any_pb2.Any:
+        """What goes on the wire for `resource`: on a per-type stream (CDS, EDS, ... without
+        ADS) its config sources name the per-type services instead of ADS."""
+        if self.only_type is None:
+            return resource.packed
+        return self.cache.per_type(type_url, resource, self.api_type).packed
 
     def held_routes(self, routes: Mapping[str, XdsResource]) -> set[str]:
         """Route configs to hold back until their clusters are warm (see retention.py); only

@@ -17,3 +17,7 @@ PUSH_ORDER = (SECRET, CLUSTER, ENDPOINT, LISTENER, ROUTE)
 WILDCARD_TYPES = frozenset({CLUSTER, LISTENER})
 
 SHORT_NAMES = {CLUSTER: "cds", ENDPOINT: "eds", LISTENER: "lds", ROUTE: "rds", SECRET: "sds"}
+
+# The static cluster of every bootstrap through which Envoy reaches the control plane; the
+# config sources of resources sent on the per-type services name it too.
+XDS_CLUSTER = "raftplane-xds"

@@ -182,3 +182,51 @@ def test_openapi_lists_the_secrets_routes(cluster):
     secret = doc["components"]["schemas"]["Secret"]["properties"]
     assert all(secret[f]["writeOnly"] for f in ("certificateChain", "privateKey", "trustedCa",
                                                  "matchSubjectAltNames", "value"))
+
+
+def test_a_secret_read_and_put_back_is_refused_naming_the_missing_material(cluster, pki):
+    """A read holds fingerprint/notAfter/revision and no material: PUT back, it is a 422 that
+    names each missing material field, and fingerprint/notAfter are never taken as input."""
+    api = cluster.api(cluster.leader())
+    pem = pki.server("round.example")
+    cases = {  # name -> (body to create it, material fields a read lacks)
+        "round-cert": (certificate_secret("round-cert", TEAM, pem),
+                       ("certificateChain", "privateKey")),
+        "round-ca": (ca_secret("round-ca", TEAM, pki, matchSubjectAltNames=["a.example"]),
+                     ("trustedCa",)),
+        "round-key": ({"name": "round-key", "team": TEAM, "type": "genericSecret",
+                       "value": "tr0ub4dor-and-3"}, ("value",)),
+    }
+    for name, (body, material) in cases.items():
+        created = call("POST", api + "/secrets", body)
+        assert created.status == 201, created.body
+        got = call("GET", f"{api}/secrets/{name}?minRevision={created.revision}").body
+        assert got == created.body and not MATERIAL_FIELDS & set(got)
+        facts = [f for f in ("fingerprint", "notAfter") if f in got]
+        assert facts == (["fingerprint"] if name == "round-key" else ["fingerprint", "notAfter"])
+
+        back = call("PUT", f"{api}/secrets/{name}", got)
+        assert back.status == 422, back.body
+        errors = {e["field"]: e["message"] for e in back.body["errors"]}
+        for field in material:
+            assert errors[field] == f"is required for {got['type']} secrets", errors
+        for field in facts:
+            assert errors[field] == "unknown field", errors
+
+        # Not even next to the real material, nor on create.
+        with_facts = body | {f: got[f] for f in facts}
+        for method, url in (("PUT", f"{api}/secrets/{name}"), ("POST", api + "/secrets")):
+            refused = call(method, url, with_facts if method == "PUT"
+                           else with_facts | {"name": f"{name}-2"})
+            assert refused.status == 422, refused.body
+            assert [e["field"] for e in refused.body["errors"]] == facts
+            assert _key_line(pem.key) not in str(refused.body)
+            assert "tr0ub4dor" not in str(refused.body)
+        assert call("GET", f"{api}/secrets/{name}").body == got  # nothing changed
+        assert call("GET", f"{api}/secrets/{name}-2").status == 404
+
+    for needle in (_key_line(pem.key), "tr0ub4dor-and-3"):  # logs, Raft log, LMDB
+        assert _files_holding(cluster.data_dir, needle.encode()) == [], needle
+    audit = call("GET", f"{api}/audit?team={TEAM}").body["items"]
+    assert {e["resource"] for e in audit if e["kind"] == "secrets"} >= set(cases)
+    assert "tr0ub4dor" not in str(audit) and _key_line(pem.key) not in str(audit)
