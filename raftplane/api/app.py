@@ -8,6 +8,7 @@ from aiohttp import web
 
 from raftplane.api.auth_routes import auth_routes
 from raftplane.api.authn import auth_middleware
+from raftplane.api.bulk_apply import apply_routes
 from raftplane.api.context import (
     AUTH_STATE,
     CONSISTENT_READS,
@@ -63,6 +64,7 @@ def all_routes() -> list[Route]:
     routes.extend(system_routes())
     routes.extend(filter_type_routes())
     routes.extend(watch_routes())
+    routes.extend(apply_routes())
     routes.extend(xds_routes())
     routes.extend(auth_routes())
     routes.append(Route("GET", "/api/v1/openapi.json", openapi_handler, "",

@@ -53,7 +53,7 @@ Precheck = Callable[[], None]
 Prepare = Callable[[], tuple[wire.Command, Precheck | None]]
 
 
-def _idempotency_key(request: web.Request) -> str:
+def idempotency_key(request: web.Request) -> str:
     key = request.headers.get("Idempotency-Key", "")
     if len(key) > MAX_IDEMPOTENCY_KEY:
         raise Problem(400, f"Idempotency-Key is longer than {MAX_IDEMPOTENCY_KEY} characters",
@@ -65,11 +65,11 @@ async def forward_if_follower(request: web.Request) -> web.StreamResponse | None
     """Relay a write to the leader when this node is not it; None when this node leads.
     Cluster errors (NoLeader, OutcomeUnknown) are answered by api.errors."""
     node = request.app[NODE]
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     try:
         node.require_leader()
     except NotLeader as exc:
-        return await _relay(request, await request.read(), key or _new_key(), exc.leader_id)
+        return await _relay(request, await request.read(), key or new_key(), exc.leader_id)
     return None
 
 
@@ -91,11 +91,11 @@ async def execute_prepared_write(
     validate): `prepare` runs on the leader after a repeated Idempotency-Key was answered
     and right before the proposal, with no await in between; it may raise Problem."""
     node = request.app[NODE]
-    key = _idempotency_key(request)
+    key = idempotency_key(request)
     try:
         node.require_leader()
     except NotLeader as exc:
-        return await _relay(request, body, key or _new_key(), exc.leader_id)
+        return await _relay(request, body, key or new_key(), exc.leader_id)
 
     fingerprint = hashlib.sha256(
         b"\n".join([request.method.encode(), request.path.encode(), body])
@@ -107,7 +107,7 @@ async def execute_prepared_write(
         if stored is not None:
             return _repeat(stored, fingerprint, key, request, location)
     else:
-        key = _new_key()
+        key = new_key()
     command, precheck = prepare()
     if precheck is not None:
         precheck()
@@ -204,6 +204,6 @@ _KEY_PREFIX = "rp-" + secrets.token_hex(8) + "-"
 _key_counter = itertools.count(1)
 
 
-def _new_key() -> str:
+def new_key() -> str:
     """A key no other request gets: this process's random prefix and a counter."""
     return f"{_KEY_PREFIX}{next(_key_counter)}"

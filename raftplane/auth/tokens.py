@@ -22,6 +22,8 @@ VALID_SCOPES = frozenset(
 # A route that serves several resources (the watch stream) needs any read scope; it checks
 # each resource's own scope itself. Not a scope a token can carry.
 ANY_READ = "any:read"
+# Likewise for a write of several resources (bulk apply): any write scope, then per resource.
+ANY_WRITE = "any:write"
 REQUIRED_CLAIMS = ("jti", "sub", "scopes", "teams", "iat", "nbf", "exp")
 
 # TokenError.reason values
@@ -175,6 +177,9 @@ def allows(claims: Claims, needed_scope: str) -> bool:
         return True
     if needed_scope == ANY_READ:
         return any(scope in VALID_SCOPES for scope in claims.scopes)
+    if needed_scope == ANY_WRITE:
+        return any(scope.endswith(":write") and scope in VALID_SCOPES
+                   for scope in claims.scopes)
     if needed_scope not in VALID_SCOPES or needed_scope == ADMIN_SCOPE:
         return False
     if needed_scope in claims.scopes:
