@@ -204,7 +204,7 @@ def _plan_prune(request: web.Request, body: dict[str, Any], planned: list[Planne
     return out
 
 
-def _ordered(puts: list[Planned], deletes: list[Planned]) -> list[Planned]:
+def ordered(puts: list[Planned], deletes: list[Planned]) -> list[Planned]:
     rank = {kind: i for i, kind in enumerate(PUT_ORDER)}
     first = [d for d in deletes if d.kind == Kind.LISTENERS]
     last = sorted((d for d in deletes if d.kind != Kind.LISTENERS),
@@ -212,7 +212,9 @@ def _ordered(puts: list[Planned], deletes: list[Planned]) -> list[Planned]:
     return first + sorted(puts, key=lambda p: rank[p.kind]) + last
 
 
-def _command(node: Any, steps: list[Planned]) -> wire.Command:
+def atomic_command(node: Any, steps: list[Planned], *, sealed: bool = False) -> wire.Command:
+    """One atomic group of the planned puts and deletes (secrets sealed here unless their
+    resources are already in stored, sealed form)."""
     command = wire.Command()
     for step in steps:
         sub = command.atomic.commands.add()
@@ -222,7 +224,7 @@ def _command(node: Any, steps: list[Planned]) -> wire.Command:
             continue
         resource = step.resource
         assert resource is not None
-        if step.kind == Kind.SECRETS:
+        if step.kind == Kind.SECRETS and not sealed:
             resource = seal_secret(node.config.secret, resource)
         sub.put.CopyFrom(wire.Put(
             kind=step.kind, name=step.name,
@@ -235,11 +237,13 @@ def _command(node: Any, steps: list[Planned]) -> wire.Command:
     return command
 
 
-def _refusal(result: CommandResult, steps: list[Planned]) -> Problem:
-    """The group was refused: the failing command's problem, pointed at its item."""
+def group_refusal(result: CommandResult, steps: list[Planned], unnamed: str = "prune"
+                  ) -> Problem:
+    """The group was refused: the failing command's problem, pointed at its item (or, for a
+    step no item asked for, at ``unnamed``: a prune, a rollback)."""
     step = next((s for s in steps if s.kind == result.kind and s.name == result.name), None)
     where = f"items[{step.index}]" if step is not None and step.index >= 0 else \
-        f"prune ({result.kind} '{result.name}')"
+        f"{unnamed} ({result.kind} '{result.name}')"
     errors: list[FieldIssue] = [
         {"field": f"{where}.{e['field']}" if step is not None and step.index >= 0
          else where, "message": e["message"]} for e in result.errors] or [
@@ -256,7 +260,7 @@ async def apply_resources(request: web.Request) -> web.StreamResponse:
     planned = _validate_items(request, body)
     assert isinstance(body, dict)
     deletes = _plan_prune(request, body, planned)
-    steps = _ordered([p for p in planned if p.action != "unchanged"], deletes)
+    steps = ordered([p for p in planned if p.action != "unchanged"], deletes)
     summary = [p.summary() for p in planned] + [d.summary() for d in deletes]
     counts = {action: sum(1 for s in summary if s["action"] == action)
               for action in ("created", "replaced", "unchanged", "deleted")}
@@ -276,7 +280,7 @@ async def apply_resources(request: web.Request) -> web.StreamResponse:
                                      headers={"Idempotent-Replayed": "true"})
     else:
         key = new_key()
-    command = _command(node, steps)
+    command = atomic_command(node, steps)
     command.idempotency_key = key
     command.request_fingerprint = fingerprint
     set_principal(request, command)
@@ -284,7 +288,7 @@ async def apply_resources(request: web.Request) -> web.StreamResponse:
     result = await node.propose(command)
     request.app[METRICS].write_outcomes.labels(result.outcome.value).inc()
     if not result.outcome.ok:
-        raise _refusal(result, steps)
+        raise group_refusal(result, steps)
     return web.json_response({"dryRun": False, "revision": result.revision, "counts": counts,
                               "items": summary},
                              headers={"X-Raftplane-Revision": str(result.revision)})

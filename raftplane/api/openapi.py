@@ -30,6 +30,10 @@ QUERY_DOCS = {
                      "change"),
     "kinds": ({"type": "string"}, "Comma-separated kinds, e.g. clusters,listeners "
               "(default: every kind the token may read)"),
+    "atRevision": ({"type": "integer", "minimum": 1},
+                   "Answer as of this revision (410 when older than the history held)"),
+    "from": ({"type": "integer", "minimum": 0}, "The revision to compare from"),
+    "to": ({"type": "integer", "minimum": 0}, "The revision to compare to (default: now)"),
     "waitSeconds": ({"type": "integer", "minimum": 1, "maximum": 30, "default": 5},
                     "How long minRevision may wait before 400 or 503"),
     # The Envoy bootstrap of a dataplane

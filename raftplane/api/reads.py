@@ -14,6 +14,7 @@ from raftplane.api.errors import RETRY_AFTER_SECONDS, LeadershipUnconfirmed, no_
 from raftplane.api.problems import Problem, field_problem
 from raftplane.cluster.errors import ClusterError, NoLeader, NotApplied
 from raftplane.cluster.forwarding import FORWARDED_BY
+from raftplane.storage.store import HistoryPruned
 
 MIN_REVISION_TIMEOUT = 5.0
 MAX_WAIT_SECONDS = 30.0
@@ -124,3 +125,26 @@ def revision_headers(request: web.Request) -> dict[str, str]:
     if leader is not None:
         headers["X-Raftplane-Leader"] = leader.id
     return headers
+
+
+def revision_param(request: web.Request, name: str, default: int | None = None) -> int:
+    """A revision query parameter, at most what this node applied (400 otherwise)."""
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        if default is None:
+            raise field_problem(400, name, "is required")
+        return default
+    if not raw.isdigit():
+        raise field_problem(400, name, "must be a revision number")
+    value = int(raw)
+    applied = request.app[NODE].store.applied_index
+    if value > applied:
+        raise field_problem(400, name, f"is beyond what this node applied ({applied}); ask "
+                            "with minRevision, or ask the leader")
+    return value
+
+
+def gone(exc: HistoryPruned) -> Problem:
+    """The answer to a read at a revision this node no longer holds the history of."""
+    return Problem(410, f"{exc}; the oldest revision held is {exc.oldest}",
+                   extra={"oldestRevision": exc.oldest})

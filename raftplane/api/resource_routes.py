@@ -15,12 +15,13 @@ from raftplane.api.inputs import if_match, read_json, read_merge_patch, visible_
 from raftplane.api.kinds import KindSpec
 from raftplane.api.merge_patch import merge_patch
 from raftplane.api.problems import Problem
-from raftplane.api.reads import int_param, revision_headers
+from raftplane.api.reads import gone, int_param, revision_headers, revision_param
 from raftplane.api.routing import Route
 from raftplane.api.writes import execute_prepared_write, execute_write, refused
 from raftplane.auth import secret_box
 from raftplane.model import rules
 from raftplane.model.kinds import Kind, Resource, owner_team
+from raftplane.storage.store import HistoryPruned
 from raftplane.wire import log_entry_pb2 as wire
 from raftplane.xds import translate
 
@@ -188,16 +189,71 @@ class KindHandlers:
     async def get(self, request: web.Request) -> web.StreamResponse:
         # ?minRevision= and ?consistency= were honoured by the auth middleware (before auth).
         name = self._stored_name(request)
-        resource = request.app[NODE].store.get(self.kind, name, teams=visible_teams(request))
+        if "atRevision" in request.query:
+            resource = self._at_revision(request, name, revision_param(request, "atRevision"))
+        else:
+            resource = request.app[NODE].store.get(self.kind, name,
+                                                   teams=visible_teams(request))
         if resource is None:
             raise Problem(404, f"no {self.kind} '{name}'", headers=revision_headers(request))
         headers = revision_headers(request)
         headers["ETag"] = f'"{resource["revision"]}"'
         return web.json_response(public(self.kind, resource), headers=headers)
 
+    def _at_revision(self, request: web.Request, name: str, revision: int) -> Resource | None:
+        """(kind, name) as it was at `revision`, if the caller may see it."""
+        try:
+            resource = request.app[NODE].store.get_at(self.kind, name, revision)
+        except HistoryPruned as exc:
+            raise gone(exc) from None
+        return _visible(self.kind, resource, visible_teams(request))
+
+    def _list_at_revision(self, request: web.Request, revision: int, team: str | None,
+                          limit: int) -> web.StreamResponse:
+        """A page of the kind as it was at `revision`: today's names and those changed since,
+        each read as of then (O(resources of the kind + changes since) per page)."""
+        store = request.app[NODE].store
+        names: set[str] = set()
+        cursor = None
+        while True:
+            page = store.list(self.kind, limit=MAX_PAGE, cursor=cursor, team=team)
+            names.update(self.kind.stored_name(r) for r in page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        start = revision + 1
+        while True:
+            batch, pruned = store.changes_since(start, limit=MAX_PAGE)
+            if start <= pruned:
+                raise gone(HistoryPruned(pruned + 1))
+            names.update(c["name"] for c in batch if c["kind"] == self.kind)
+            if not batch:
+                break
+            start = batch[-1]["revision"] + 1
+        after = request.query.get("cursor") or ""
+        items: list[Resource] = []
+        next_cursor = None
+        for name in sorted(n for n in names if n > after):
+            resource = self._at_revision(request, name, revision)
+            if resource is None or (team is not None and owner_team(self.kind, resource)
+                                    != team):
+                continue
+            if len(items) == limit:
+                next_cursor = items[-1]["name"] if not self.kind.name_in_team else \
+                    self.kind.stored_name(items[-1])
+                break
+            items.append(resource)
+        headers = revision_headers(request)
+        return web.json_response({"items": [public(self.kind, r) for r in items],
+                                  "nextCursor": next_cursor, "revision": revision},
+                                 headers=headers)
+
     async def list(self, request: web.Request) -> web.StreamResponse:
         limit = int_param(request, "limit", 100, 1, MAX_PAGE)
         team = self._path_team(request) or request.query.get("team") or None
+        if "atRevision" in request.query:
+            return self._list_at_revision(request, revision_param(request, "atRevision"),
+                                          team, limit)
         page = request.app[NODE].store.list(
             self.kind, limit=limit, cursor=request.query.get("cursor") or None, team=team,
             teams=visible_teams(request),
@@ -211,15 +267,17 @@ class KindHandlers:
     def routes(self) -> builtins.list[Route]:
         spec, kind = self.spec, self.kind
         read, write = f"{spec.scope}:read", f"{spec.scope}:write"
-        page_q = ("limit", "cursor", "minRevision", "consistency", "waitSeconds")
+        page_q = ("limit", "cursor", "atRevision", "minRevision", "consistency",
+                  "waitSeconds")
         routes = [
             Route("POST", spec.collection, self.create, write, f"Create a {spec.title}", kind,
                   body=True, statuses=(201, 400, 409, 413, 422, 503, 504), tags=(spec.title,)),
             Route("GET", spec.collection, self.list, read, f"List {spec.title}s", kind,
-                  statuses=(200, 400, 503, 504),
+                  statuses=(200, 400, 410, 503, 504),
                   query=page_q if spec.under_team else (*page_q, "team"), tags=(spec.title,)),
             Route("GET", spec.item, self.get, read, f"Get a {spec.title}", kind,
-                  statuses=(200, 400, 404, 503, 504), query=page_q[2:], tags=(spec.title,)),
+                  statuses=(200, 400, 404, 410, 503, 504), query=page_q[2:],
+                  tags=(spec.title,)),
         ]
         if "PUT" in spec.item_methods:
             routes.append(Route("PUT", spec.item, self.replace, write,

@@ -47,6 +47,12 @@ def record(ctx: ApplyContext, event: str, kind: str, name: str, team: str,
                       "team": team, "timeMs": ctx.now_ms, "resource": resource}
     key = keys.u64(ctx.index) + struct.pack(">I", ctx.change_seq)
     ctx.txn.put(key, json.dumps(change, separators=(",", ":")).encode(), db=ctx.dbs["changes"])
+    ctx.txn.put(_history_key(kind, name, ctx.index), key, db=ctx.dbs["history"])
+
+
+def _history_key(kind: str, name: str, revision: int) -> bytes:
+    """The index entry of a change of (kind, name): the change log's key, by revision."""
+    return keys.prefix(kind, name) + keys.u64(revision)
 
 
 def prune(ctx: ApplyContext, budget: int) -> int:
@@ -73,6 +79,7 @@ def prune(ctx: ApplyContext, budget: int) -> int:
                                                     or change["timeMs"] >= cutoff_ms):
             break
         last = change["revision"]
+        ctx.txn.delete(_history_key(change["kind"], change["name"], last), db=ctx.dbs["history"])
         if not cur.delete():
             break
         pruned += 1
@@ -103,3 +110,31 @@ def pruned_through(txn: lmdb.Transaction[bytes], meta: lmdb._Database) -> int:
     """The highest revision whose changes were pruned (0: none)."""
     raw = txn.get(PRUNED_THROUGH, db=meta)
     return struct.unpack(">Q", raw)[0] if raw is not None else 0
+
+
+def history(txn: lmdb.Transaction[bytes], dbs: dict[str, lmdb._Database], kind: str,
+            name: str) -> list[Change]:
+    """The changes of (kind, name) still held, oldest first."""
+    pfx = keys.prefix(kind, name)
+    out: list[Change] = []
+    cur = txn.cursor(db=dbs["history"])
+    found = cur.set_range(pfx)
+    while found and cur.key().startswith(pfx):
+        raw = txn.get(cur.value(), db=dbs["changes"])
+        if raw is not None:
+            out.append(json.loads(raw))
+        found = cur.next()
+    return out
+
+
+def as_of(txn: lmdb.Transaction[bytes], dbs: dict[str, lmdb._Database], kind: str, name: str,
+          revision: int) -> Change | None:
+    """The last change of (kind, name) at or before `revision` still held (None: none)."""
+    pfx = keys.prefix(kind, name)
+    cur = txn.cursor(db=dbs["history"])
+    found = cur.prev() if cur.set_range(pfx + keys.u64(revision + 1)) else cur.last()
+    if not found or not cur.key().startswith(pfx):
+        return None
+    raw = txn.get(cur.value(), db=dbs["changes"])
+    change: Change | None = json.loads(raw) if raw is not None else None
+    return change

@@ -32,7 +32,7 @@ from raftplane.wire import log_entry_pb2 as wire
 log = logging.getLogger(__name__)
 
 DB_NAMES = ("meta", "resources", "by_team", "refs", "idem", "idem_expiry", "ports", "audit",
-            "changes")
+            "changes", "history")
 INITIAL_MAP_SIZE = 64 << 20
 MAP_HEADROOM = 0.5  # grow when more than half of the map is used
 APPLIED_INDEX = b"applied_index"
@@ -56,6 +56,14 @@ class StoreStats(TypedDict):
     auditEvents: int
     oldestAuditRevision: int | None  # None: no audit event kept
     idempotencyKeys: int
+
+
+class HistoryPruned(Exception):
+    """A read at a revision whose changes this node no longer holds."""
+
+    def __init__(self, oldest: int) -> None:
+        super().__init__(f"revisions before {oldest} are no longer held here")
+        self.oldest = oldest
 
 
 class Store:
@@ -250,6 +258,31 @@ class Store:
             applied = keys.from_u64(raw) if raw else 0
             return (changes.read(txn, self._dbs["changes"], start, applied, limit),
                     changes.pruned_through(txn, self._dbs["meta"]))
+
+    def history(self, kind: str, name: str) -> tuple[builtins.list[changes.Change], int]:
+        """The versions of (kind, name) still held (oldest first) and the highest revision
+        already pruned."""
+        with self.read() as txn:
+            return (changes.history(txn, self._dbs, kind, name),
+                    changes.pruned_through(txn, self._dbs["meta"]))
+
+    def get_at(self, kind: str, name: str, revision: int) -> Resource | None:
+        """(kind, name) as it was at `revision` (None: it did not exist then). Raises
+        HistoryPruned when this node no longer holds that revision's changes."""
+        with self.read() as txn:
+            pruned = changes.pruned_through(txn, self._dbs["meta"])
+            if revision <= pruned:
+                raise HistoryPruned(pruned + 1)
+            change = changes.as_of(txn, self._dbs, kind, name, revision)
+            if change is not None:
+                return change["resource"]
+            raw = txn.get(keys.join(kind, name), db=self._dbs["resources"])
+        current: Resource | None = json.loads(raw) if raw is not None else None
+        # No change held at or before `revision`: either it did not exist yet, or it was last
+        # written before the log began (then its current revision is at most `revision`).
+        if current is not None and current["revision"] <= revision:
+            return current
+        return None
 
     def audit_events(self, *, team: str | None = None, principal: str | None = None,
                      since_ms: int = 0, after: str | None = None, limit: int = 100,

@@ -77,3 +77,22 @@ def test_pruning_takes_whole_revisions_and_remembers_the_last(tmp_path) -> None:
     log, pruned = store.changes_since(1)
     assert [c["revision"] for c in log] == list(range(pruned + 1, 13))
     assert pruned == 7 and len(log) == 5
+
+
+def test_a_resource_as_it_was_at_each_revision(tmp_path) -> None:
+    writer = StoreWriter(Store(tmp_path / "s"))
+    writer.put("teams", {"name": "t"})
+    created = writer.put("clusters", cluster("a"))
+    changed = writer.put("clusters", cluster("a", port=9000))
+    other = writer.put("clusters", cluster("b"))
+    deleted = writer.delete("clusters", "a")
+    store = writer.store
+    assert store.get_at("clusters", "a", created - 1) is None
+    assert store.get_at("clusters", "a", created)["endpoints"][0]["port"] == 8000
+    assert store.get_at("clusters", "a", other)["endpoints"][0]["port"] == 9000
+    assert store.get_at("clusters", "a", deleted) is None
+    assert store.get_at("clusters", "b", deleted)["revision"] == other
+    versions, pruned = store.history("clusters", "a")
+    assert [(v["revision"], v["event"]) for v in versions] == [
+        (created, "put"), (changed, "put"), (deleted, "delete")]
+    assert pruned == 0

@@ -133,5 +133,10 @@ def test_a_start_no_longer_held_is_410_with_the_oldest_revision(tmp_path_factory
         assert reply.status == 410, reply.body
         assert reply.body["oldestRevision"] > 1
         assert "list the resources" in reply.body["detail"]
+        # reads and diffs at a revision no longer held are 410 too, with the same oldest
+        for path in ("teams/w1?atRevision=1", "teams?atRevision=1", "diff?from=1"):
+            reply = call("GET", f"{api}/{path}")
+            assert reply.status == 410, (path, reply.body)
+            assert reply.body["oldestRevision"] > 1
     finally:
         cluster.stop()
