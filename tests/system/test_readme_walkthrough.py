@@ -77,6 +77,11 @@ def test_the_readme_quick_start_and_jwt_walkthrough(shared_cluster, tmp_path):
         assert out.startswith("401\n"), out  # without a token
         (echo,) = json_values(out[4:])  # with one: the upstream's echo
         assert echo["headers"]["x-user"] == "alice", out
+        # the bulk apply example: a dry run against what the Quick start made
+        apply_block = shell_blocks("Apply, follow, look back, undo")[0]
+        (plan,) = json_values(run(apply_block, tmp_path, node.api, shared_cluster.admin_token))
+        assert plan["dryRun"] and plan["counts"] == {
+            "created": 1, "replaced": 0, "unchanged": 1, "deleted": 0}, plan
     finally:
         if envoy is not None:
             envoy.stop()
