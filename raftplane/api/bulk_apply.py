@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import web
 
-from raftplane.api import bodies
+from raftplane.api import bodies, dry_run
 from raftplane.api.context import METRICS, NODE
 from raftplane.api.errors import remember_idempotency_key
 from raftplane.api.inputs import read_json, visible_teams
@@ -264,10 +264,12 @@ async def apply_resources(request: web.Request) -> web.StreamResponse:
     summary = [p.summary() for p in planned] + [d.summary() for d in deletes]
     counts = {action: sum(1 for s in summary if s["action"] == action)
               for action in ("created", "replaced", "unchanged", "deleted")}
-    if body.get("dryRun") is True or not steps:
-        return web.json_response({"dryRun": body.get("dryRun") is True,
-                                  "revision": node.store.applied_index, "counts": counts,
-                                  "items": summary})
+    if body.get("dryRun") is True:
+        return await dry_run.answer(request, atomic_command(node, steps), counts=counts,
+                                    items=summary)
+    if not steps:
+        return web.json_response({"dryRun": False, "revision": node.store.applied_index,
+                                  "counts": counts, "items": summary})
     fingerprint = hashlib.sha256(b"\n".join([b"POST", request.path.encode(), raw])).digest()
     claims = request.get("principal")
     if key:

@@ -34,6 +34,10 @@ QUERY_DOCS = {
                    "Answer as of this revision (410 when older than the history held)"),
     "from": ({"type": "integer", "minimum": 0}, "The revision to compare from"),
     "to": ({"type": "integer", "minimum": 0}, "The revision to compare to (default: now)"),
+    "dryRun": ({"type": "boolean", "default": False},
+               "Validate and check only: answer what each dataplane of the team would be "
+               "served differently and a real Envoy's verdict (envoy --mode validate); "
+               "nothing is written"),
     "waitSeconds": ({"type": "integer", "minimum": 1, "maximum": 30, "default": 5},
                     "How long minRevision may wait before 400 or 503"),
     # The Envoy bootstrap of a dataplane

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from raftplane.api import bodies
+from raftplane.api import bodies, dry_run
 from raftplane.api.context import NODE
 from raftplane.api.inputs import if_match, read_json, read_merge_patch, visible_teams
 from raftplane.api.kinds import KindSpec
@@ -117,6 +117,9 @@ class KindHandlers:
         resource = self._validate(request, body, None)
         self._check_visible(request, resource)
         command, precheck = self._put_command(request, resource, wire.PUT_MODE_CREATE, 0)
+        if dry_run.wanted(request):
+            precheck()
+            return await dry_run.answer(request, command, resource=public(self.kind, resource))
         return await execute_write(request, raw, command, precheck,
                                    location=self._item_url(resource))
 
@@ -126,6 +129,9 @@ class KindHandlers:
         resource = self._validate(request, body, self._path_name(request))
         self._check_visible(request, resource)
         command, precheck = self._put_command(request, resource, wire.PUT_MODE_REPLACE, expected)
+        if dry_run.wanted(request):
+            precheck()
+            return await dry_run.answer(request, command, resource=public(self.kind, resource))
         return await execute_write(request, raw, command, precheck)
 
     async def patch(self, request: web.Request) -> web.StreamResponse:
@@ -151,6 +157,10 @@ class KindHandlers:
             self._check_visible(request, resource)
             return self._put_command(request, resource, wire.PUT_MODE_REPLACE, read[0])
 
+        if dry_run.wanted(request):
+            command, precheck = prepare()
+            precheck()
+            return await dry_run.answer(request, command)
         try:
             return await execute_prepared_write(request, raw, prepare)
         except Problem as problem:
@@ -184,6 +194,9 @@ class KindHandlers:
             if refusal is not None:
                 raise refused(refusal)
 
+        if dry_run.wanted(request):
+            precheck()
+            return await dry_run.answer(request, command)
         return await execute_write(request, b"", command, precheck)
 
     async def get(self, request: web.Request) -> web.StreamResponse:
@@ -271,7 +284,8 @@ class KindHandlers:
                   "waitSeconds")
         routes = [
             Route("POST", spec.collection, self.create, write, f"Create a {spec.title}", kind,
-                  body=True, statuses=(201, 400, 409, 413, 422, 503, 504), tags=(spec.title,)),
+                  body=True, statuses=(200, 201, 400, 409, 413, 422, 503, 504),
+                  query=("dryRun",), tags=(spec.title,)),
             Route("GET", spec.collection, self.list, read, f"List {spec.title}s", kind,
                   statuses=(200, 400, 410, 503, 504),
                   query=page_q if spec.under_team else (*page_q, "team"), tags=(spec.title,)),
@@ -284,17 +298,18 @@ class KindHandlers:
                                 f"Replace a {spec.title} (If-Match for optimistic concurrency)",
                                 kind, body=True,
                                 statuses=(200, 400, 404, 412, 413, 422, 503, 504),
-                                tags=(spec.title,)))
+                                query=("dryRun",), tags=(spec.title,)))
             routes.append(Route("PATCH", spec.item, self.patch, write,
                                 f"Change a {spec.title} with a JSON merge patch",
                                 kind, body=True,
                                 statuses=(200, 400, 404, 409, 412, 413, 415, 422, 503, 504),
-                                tags=(spec.title,), description=patch_description(kind)))
+                                query=("dryRun",), tags=(spec.title,),
+                                description=patch_description(kind)))
         if "DELETE" in spec.item_methods:
             routes.append(Route("DELETE", spec.item, self.delete, write,
                                 f"Delete a {spec.title}", kind,
                                 statuses=(200, 400, 404, 409, 412, 503, 504),
-                                tags=(spec.title,)))
+                                query=("dryRun",), tags=(spec.title,)))
         return routes
 
 

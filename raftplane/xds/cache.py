@@ -160,6 +160,30 @@ class XdsCache:
                 if changed_types:
                     self._notify(dataplane, changed_types)
 
+    def what_if(self, changes: Iterable[tuple[str, str, Resource | None]]) -> XdsCache:
+        """A copy of this cache with `changes` applied ((kind, stored name, resource or None
+        for a delete), at the next revision), for dry runs: what each dataplane would be
+        served after the write. Unaffected translations are shared; the copy is never
+        notified of applied entries."""
+        copy = XdsCache(self._store, self._cluster_secret)
+        copy._cluster_json = dict(self._cluster_json)
+        copy._listener_json = dict(self._listener_json)
+        copy._route_json = dict(self._route_json)
+        copy._secret_json = dict(self._secret_json)
+        copy._filter_json = dict(self._filter_json)
+        copy._listener_routes = dict(self._listener_routes)
+        copy._listeners_of = defaultdict(set, {k: set(v) for k, v in self._listeners_of.items()})
+        copy._translated = {t: dict(memo) for t, memo in self._translated.items()}
+        copy._dependents = defaultdict(set, {k: set(v) for k, v in self._dependents.items()})
+        copy.revision = self.revision + 1
+        for kind, name, resource in changes:
+            copy._drop(kind, name)
+            for type_url, dependent in copy._dependents.pop((kind, name), ()):
+                copy._translated[type_url].pop(dependent, None)
+            if resource is not None:
+                copy._put(kind, name, {**resource, "revision": copy.revision})
+        return copy
+
     def _put(self, kind: str, name: str, resource: Resource) -> None:
         if kind == Kind.CLUSTERS:
             self._cluster_json[name] = resource
