@@ -21,6 +21,7 @@ from raftplane.api.context import (
 )
 from raftplane.api.errors import Handler, problem_middleware
 from raftplane.api.filter_type_routes import filter_type_routes
+from raftplane.api.fleet import fleet_routes
 from raftplane.api.history import history_routes
 from raftplane.api.kinds import KINDS
 from raftplane.api.metrics import ApiMetrics
@@ -67,6 +68,7 @@ def all_routes() -> list[Route]:
     routes.extend(watch_routes())
     routes.extend(apply_routes())
     routes.extend(history_routes())
+    routes.extend(fleet_routes())
     routes.extend(xds_routes())
     routes.extend(auth_routes())
     routes.append(Route("GET", "/api/v1/openapi.json", openapi_handler, "",

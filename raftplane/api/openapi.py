@@ -38,6 +38,11 @@ QUERY_DOCS = {
                "Validate and check only: answer what each dataplane of the team would be "
                "served differently and a real Envoy's verdict (envoy --mode validate); "
                "nothing is written"),
+    "waitFor": ({"type": "string", "enum": ["acked"]},
+                "acked: answer once every connected Envoy of the team holds the write's "
+                "revision (202 with the fleet's status when the timeout passes first)"),
+    "timeout": ({"type": "string", "default": "10s"}, "How long waitFor may wait, e.g. 10s"),
+    "dataplane": ({"type": "string"}, "Only this dataplane (a name in the team)"),
     "waitSeconds": ({"type": "integer", "minimum": 1, "maximum": 30, "default": 5},
                     "How long minRevision may wait before 400 or 503"),
     # The Envoy bootstrap of a dataplane

@@ -9,7 +9,7 @@ from collections.abc import Callable
 
 from aiohttp import web
 
-from raftplane.api import bodies, dry_run
+from raftplane.api import bodies, dry_run, fleet
 from raftplane.api.context import NODE
 from raftplane.api.inputs import if_match, read_json, read_merge_patch, visible_teams
 from raftplane.api.kinds import KindSpec
@@ -26,6 +26,7 @@ from raftplane.wire import log_entry_pb2 as wire
 from raftplane.xds import translate
 
 MAX_PAGE = 1000
+WRITE_QUERY = ("dryRun", "waitFor", "timeout")
 
 
 class KindHandlers:
@@ -120,8 +121,10 @@ class KindHandlers:
         if dry_run.wanted(request):
             precheck()
             return await dry_run.answer(request, command, resource=public(self.kind, resource))
-        return await execute_write(request, raw, command, precheck,
-                                   location=self._item_url(resource))
+        wait = fleet.wait_param(request)
+        response = await execute_write(request, raw, command, precheck,
+                                       location=self._item_url(resource))
+        return await self._waited(request, response, resource, wait)
 
     async def replace(self, request: web.Request) -> web.StreamResponse:
         expected = if_match(request)
@@ -132,7 +135,9 @@ class KindHandlers:
         if dry_run.wanted(request):
             precheck()
             return await dry_run.answer(request, command, resource=public(self.kind, resource))
-        return await execute_write(request, raw, command, precheck)
+        wait = fleet.wait_param(request)
+        response = await execute_write(request, raw, command, precheck)
+        return await self._waited(request, response, resource, wait)
 
     async def patch(self, request: web.Request) -> web.StreamResponse:
         """Apply a merge patch to the stored resource, then write it as a PUT would, with the
@@ -161,13 +166,23 @@ class KindHandlers:
             command, precheck = prepare()
             precheck()
             return await dry_run.answer(request, command)
+        wait = fleet.wait_param(request)
         try:
-            return await execute_prepared_write(request, raw, prepare)
+            response = await execute_prepared_write(request, raw, prepare)
+            return await self._waited(request, response, node.store.get(self.kind, name), wait)
         except Problem as problem:
             if problem.status == 412 and read:  # raced: another write came in between
                 _raced(problem, f"{self.kind} '{name}'", read[0],
                        node.store.get(self.kind, name, teams=visible_teams(request)))
             raise
+
+    async def _waited(self, request: web.Request, response: web.StreamResponse,
+                      resource: Resource | None, wait: float | None) -> web.StreamResponse:
+        """With ?waitFor=acked: the answer once the team's Envoys hold the write (or 202)."""
+        if wait is None or self.kind == Kind.TEAMS:
+            return response
+        team = self.kind.owner(resource) if resource is not None else self._path_team(request)
+        return await fleet.wait_acked(request, response, team, wait)
 
     def _check_fixed(self, current: Resource, merged: object) -> None:
         """A patch may not rename a resource or move it to another team (422)."""
@@ -197,7 +212,10 @@ class KindHandlers:
         if dry_run.wanted(request):
             precheck()
             return await dry_run.answer(request, command)
-        return await execute_write(request, b"", command, precheck)
+        wait = fleet.wait_param(request)
+        current = node.store.get(self.kind, name)
+        response = await execute_write(request, b"", command, precheck)
+        return await self._waited(request, response, current, wait)
 
     async def get(self, request: web.Request) -> web.StreamResponse:
         # ?minRevision= and ?consistency= were honoured by the auth middleware (before auth).
@@ -284,8 +302,8 @@ class KindHandlers:
                   "waitSeconds")
         routes = [
             Route("POST", spec.collection, self.create, write, f"Create a {spec.title}", kind,
-                  body=True, statuses=(200, 201, 400, 409, 413, 422, 503, 504),
-                  query=("dryRun",), tags=(spec.title,)),
+                  body=True, statuses=(200, 201, 202, 400, 409, 413, 422, 503, 504),
+                  query=WRITE_QUERY, tags=(spec.title,)),
             Route("GET", spec.collection, self.list, read, f"List {spec.title}s", kind,
                   statuses=(200, 400, 410, 503, 504),
                   query=page_q if spec.under_team else (*page_q, "team"), tags=(spec.title,)),
@@ -297,19 +315,20 @@ class KindHandlers:
             routes.append(Route("PUT", spec.item, self.replace, write,
                                 f"Replace a {spec.title} (If-Match for optimistic concurrency)",
                                 kind, body=True,
-                                statuses=(200, 400, 404, 412, 413, 422, 503, 504),
-                                query=("dryRun",), tags=(spec.title,)))
+                                statuses=(200, 202, 400, 404, 412, 413, 422, 503, 504),
+                                query=WRITE_QUERY, tags=(spec.title,)))
             routes.append(Route("PATCH", spec.item, self.patch, write,
                                 f"Change a {spec.title} with a JSON merge patch",
                                 kind, body=True,
-                                statuses=(200, 400, 404, 409, 412, 413, 415, 422, 503, 504),
-                                query=("dryRun",), tags=(spec.title,),
+                                statuses=(200, 202, 400, 404, 409, 412, 413, 415, 422, 503,
+                                          504),
+                                query=WRITE_QUERY, tags=(spec.title,),
                                 description=patch_description(kind)))
         if "DELETE" in spec.item_methods:
             routes.append(Route("DELETE", spec.item, self.delete, write,
                                 f"Delete a {spec.title}", kind,
-                                statuses=(200, 400, 404, 409, 412, 503, 504),
-                                query=("dryRun",), tags=(spec.title,)))
+                                statuses=(200, 202, 400, 404, 409, 412, 503, 504),
+                                query=WRITE_QUERY, tags=(spec.title,)))
         return routes
 
 

@@ -36,7 +36,7 @@ class ClusterNode:
         self.store = store
         self._loop = asyncio.get_running_loop()
         # Registered before Raft starts: every entry applied from now on reaches the loop.
-        self.applied = AppliedFeed(self._loop, store.applied_index)
+        self._applied_feed = AppliedFeed(self._loop, store.applied_index)
         store.add_applied_listener(self.applied.entry_applied)
         # Async callables run each time this node becomes leader.
         self.leader_hooks: list[Callable[[], Awaitable[None]]] = []
@@ -58,6 +58,12 @@ class ClusterNode:
     async def close(self) -> None:
         await self._proposer.close()
         await asyncio.to_thread(self._raft.destroy_synchronous)
+
+
+    @property
+    def applied(self) -> AppliedFeed:
+        """The entries this node applies, delivered on the loop in apply order."""
+        return self._applied_feed
 
     def _submit(self, data: bytes, on_result: ApplyCallback) -> None:
         """The proposer's submit: pysyncobj's result callback runs on the loop."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +33,10 @@ class Connection:
     peer: str = ""
     connected_at: float = field(default_factory=time.time)
     types: dict[str, TypeStatus] = field(default_factory=dict)
+    # The newest revision this node applied whose view the Envoy holds on this stream (its
+    # stream sets it: every response ACKed, no change queued, no NACK outstanding).
+    synced: Callable[[], int] = field(default=lambda: 0)
+    nacked: dict[str, str] = field(default_factory=dict)  # type_url -> error, until an ACK
 
     def type(self, type_url: str) -> TypeStatus:
         return self.types.setdefault(type_url, TypeStatus())
@@ -41,6 +46,8 @@ class Connection:
             "id": self.id, "stream": self.stream, "nodeId": self.node_id,
             "dataplane": self.dataplane, "peer": self.peer,
             "connectedAt": round(self.connected_at, 3),
+            "syncedRevision": self.synced(),
+            "nacked": {SHORT_NAMES.get(t, t): error for t, error in sorted(self.nacked.items())},
             "types": {
                 SHORT_NAMES.get(t, t): {
                     "sentVersion": s.sent_version, "ackedVersion": s.acked_version,
@@ -106,4 +113,5 @@ class ConnectionRegistry:
 
     def record_nack(self, conn: Connection, type_url: str, version: str, error: str) -> None:
         conn.type(type_url).last_nack = {"version": version, "error": error, "at": time.time()}
+        conn.nacked[type_url] = error
         self.metrics.nacks.labels(SHORT_NAMES.get(type_url, type_url)).inc()

@@ -42,6 +42,13 @@ class DeltaStream(StreamBase):
                  only_type: str | None = None, identity_from_certificate: bool = False) -> None:
         super().__init__(cache, registry, context, only_type, identity_from_certificate)
         self._types: dict[str, _DeltaState] = {t: _DeltaState() for t in PUSH_ORDER}
+        self._held = False  # route configs held back at the last push
+
+    def awaiting(self) -> bool:
+        return any(state.nonces for state in self._types.values())
+
+    def holding(self) -> bool:
+        return self._held
 
     def handle_request(self, request: discovery_pb2.DeltaDiscoveryRequest
                        ) -> list[discovery_pb2.DeltaDiscoveryResponse]:
@@ -58,6 +65,7 @@ class DeltaStream(StreamBase):
                 self.registry.record_nack(conn, type_url, version,
                                           request.error_detail.message)
             else:
+                conn.nacked.pop(type_url, None)
                 for resource in sent:
                     state.acked[resource.name] = resource
                 for name in removed:
@@ -100,6 +108,9 @@ class DeltaStream(StreamBase):
         view = self.cache.view(self._dataplane())
         keep = retained_clusters(self._types[ROUTE].acked, view.resources.get(ROUTE, {}))
         held = self.held_routes(view.resources.get(ROUTE, {}))  # sent once clusters are warm
+        route_state = self._types[ROUTE]
+        self._held = bool(held & (set(view.resources.get(ROUTE, {})) if route_state.wildcard
+                                  else route_state.names))
         out: list[discovery_pb2.DeltaDiscoveryResponse] = []
         for type_url in PUSH_ORDER:
             state = self._types[type_url]

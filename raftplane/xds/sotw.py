@@ -28,6 +28,7 @@ class _TypeState:
     sent: dict[str, XdsResource] = field(default_factory=dict)
     acked: dict[str, XdsResource] = field(default_factory=dict)
     must_answer: bool = False
+    answered: bool = True  # Envoy answered (ACK or NACK) the last response sent
 
 
 class SotwStream(StreamBase):
@@ -42,6 +43,12 @@ class SotwStream(StreamBase):
         self._types: dict[str, _TypeState] = {t: _TypeState() for t in PUSH_ORDER}
         self._holding = False  # routes held back: a CDS or EDS ACK may release them
 
+    def awaiting(self) -> bool:
+        return any(not state.answered for state in self._types.values())
+
+    def holding(self) -> bool:
+        return self._holding
+
     def handle_request(self, request: discovery_pb2.DiscoveryRequest
                        ) -> list[discovery_pb2.DiscoveryResponse]:
         type_url = request.type_url or self.only_type or ""
@@ -52,10 +59,14 @@ class SotwStream(StreamBase):
             return []  # answers an older response: a newer request will follow
         conn = self._connection()
         status = conn.type(type_url)
+        if state.nonce:
+            state.answered = True
         if request.HasField("error_detail"):
             self.registry.record_nack(conn, type_url, state.sent_version or "",
                                       request.error_detail.message)
             return []  # keep the last good version; do not resend the rejected one
+        if state.nonce:
+            conn.nacked.pop(type_url, None)
         routes_accepted = False
         if state.nonce:
             status.acked_version = request.version_info
@@ -104,6 +115,7 @@ class SotwStream(StreamBase):
         if version == state.sent_version and not state.must_answer:
             return None
         state.must_answer = False
+        state.answered = False
         state.nonce = next_nonce()
         state.sent_version = version
         state.sent = dict(desired)

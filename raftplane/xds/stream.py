@@ -103,6 +103,11 @@ class TypeProgress(Protocol):
 class ViewWatcher(Protocol):
     """What a stream needs of the cache (XdsCache in cache.py): views, and their changes."""
 
+    @property
+    def revision(self) -> int:
+        """The newest revision the cache holds."""
+        ...
+
     def view(self, dataplane: str) -> DataplaneView:
         """The current view of a dataplane ("team/name")."""
         ...
@@ -141,6 +146,30 @@ class StreamBase:
         self.dataplane: str | None = None
         self.changed_at: float | None = None
         self._queue: asyncio.Queue[Request | _Changed | Exception | _End] = asyncio.Queue()
+        self._queued_changes = 0  # _Changed markers not handled yet
+        self._clean_at = 0  # the cache revision when the Envoy last held all of its view
+
+    def awaiting(self) -> bool:
+        """A response is not answered yet (subclasses know their nonces)."""
+        raise NotImplementedError
+
+    def holding(self) -> bool:
+        """Route configs are held back until their clusters are warm."""
+        return False
+
+    def clean(self) -> bool:
+        """The Envoy holds everything of its view this stream serves: every response
+        answered, none NACKed since, no change waiting, nothing held back."""
+        conn = self.conn
+        return (self.dataplane is not None and self._queued_changes == 0
+                and not self.awaiting() and not self.holding()
+                and (conn is None or not conn.nacked))
+
+    def synced_revision(self) -> int:
+        """The newest revision whose view the Envoy holds on this stream: the cache's now
+        when clean (revisions that did not touch the view count too), else the last one
+        it was clean at."""
+        return self.cache.revision if self.clean() else self._clean_at
 
     def _connection(self) -> Connection:
         """This stream's connection (registered when `run` starts, before any request)."""
@@ -155,6 +184,7 @@ class StreamBase:
     async def run(self, requests: AsyncIterator[Request]) -> AsyncIterator[Response]:
         """Serve the stream: yields responses until Envoy goes away."""
         self.conn = self.registry.open(self.kind, self.context.peer())
+        self.conn.synced = self.synced_revision
         reader = asyncio.ensure_future(self._read(requests))
         cancel_watch: Callable[[], None] | None = None
         try:
@@ -165,12 +195,15 @@ class StreamBase:
                 if isinstance(item, BaseException):
                     raise item
                 if isinstance(item, _Changed):
+                    self._queued_changes -= 1
                     self.changed_at = item.at
                     responses = self.push(item.types)
                 else:
                     if self.dataplane is None:
                         cancel_watch = await self._identify(item)
                     responses = self.handle_request(item)
+                if self.clean():
+                    self._clean_at = self.cache.revision
                 for response in responses:
                     yield response
         finally:
@@ -209,6 +242,7 @@ class StreamBase:
         return self.cache.watch(dataplane, self._on_change)
 
     def _on_change(self, types: frozenset[str]) -> None:
+        self._queued_changes += 1
         self._queue.put_nowait(_Changed(types))
 
     async def _read(self, requests: AsyncIterator[Request]) -> None:

@@ -303,8 +303,8 @@ def test_openapi_documents_patch_beside_every_put() -> None:
     assert len(puts) == len(KINDS)
     for path in puts:
         op = doc["paths"][path]["patch"]
-        assert {"200", "400", "401", "403", "404", "409", "412", "413", "415", "422", "503",
-                "504"} == set(op["responses"]), path
+        assert {"200", "202", "400", "401", "403", "404", "409", "412", "413", "415", "422",
+                "503", "504"} == set(op["responses"]), path
         assert {"If-Match", "Idempotency-Key"} <= {p["name"] for p in op["parameters"]}
         schema = op["requestBody"]["content"]["application/merge-patch+json"]["schema"]
         assert schema["$ref"].endswith("Patch") and "RFC 7396" in op["description"]

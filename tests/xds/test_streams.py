@@ -25,6 +25,7 @@ def node() -> base_pb2.Node:
 def open_stream(cls, cache, registry):
     stream = cls(cache, registry, FakeContext())
     stream.conn = registry.open(stream.kind, "peer")
+    stream.conn.synced = stream.synced_revision  # as run() does
     stream.dataplane = "t/dp1"
     return stream
 
@@ -195,3 +196,35 @@ def test_delta_lists_removals_and_missing_names(world, registry):
     out = s.push(frozenset({LISTENER}))
     assert any(list(r.removed_resources) == ["l"] for r in out if r.type_url == LISTENER)
     assert lds.resources[0].name == "l"
+
+
+def test_the_synced_revision_follows_acks_changes_and_nacks(world, registry):
+    writer, cache, _ = world
+    s = open_stream(SotwStream, cache, registry)
+    [lds] = s.handle_request(sotw_req(LISTENER))
+    assert not s.clean()  # sent, not answered yet
+    sotw_ack(s, lds)
+    [rds] = s.handle_request(sotw_req(ROUTE, ["rc"]))
+    sotw_ack(s, rds, ["rc"])
+    assert s.clean() and s.conn.synced() == cache.revision
+    # an entry that does not touch the view: the Envoy is at it too
+    other = writer.put("clusters", cluster("b", port=9001))
+    cache.apply_changes(other, [("clusters", "b")])
+    assert s.conn.synced() == other
+    # a change it has not accepted yet: behind, at the last revision it was clean at
+    s._clean_at = other
+    rev = writer.put("route-configs", routes("rc", "a", "b"))
+    s._on_change(frozenset({ROUTE}))  # what the cache's watch does
+    cache.apply_changes(rev, [("route-configs", "rc")])
+    assert s.conn.synced() == other
+    s._queued_changes -= 1  # the stream's loop takes the change
+    [new_rds] = s.push(frozenset({ROUTE}))
+    assert s.conn.synced() == other
+    s.handle_request(sotw_req(ROUTE, ["rc"], rds.version_info, new_rds.nonce, error="no"))
+    assert s.conn.synced() == other and s.conn.as_json()["nacked"] == {"rds": "no"}
+    # a later change it accepts clears the NACK
+    rev = writer.put("route-configs", routes("rc", "a"))
+    cache.apply_changes(rev, [("route-configs", "rc")])
+    [fixed] = s.push(frozenset({ROUTE}))
+    sotw_ack(s, fixed, ["rc"])
+    assert s.clean() and s.conn.synced() == rev and s.conn.as_json()["nacked"] == {}
