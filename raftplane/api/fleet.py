@@ -84,19 +84,21 @@ def envoys(streams: list[dict[str, Any]], revision: int, team: str | None,
     for (dp, node_id, _), group in sorted(grouped.items()):
         synced = min(s["syncedRevision"] for s in group)
         nacked = {t: e for s in group for t, e in s["nacked"].items()}
-        state = "acked" if synced >= revision else "nacked" if nacked else "behind"
+        quarantined = {t: q for s in group for t, q in s.get("quarantined", {}).items()}
+        state = ("quarantined" if quarantined else "acked" if synced >= revision
+                 else "nacked" if nacked else "behind")
         out.append({"dataplane": dp, "nodeId": node_id,
                     "peers": sorted({s["peer"] for s in group}),
                     "replicas": sorted({s["replica"] for s in group}),
                     "syncedRevision": synced, "behindBy": max(0, revision - synced),
-                    "state": state, "nacked": nacked})
+                    "state": state, "nacked": nacked, "quarantined": quarantined})
     return out
 
 
 def summary(revision: int, items: list[dict[str, Any]], unreachable: list[str]
             ) -> dict[str, Any]:
     counts = {state: sum(1 for e in items if e["state"] == state)
-              for state in ("acked", "behind", "nacked")}
+              for state in ("acked", "behind", "nacked", "quarantined")}
     return {"revision": revision, "counts": counts, "envoys": items,
             "unreachableReplicas": unreachable}
 

@@ -37,6 +37,8 @@ class Connection:
     # stream sets it: every response ACKed, no change queued, no NACK outstanding).
     synced: Callable[[], int] = field(default=lambda: 0)
     nacked: dict[str, str] = field(default_factory=dict)  # type_url -> error, until an ACK
+    # type_url -> {name: version} Envoy rejected and is kept from until a write changes it
+    quarantined: dict[str, dict[str, str]] = field(default_factory=dict)
 
     def type(self, type_url: str) -> TypeStatus:
         return self.types.setdefault(type_url, TypeStatus())
@@ -48,6 +50,8 @@ class Connection:
             "connectedAt": round(self.connected_at, 3),
             "syncedRevision": self.synced(),
             "nacked": {SHORT_NAMES.get(t, t): error for t, error in sorted(self.nacked.items())},
+            "quarantined": {SHORT_NAMES.get(t, t): dict(sorted(q.items()))
+                            for t, q in sorted(self.quarantined.items())},
             "types": {
                 SHORT_NAMES.get(t, t): {
                     "sentVersion": s.sent_version, "ackedVersion": s.acked_version,

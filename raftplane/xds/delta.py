@@ -64,6 +64,9 @@ class DeltaStream(StreamBase):
                 version = ",".join(f"{r.name}@{r.version}" for r in sent)
                 self.registry.record_nack(conn, type_url, version,
                                           request.error_detail.message)
+                # Not sent again until a write changes them (`client` keeps the version).
+                conn.quarantined.setdefault(type_url, {}).update(
+                    {r.name: r.version for r in sent})
             else:
                 conn.nacked.pop(type_url, None)
                 for resource in sent:
@@ -130,8 +133,16 @@ class DeltaStream(StreamBase):
                              and n not in state.client and n not in state.told_missing)
             if not changed and not removed and not missing:
                 continue
+            quarantined = self._connection().quarantined.get(type_url)
             for resource in changed:
                 state.client[resource.name] = resource.version
+                if quarantined:
+                    quarantined.pop(resource.name, None)  # a new version: released
+            for name in removed:
+                if quarantined:
+                    quarantined.pop(name, None)
+            if quarantined is not None and not quarantined:
+                self._connection().quarantined.pop(type_url, None)
             for name in removed:
                 state.client.pop(name, None)
             state.told_missing.update(missing)

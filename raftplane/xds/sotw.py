@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -29,6 +30,20 @@ class _TypeState:
     acked: dict[str, XdsResource] = field(default_factory=dict)
     must_answer: bool = False
     answered: bool = True  # Envoy answered (ACK or NACK) the last response sent
+    # Resources Envoy rejected, name -> version: later responses carry the version it last
+    # accepted instead (or leave a new one out) until a write changes the resource.
+    quarantine: dict[str, str] = field(default_factory=dict)
+
+
+_NAME_CHARS = "A-Za-z0-9._@-"
+
+
+def named_in(error: str, rejected: dict[str, str]) -> dict[str, str]:
+    """Those of `rejected` that Envoy's error names (it names the listeners and clusters it
+    refused), or all of them when it names none."""
+    named = {name: version for name, version in rejected.items()
+             if re.search(f"(?<![{_NAME_CHARS}]){re.escape(name)}(?![{_NAME_CHARS}])", error)}
+    return named or rejected
 
 
 class SotwStream(StreamBase):
@@ -64,7 +79,16 @@ class SotwStream(StreamBase):
         if request.HasField("error_detail"):
             self.registry.record_nack(conn, type_url, state.sent_version or "",
                                       request.error_detail.message)
-            return []  # keep the last good version; do not resend the rejected one
+            # Quarantine what the rejected response changed; the rest goes out again with
+            # the rejected resources at the version Envoy last accepted.
+            rejected = {name: r.version for name, r in state.sent.items()
+                        if (old := state.acked.get(name)) is None or old.version != r.version}
+            rejected = named_in(request.error_detail.message, rejected)
+            if not rejected:
+                return []  # nothing to leave out: do not resend the rejected set
+            state.quarantine.update(rejected)
+            self._report_quarantine(type_url, state)
+            return self.push(frozenset({type_url}))
         if state.nonce:
             conn.nacked.pop(type_url, None)
         routes_accepted = False
@@ -100,6 +124,8 @@ class SotwStream(StreamBase):
                         current[name] = kept
             desired = current if state.wildcard else {n: current[n] for n in sorted(state.names)
                                                       if n in current}
+            if state.quarantine:
+                desired, version = self._quarantined(type_url, state, desired), None
             if type_url == ROUTE and held:  # what Envoy was sent until the clusters are warm
                 if held & desired.keys() - state.sent.keys():
                     continue  # never sent here yet: no answer at all rather than an empty one
@@ -108,6 +134,31 @@ class SotwStream(StreamBase):
             if response is not None:
                 out.append(response)
         return out
+
+    def _quarantined(self, type_url: str, state: _TypeState,
+                     desired: dict[str, XdsResource]) -> dict[str, XdsResource]:
+        """`desired` with each rejected resource at the version Envoy last accepted (left
+        out if it never accepted one); a resource changed since is released."""
+        out = dict(desired)
+        for name, version in list(state.quarantine.items()):
+            current = desired.get(name)
+            if current is None or current.version != version:
+                del state.quarantine[name]  # a write changed it: try the new version
+                continue
+            accepted = state.acked.get(name)
+            if accepted is not None:
+                out[name] = accepted
+            else:
+                del out[name]
+        self._report_quarantine(type_url, state)
+        return out
+
+    def _report_quarantine(self, type_url: str, state: _TypeState) -> None:
+        conn = self._connection()
+        if state.quarantine:
+            conn.quarantined[type_url] = dict(state.quarantine)
+        else:
+            conn.quarantined.pop(type_url, None)
 
     def _respond(self, type_url: str, state: _TypeState, desired: dict[str, XdsResource],
                  version: str | None = None) -> discovery_pb2.DiscoveryResponse | None:

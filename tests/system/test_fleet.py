@@ -11,7 +11,7 @@ from raftplane.devcluster import free_port
 from tests.faults.toxiproxy import proxy_for, start_toxiproxy
 from tests.system.envoy import Envoy
 from tests.system.http import call, poll
-from tests.system.test_filters_live import EchoUpstream, active_listeners
+from tests.system.test_filters_live import EchoUpstream, active_listeners, send
 
 pytestmark = pytest.mark.timeout(120)
 TEAM = "fleet"
@@ -79,7 +79,8 @@ def test_wait_for_acked_and_the_revision_status_across_replicas(shared_cluster, 
                 assert "/v2" in route_prefixes(envoy), envoy.log()[-2000:]
             status = call("GET", f"{c.api(second)}/revisions/{revision}/status?team={TEAM}")
             assert status.status == 200, status.body
-            assert status.body["counts"] == {"acked": 2, "behind": 0, "nacked": 0}
+            assert status.body["counts"] == {"acked": 2, "behind": 0, "nacked": 0,
+                                             "quarantined": 0}
             assert {tuple(e["replicas"]) for e in status.body["envoys"]} == {(first,), (second,)}
 
             # one link stalled: 202 naming that Envoy, the other has the write
@@ -102,3 +103,67 @@ def test_wait_for_acked_and_the_revision_status_across_replicas(shared_cluster, 
             for envoy in envoys:
                 envoy.stop()
             upstream.close()
+
+
+def test_a_rejected_listener_is_quarantined_while_the_rest_of_its_push_applies(
+        shared_cluster, tmp_path):
+    """Envoy refuses a listener whose port another process holds (a NACK for an accepted
+    write): the other listener of the same revision is served, the refused one is kept out
+    and the status says so, until a write moves it to a free port."""
+    import socket
+
+    c = shared_cluster
+    c.ensure_team(TEAM + "-q")
+    team, api = TEAM + "-q", c.api(c.leader())
+    upstream = EchoUpstream()
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    envoy = None
+    try:
+        assert call("POST", f"{api}/teams/{team}/dataplanes", {"name": "q-dp"}).status == 201
+        assert call("POST", f"{api}/clusters", {
+            "name": "q-up", "team": team,
+            "endpoints": [{"host": "127.0.0.1", "port": upstream.port}]}).status == 201
+        assert call("POST", f"{api}/route-configs", routes("/", "q-up") | {
+            "name": "q-routes", "team": team}).status == 201
+
+        def listener(name: str, port: int) -> dict:
+            return {"kind": "listeners", "name": name, "team": team, "dataplaneId": "q-dp",
+                    "address": "127.0.0.1", "port": port, "filterChains": [{"filters": [{
+                        "name": "hcm", "type": "httpConnectionManager",
+                        "routeConfigName": "q-routes"}]}]}
+
+        first = listener("q-a", free_port())
+        assert call("POST", f"{api}/apply", {"items": [first]}).status == 200
+        envoy = Envoy(api, team, "q-dp", tmp_path)
+        poll(lambda: "q-a" in active_listeners(envoy), timeout=30)
+        good, bad = listener("q-good", free_port()), listener("q-bad", taken.getsockname()[1])
+        reply = call("POST", f"{api}/apply", {"items": [first, good, bad]})
+        assert reply.status == 200, reply.body
+        revision = reply.body["revision"]
+
+        def state() -> dict:
+            body = call("GET", f"{api}/revisions/{revision}/status?team={team}").body
+            return body["envoys"][0] if body["envoys"] else {}
+
+        poll(lambda: state().get("state") == "quarantined", timeout=20)
+        entry = state()
+        assert entry["quarantined"] == {"lds": {"q-bad": str(revision)}}, entry
+        poll(lambda: "q-good" in active_listeners(envoy), timeout=20)
+        assert "q-bad" not in active_listeners(envoy)
+        assert send(good["port"], "GET", "/q").status == 200
+        # a write that fixes it releases it, and the Envoy takes it
+        bad["port"] = free_port()
+        fixed = call("PUT", f"{api}/listeners/q-bad?waitFor=acked&timeout=10s",
+                     {k: v for k, v in bad.items() if k != "kind"})
+        assert fixed.status == 200, fixed.body
+        assert "q-bad" in active_listeners(envoy)
+        status = call("GET", f"{api}/revisions/{fixed.body['revision']}/status?team={team}")
+        assert status.body["counts"]["acked"] == 1 and status.body["envoys"][0][
+            "quarantined"] == {}
+    finally:
+        if envoy is not None:
+            envoy.stop()
+        taken.close()
+        upstream.close()

@@ -72,7 +72,7 @@ def test_sotw_answers_first_requests_then_only_changes(world, registry):
     assert out[0].version_info.startswith(f"{rev}.")
 
 
-def test_sotw_nack_is_recorded_and_the_version_is_not_resent(world, registry):
+def test_sotw_nack_is_recorded_and_the_rejected_resource_quarantined(world, registry):
     writer, cache, _ = world
     s = open_stream(SotwStream, cache, registry)
     s.handle_request(sotw_req(LISTENER))
@@ -81,10 +81,22 @@ def test_sotw_nack_is_recorded_and_the_version_is_not_resent(world, registry):
     rev = writer.put("route-configs", routes("rc", "a", "b"))
     cache.apply_changes(rev, [("route-configs", "rc")])
     [new_rds] = s.push(frozenset({ROUTE}))
-    assert s.handle_request(sotw_req(ROUTE, ["rc"], rds.version_info, new_rds.nonce,
-                                     error="bad route")) == []
+    [again] = s.handle_request(sotw_req(ROUTE, ["rc"], rds.version_info, new_rds.nonce,
+                                        error="bad route"))
     assert s.conn.type(ROUTE).last_nack["error"] == "bad route"
+    # the rejected route config goes out again at the version Envoy accepted
+    assert again.version_info == rds.version_info and list(again.resources) == list(
+        rds.resources)
+    assert s.conn.as_json()["quarantined"] == {"rds": {"rc": str(rev)}}
+    assert s.handle_request(sotw_req(ROUTE, ["rc"], again.version_info, again.nonce)) == []
     assert s.push(frozenset({ROUTE})) == []  # no NACK loop
+    assert s.conn.as_json()["nacked"] == {}  # answered, but the status still says it
+    # a write that changes it releases it
+    fixed_rev = writer.put("route-configs", routes("rc", "b"))
+    cache.apply_changes(fixed_rev, [("route-configs", "rc")])
+    [fixed] = s.push(frozenset({ROUTE}))
+    assert fixed.version_info.startswith(f"{fixed_rev}.")
+    assert s.conn.as_json()["quarantined"] == {}
 
 
 def sotw_ack(s: SotwStream, response, names=()) -> list:
@@ -228,3 +240,11 @@ def test_the_synced_revision_follows_acks_changes_and_nacks(world, registry):
     [fixed] = s.push(frozenset({ROUTE}))
     sotw_ack(s, fixed, ["rc"])
     assert s.clean() and s.conn.synced() == rev and s.conn.as_json()["nacked"] == {}
+
+
+def test_a_nack_quarantines_what_envoys_error_names_or_else_all_it_changed():
+    from raftplane.xds.sotw import named_in
+    rejected = {"q-bad": "7", "q-good": "7", "q-bad.v2": "7"}
+    error = "Error adding/updating listener(s) q-bad: cannot bind '127.0.0.1:1': in use"
+    assert named_in(error, rejected) == {"q-bad": "7"}
+    assert named_in("proto validation failed", rejected) == rejected
