@@ -82,6 +82,14 @@ def test_the_readme_quick_start_and_jwt_walkthrough(shared_cluster, tmp_path):
         (plan,) = json_values(run(apply_block, tmp_path, node.api, shared_cluster.admin_token))
         assert plan["dryRun"] and plan["counts"] == {
             "created": 1, "replaced": 0, "unchanged": 1, "deleted": 0}, plan
+        # the fleet example: a dry run, a write that waits for the Envoy, a status
+        fleet_block = shell_blocks("Apply, follow, look back, undo")[3]
+        dry, written, status = json_values(
+            run(fleet_block, tmp_path, node.api, shared_cluster.admin_token))
+        assert dry["dryRun"] and dry["valid"], dry
+        assert dry["dataplanes"][0]["changes"]["eds"]["changed"] == ["echo"], dry
+        assert written["name"] == "echo" and written["endpoints"][0]["port"] == 9000, written
+        assert status["envoys"][0]["dataplane"] == "payments/edge", status
     finally:
         if envoy is not None:
             envoy.stop()
