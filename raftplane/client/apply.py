@@ -14,8 +14,6 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-
 from raftplane.client import output
 from raftplane.client.errors import ApiRefused, ClientError, UsageError
 from raftplane.client.files import Loaded, load
@@ -156,6 +154,14 @@ def run_apply(api: Api, args: argparse.Namespace) -> int:
     if len(batches) == 1:
         outcome.add(_send(api, batches[0], args.dry_run, prune))
     else:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+        )
+
         output.note(f"{len(items)} resources do not fit in one request: {len(batches)} "
                     f"batches, so {len(batches)} revisions (each batch is atomic)")
         columns = (TextColumn("applying"), BarColumn(), MofNCompleteColumn(),

@@ -22,6 +22,8 @@ from raftplane.client.kinds import SERVER_FIELDS, kind_of
 from raftplane.model.kinds import Kind
 
 SUFFIXES = (".yaml", ".yml", ".json")
+# libyaml's loader when PyYAML was built with it: ~10x faster on thousands of documents
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
 @dataclass(frozen=True)
@@ -64,7 +66,7 @@ def _documents(text: str, source: str, as_json: bool) -> list[Any]:
     try:
         if as_json:
             return [json.loads(text)]
-        return list(yaml.safe_load_all(text))
+        return list(yaml.load_all(text, Loader=_LOADER))
     except json.JSONDecodeError as exc:
         raise UsageError(f"{source}: not valid JSON: {exc}") from None
     except yaml.YAMLError as exc:

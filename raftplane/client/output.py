@@ -10,21 +10,26 @@ import json
 import os
 import sys
 from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from rich.console import Console
-from rich.table import Table
 
 from raftplane.model.kinds import Kind
 
+if TYPE_CHECKING:  # rich is imported when something is printed with it (a faster start)
+    from rich.console import Console
+    from rich.table import Table
+
 FORMATS = ("table", "wide", "json", "yaml")
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's, when there
 Column = tuple[str, Callable[[dict[str, Any]], object]]
 
 
 def console(stderr: bool = False) -> Console:
     """A console for stdout (or stderr); wide when it is not a terminal, so piped tables
     are not wrapped."""
+    from rich.console import Console
+
     stream = sys.stderr if stderr else sys.stdout
     width = None if stream.isatty() or os.environ.get("COLUMNS") else 1000
     return Console(file=stream, width=width, highlight=False, soft_wrap=False)
@@ -33,8 +38,8 @@ def console(stderr: bool = False) -> Console:
 def dump(value: object, fmt: str) -> str:
     """``value`` as JSON (indented) or YAML (block style, key order kept)."""
     if fmt == "yaml":
-        return yaml.safe_dump(value, sort_keys=False, default_flow_style=False,
-                              allow_unicode=True)
+        return yaml.dump(value, Dumper=_DUMPER, sort_keys=False, default_flow_style=False,
+                         allow_unicode=True)
     return json.dumps(value, indent=2, ensure_ascii=False) + "\n"
 
 
@@ -59,6 +64,8 @@ def text(value: object) -> str:
 
 def table(columns: Sequence[str], rows: Iterable[Sequence[object]]) -> Table:
     """A borderless table, header in bold."""
+    from rich.table import Table
+
     out = Table(box=None, show_edge=False, pad_edge=False,
                 header_style="bold")
     for name in columns:

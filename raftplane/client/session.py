@@ -4,7 +4,6 @@ turned into `ApiRefused` / `Unavailable`, writes made safe to retry with an Idem
 from __future__ import annotations
 
 import json
-import socket
 import ssl
 import time
 import urllib.error
@@ -151,8 +150,3 @@ class Api:
                 raise Unavailable(f"the download from {self.server} broke off: {err}") from None
             return Reply(response.status, {k.lower(): v for k, v in response.headers.items()},
                          size)
-
-
-def is_timeout(exc: BaseException) -> bool:
-    """A read that timed out (a quiet stream), as opposed to a broken connection."""
-    return isinstance(exc, socket.timeout | TimeoutError)
