@@ -134,7 +134,10 @@ def _send(api: Api, batch: list[Loaded], dry_run: bool, prune: dict[str, Any] | 
     try:
         answer = api.request("POST", "/api/v1/apply", body=body).body
     except ApiRefused as exc:
-        raise locate(exc, batch) from None
+        located = locate(exc, batch)
+        if exc.status == 413:
+            located.message += " (send less per request: --batch-bytes)"
+        raise located from None
     return answer if isinstance(answer, dict) else {}
 
 

@@ -37,6 +37,10 @@ def list_all(api: Api, kind: Kind, team: str | None, page_size: int = 500,
     query: dict[str, object] = {"limit": page_size, "minRevision": min_revision}
     if kind != Kind.DATAPLANES:
         query["team"] = team
+    elif team is None:  # dataplanes live under their team: every team's, team by team
+        for each in list_all(api, Kind.TEAMS, None, page_size, min_revision):
+            yield from list_all(api, kind, str(each["name"]), page_size, min_revision)
+        return
     while True:
         page = api.get(collection_path(kind, team), **query, cursor=cursor)
         yield from page.get("items", [])
@@ -202,7 +206,7 @@ def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("get", parents=parents, help="list a kind or show one resource")
     _complete(p.add_argument("kind", metavar="KIND", help=kinds), _kinds)
     _complete(p.add_argument("name", nargs="?", metavar="NAME"), _names)
-    p.add_argument("--team", help="only this team's (required for dataplanes)")
+    p.add_argument("--team", help="only this team's (one dataplane: its team)")
     p.add_argument("-o", "--output", choices=output.FORMATS, default="table")
     p.add_argument("--page-size", type=int, default=500, metavar="N",
                    help=f"resources per request while listing (1-{MAX_PAGE})")

@@ -103,3 +103,19 @@ def test_backup_streams_into_the_file_and_never_leaves_half_of_one(tmp_path, cap
     with Stub(lambda seen: Answer(503, {"title": "No leader"})) as stub:
         assert cli(stub, "backup", "-o", str(tmp_path / "other.db")) == 3
     assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.db"]
+
+
+def test_dataplanes_of_every_team_without_team(capsys):
+    def answer(seen):
+        if seen.path.startswith("/api/v1/teams?"):
+            return Answer(200, {"items": [{"name": "a"}, {"name": "b"}], "nextCursor": None})
+        team = seen.path.split("/")[4]
+        return Answer(200, {"items": [{"name": f"dp-{team}", "team": team}],
+                            "nextCursor": None})
+
+    with Stub(answer) as stub:
+        assert cli(stub, "get", "dataplanes") == 0
+    assert [r.split()[:2] for r in capsys.readouterr().out.splitlines()[1:]] == [
+        ["dp-a", "a"], ["dp-b", "b"]]
+    with Stub(answer) as stub:
+        assert cli(stub, "get", "dataplanes", "one") == 2  # one dataplane needs its team
