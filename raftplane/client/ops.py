@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import os
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +20,7 @@ def _node_view(api: Api, member: dict[str, Any]) -> dict[str, Any]:
     view: dict[str, Any] = {"id": member["id"], "api": member.get("api"), "reachable": False}
     if not member.get("api"):
         return view | {"error": "no API address"}
-    node = api.at(member["api"])
-    node.settings = replace(node.settings, timeout=min(node.settings.timeout, PEER_TIMEOUT))
+    node = api.at(member["api"], timeout=PEER_TIMEOUT)
     try:
         status = node.get("/api/v1/cluster/status")
         view.update(reachable=True, role=status.get("role"), term=status.get("term"),

@@ -63,9 +63,12 @@ class Api:
         """The node's base URL."""
         return self.settings.server
 
-    def at(self, server: str) -> Api:
-        """The same credentials against another node."""
-        return Api(replace(self.settings, server=server.rstrip("/")), self.retries)
+    def at(self, server: str, timeout: float | None = None) -> Api:
+        """The same credentials against another node (with a shorter timeout, say)."""
+        settings = replace(self.settings, server=server.rstrip("/"))
+        if timeout is not None:
+            settings = replace(settings, timeout=min(settings.timeout, timeout))
+        return Api(settings, self.retries)
 
     def url(self, path: str, query: Mapping[str, object] | None = None) -> str:
         """The full URL of an API path (``/api/v1/...``) with the query parameters that have a
