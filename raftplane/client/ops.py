@@ -1,15 +1,16 @@
-"""Cluster operations: ``status``, ``members``, ``transfer-leadership``, ``backup``."""
+"""Cluster operations: ``status``, ``members``, ``transfer-leadership``.
+
+(``backup`` and ``restore`` come with their server side, in another module.)
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 from typing import Any
 
 from raftplane.client import output
-from raftplane.client.errors import ClientError, UsageError
+from raftplane.client.errors import ClientError
 from raftplane.client.session import Api
 
 PEER_TIMEOUT = 3.0  # seconds to wait for each other node in `status`
@@ -123,26 +124,8 @@ def run_transfer(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
-def run_backup(api: Api, args: argparse.Namespace) -> int:
-    """Stream GET /api/v1/cluster/backup into a file (written aside, then renamed)."""
-    target = Path(args.out)
-    if target.exists() and not args.overwrite:
-        raise UsageError(f"{target} exists (--overwrite replaces it)")
-    partial = target.with_name(target.name + ".part")
-    try:
-        with partial.open("wb") as out:
-            reply = api.download("/api/v1/cluster/backup", out)
-            out.flush()
-            os.fsync(out.fileno())
-        partial.replace(target)
-    finally:
-        partial.unlink(missing_ok=True)
-    print(f"backup of revision {reply.revision}: {target} ({reply.body} bytes)", flush=True)
-    return 0
-
-
 def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    """Register ``status``, ``members``, ``transfer-leadership`` and ``backup``."""
+    """Register ``status``, ``members`` and ``transfer-leadership``."""
     formats = ("table", "json", "yaml")
     p = sub.add_parser("status", parents=parents, help="the cluster at a glance: members, "
                        "roles, lag, leader, revision, connected Envoys per node")
@@ -170,9 +153,3 @@ def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
                        help="hand leadership to a caught-up voter")
     p.add_argument("--to", metavar="ID", help="that member (default: the server picks)")
     p.set_defaults(client_run=run_transfer)
-
-    p = sub.add_parser("backup", parents=parents,
-                       help="save a consistent copy of the store to a file")
-    p.add_argument("-o", "--out", required=True, metavar="FILE")
-    p.add_argument("--overwrite", action="store_true")
-    p.set_defaults(client_run=run_backup)

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from http.client import HTTPException, HTTPResponse
-from typing import IO, Any, cast
+from typing import Any, cast
 
 from raftplane.client.config import Settings
 from raftplane.client.errors import ApiRefused, Unavailable
@@ -140,16 +140,3 @@ class Api:
     def get(self, path: str, **query: object) -> Any:
         """GET a JSON document."""
         return self.request("GET", path, query=query).body
-
-    def download(self, path: str, out: IO[bytes], chunk: int = 1 << 16) -> Reply:
-        """Stream a GET's body into ``out``; the reply's body is the byte count."""
-        with self.open("GET", path, headers={"Accept": "*/*"}) as response:
-            size = 0
-            try:
-                while block := response.read(chunk):
-                    out.write(block)
-                    size += len(block)
-            except (OSError, HTTPException) as err:
-                raise Unavailable(f"the download from {self.server} broke off: {err}") from None
-            return Reply(response.status, {k.lower(): v for k, v in response.headers.items()},
-                         size)

@@ -1,5 +1,5 @@
 """The HTTP client against a scripted server: exit codes, retries with one Idempotency-Key,
-and the commands whose server side is not here yet (members, transfer-leadership, backup)."""
+and the commands whose server side is not here yet (members, transfer-leadership)."""
 
 from __future__ import annotations
 
@@ -90,19 +90,6 @@ def test_members_and_transfer_leadership_send_what_the_contract_says(capsys):
     assert capsys.readouterr().out.splitlines() == [
         "member n4 added as a non-voter (revision 40)", "member n2 removed (revision 40)",
         "leadership transfer to n3 started (revision 40)"]
-
-
-def test_backup_streams_into_the_file_and_never_leaves_half_of_one(tmp_path, capsys):
-    data = bytes(range(256)) * 1000
-    with Stub(lambda seen: Answer(200, data, {"X-Raftplane-Revision": "77"})) as stub:
-        target = tmp_path / "backup.db"
-        assert cli(stub, "backup", "-o", str(target)) == 0
-        assert target.read_bytes() == data
-        assert capsys.readouterr().out == f"backup of revision 77: {target} ({len(data)} bytes)\n"
-        assert cli(stub, "backup", "-o", str(target)) == 2  # exists
-    with Stub(lambda seen: Answer(503, {"title": "No leader"})) as stub:
-        assert cli(stub, "backup", "-o", str(tmp_path / "other.db")) == 3
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["backup.db"]
 
 
 def test_dataplanes_of_every_team_without_team(capsys):
