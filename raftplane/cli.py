@@ -1,4 +1,5 @@
-"""The `raftplane` command: `serve` runs one node, `dev` a local cluster."""
+"""The `raftplane` command: `serve` runs one node, `dev` a local cluster; the other commands
+(`apply`, `get`, `status`, ...) talk to any node over the REST API (raftplane.client)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,10 @@ import sys
 from pathlib import Path
 from typing import overload
 
+import argcomplete
 import uvloop
 
-from raftplane import logs
+from raftplane import client, logs
 from raftplane.cluster.config import (
     ApiTls,
     ConfigError,
@@ -167,12 +169,17 @@ def _config_from_args(args: argparse.Namespace) -> NodeConfig:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="raftplane", description=__doc__)
+    parser = argparse.ArgumentParser(prog="raftplane", description=__doc__,
+                                     epilog=client.EXIT_CODES_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     _serve_parser(sub)
     _dev_parser(sub)
     _certs_parser(sub)
+    client.register(sub)
+    argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
+    if (code := client.run(args)) is not None:
+        return code
     if args.command == "certs":
         from raftplane.auth.certs import write_pki
 
