@@ -215,10 +215,14 @@ def test_rejected_config_is_reported_and_not_resent(xds_cluster, upstreams, envo
     assert "(?=" in status["lastNack"]["error"], status  # RE2 names the operator
     metrics = call("GET", c.nodes[replica].api + "/metrics").body
     assert 'raftplane_xds_nacks_total{type="rds"}' in metrics
-    # Envoy keeps the last good routes and the server does not resend the rejected version.
+    # Envoy keeps the last good routes and the server does not resend the rejected version:
+    # it is quarantined (SotW answers the NACK once more with the version Envoy accepted).
     for _ in range(20):
         assert dp.get("/still") == (200, "alpha /still")
-    assert rds_status()["responses"] == responses_before + 1
+    assert rds_status()["responses"] == responses_before + (2 if mode == "sotw" else 1)
+    conns = call("GET", c.api(replica) + "/xds/connections").body["connections"]
+    conn = next(x for x in conns if x["dataplane"] == f"{TEAM}/{dp.name}")
+    assert dp.rc in conn["quarantined"]["rds"], conn
 
 
 def test_delta_sends_only_the_changed_cluster(xds_cluster, upstreams, envoys):
