@@ -9,7 +9,7 @@ import argparse
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from raftplane.client import output
+from raftplane.client import history, output
 from raftplane.client.errors import ClientError
 from raftplane.client.session import Api
 
@@ -62,7 +62,10 @@ def cluster_view(api: Api) -> dict[str, Any]:
 
 
 def run_status(api: Api, args: argparse.Namespace) -> int:
-    """Print members, roles, lag, leader, revision and connected Envoys per node."""
+    """Print members, roles, lag, leader, revision and connected Envoys per node (with
+    --fleet: every Envoy and the revision it holds)."""
+    if args.fleet:
+        return history.run_fleet(api, args)
     view = cluster_view(api)
     if args.output in ("json", "yaml"):
         output.emit(view, args.output)
@@ -130,6 +133,11 @@ def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p = sub.add_parser("status", parents=parents, help="the cluster at a glance: members, "
                        "roles, lag, leader, revision, connected Envoys per node")
     p.add_argument("-o", "--output", choices=formats, default="table")
+    p.add_argument("--fleet", action="store_true",
+                   help="every Envoy on every replica: revision, behind by, last NACK (exit 1 "
+                   "unless all hold the revision)")
+    p.add_argument("--revision", type=int, help="with --fleet (default: this node's latest)")
+    p.add_argument("--team", help="with --fleet: only this team's Envoys")
     p.set_defaults(client_run=run_status)
 
     members = sub.add_parser("members", help="list, add or remove control-plane members")

@@ -312,3 +312,32 @@ def test_completion_asks_the_server_for_names(server, shared_cluster, tmp_path, 
     monkeypatch.setenv("RAFTPLANE_TOKEN", shared_cluster.admin_token)
     names = complete("raftplane get listeners cli-l9", tmp_path)
     assert names == ["cli-l9"] + [f"cli-l9{i}" for i in range(9)]
+
+
+def test_history_diff_rollback_and_the_fleet(run, shared_cluster):
+    team = "cli-hist"
+    shared_cluster.ensure_team(team)
+    api = shared_cluster.api(shared_cluster.leader())
+
+    def put(port: int) -> int:
+        body = {"name": "cli-h", "team": team, "endpoints": [{"host": "127.0.0.1", "port": port}]}
+        reply = call("PUT" if port != 8001 else "POST",
+                     f"{api}/clusters" + ("/cli-h" if port != 8001 else ""), body)
+        assert reply.status in (200, 201), reply.body
+        return int(reply.body["revision"])
+
+    first, second = put(8001), put(8002)
+    table = rows(ok(run("history", "clusters", "cli-h")))
+    assert table[0][:2] == ["REVISION", "EVENT"]
+    assert [r[:2] for r in table[1:]] == [[str(first), "put"], [str(second), "put"]]
+    diff = json.loads(ok(run("diff", str(first), "--team", team, "-o", "json")))
+    assert [(i["name"], i["action"]) for i in diff["items"]] == [("cli-h", "changed")]
+    out = ok(run("rollback", str(first), "--team", team))
+    assert f"rolled back to revision {first}" in out and "cli-h" in out
+    assert call("GET", f"{api}/clusters/cli-h").body["endpoints"][0]["port"] == 8001
+    assert "nothing changed" in ok(run("rollback", str(first), "--team", team,
+                                       "--kinds", "clusters"))
+    fleet = json.loads(ok(run("status", "--fleet", "--team", team, "-o", "json")))
+    assert fleet["envoys"] == [] and fleet["unreachableReplicas"] == []
+    refused = run("rollback", "0", "--team", team)
+    assert refused.returncode == 1 and "toRevision" in refused.stderr
