@@ -127,7 +127,7 @@ class MembershipView(Protocol):
     @property
     def removed(self) -> bool: ...
     @property
-    def seconds_without_leader(self) -> float: ...
+    def seconds_since_leader_heard(self) -> float: ...
     def mark_removed(self) -> None: ...
 
 
@@ -138,13 +138,14 @@ async def watch_removal(node: MembershipView, node_id: str, secret: str,
     A removed voter never receives the entry that removes it: the leader stops replicating
     to it as soon as the entry is in its own log (Raft's single-server change). A node that
     hears from no leader for a while asks the members; the leader's own list (a change is
-    applied on the leader before it is acknowledged) without this node settles it.
+    applied on the leader before it is acknowledged) without this node settles it. (Not
+    "connected to the leader": a removed node's redials connect for a moment each time.)
     """
     timeout = aiohttp.ClientTimeout(total=3.0)
     async with aiohttp.ClientSession(timeout=timeout) as session:
         while not node.removed:
             await asyncio.sleep(period)
-            if node.seconds_without_leader < period:
+            if node.seconds_since_leader_heard < period:
                 continue
             for member in node.members:
                 if member.id != node_id and await _leader_dropped(

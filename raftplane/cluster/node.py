@@ -292,6 +292,11 @@ class ClusterNode:
         """A membership change removed this node."""
         return self._raft.removed
 
+    @property
+    def seconds_since_leader_heard(self) -> float:
+        """Seconds since a leader last replicated to this node (0.0 on the leader)."""
+        return 0.0 if self.is_leader else self._raft.prevote.seconds_since_leader_heard
+
     def mark_removed(self) -> None:
         """The leader no longer lists this node (join.watch_removal): stop campaigning."""
         self._raft.removed = True

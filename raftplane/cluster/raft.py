@@ -407,10 +407,6 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj ships no types
                                                 membership.REMOVE_NON_VOTER):
             self.removed = True
             log.warning("this node was removed from the cluster; it no longer campaigns")
-        if op == membership.REMOVE_NON_VOTER:
-            for node, member_id in list(self._non_voters.items()):
-                if member_id == member.id:
-                    self.transport.dropNode(node)
 
     def propose_change(self, op: str, member: Member, callback: ApplyCallback) -> None:
         """Propose one membership change; `callback(result, fail_reason)` in the tick thread."""
@@ -423,7 +419,9 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj ships no types
         return self.raftLastApplied < self._pending_change
 
     def non_voter_connected(self, node: object, member_id: str) -> None:
-        """A read-only connection named itself: keep it only for a current non-voter."""
+        """A read-only connection named itself: keep it only for a current non-voter. (A
+        removed one keeps its connection until it applied its own removal, then redials
+        and is refused here.)"""
         if any(m.id == member_id and not m.voter for m in self.members):
             self._non_voters[node] = member_id
         else:
