@@ -234,6 +234,8 @@ def test_grow_to_five_and_shrink_back_under_writes_with_envoy(own_cluster, tmp_p
             r = call("DELETE", c.api(follower) + f"/cluster/members/{node_id}")
             assert r.status == 202, r.body
             assert node_id not in {m["id"] for m in r.body["members"]}
+            if node_id == "n5":  # it learns it was removed (from the leader's list)
+                eventually(lambda: c.status("n5")["removed"], timeout=20)
             c.forget_node(node_id)
             writer.wait_for(10)
         shrunk = time.monotonic() - started
@@ -305,3 +307,82 @@ def test_sigterm_hands_leadership_over(own_cluster):
     c.spawn(leader)
     c.wait_ready(timeout=60)
     assert_holds(c, list(c.nodes), acked)
+
+
+def only_replica(port: int):
+    """A bootstrap edit: the Envoy talks xDS to the replica at `port` only."""
+
+    def edit(bootstrap: dict) -> None:
+        for cluster in bootstrap["static_resources"]["clusters"]:
+            for group in cluster.get("load_assignment", {}).get("endpoints", []):
+                group["lb_endpoints"] = [
+                    e for e in group["lb_endpoints"]
+                    if e["endpoint"]["address"]["socket_address"]["port_value"] == port]
+
+    return edit
+
+
+def test_a_non_voter_serves_reads_and_envoy_and_never_votes(own_cluster, tmp_path):
+    c = own_cluster("nonvoter")
+    upstream = Upstream("alpha")
+    envoy = traffic = writer = None
+    try:
+        dp = Dataplane(c, c.api(c.leader()), {"alpha": upstream})
+        node = start_joined(c, "nv1", voter=False)
+        writer = Writer(c, "nv", lambda: ["nv1"])  # writes through the non-voter: relayed
+        envoy = Envoy(c.api("nv1"), TEAM, dp.name, tmp_path,
+                      edit=only_replica(int(node.xds.rsplit(":", 1)[1])))
+        eventually(lambda: dp.serves("/", "alpha /"), timeout=30)
+        traffic = Traffic(dp.port, "/nv")
+        writer.wait_for(20)
+        leader = c.leader(among=["n1", "n2", "n3"])
+        view = {m["id"]: m for m in c.status(leader)["members"]}
+        assert view["nv1"]["role"] == "nonVoter" and view["nv1"]["reachable"], view["nv1"]
+        assert isinstance(view["nv1"]["lag"], int), view["nv1"]
+        own = c.status("nv1")
+        assert own["voter"] is False and own["leader"] == leader, own
+        # Reads on the non-voter: read-your-writes with minRevision.
+        top = max(writer.acked.values())
+        r = call("GET", c.api("nv1") + f"/clusters?limit=1000&minRevision={top}")
+        assert r.status == 200 and int(r.headers["x-raftplane-revision"]) >= top
+        assert set(writer.acked) <= {item["name"] for item in r.body["items"]}
+        # It does not hurt the quorum: down, the three voters go on.
+        writer.targets = lambda: ["n1", "n2", "n3"]
+        c.kill("nv1")
+        writer.wait_for(10)
+        c.spawn("nv1")
+        eventually(lambda: (c.status("nv1") or {}).get("revision", 0) >= top, timeout=30)
+        acked = writer.stop()
+        # Nor does it help: with two voters of three down there is no leader, ever.
+        term = c.status("nv1")["term"]
+        down = [next(i for i in ("n1", "n2", "n3") if i != leader), leader]
+        for node_id in down:
+            c.kill(node_id)
+        alone = next(i for i in ("n1", "n2", "n3") if i not in down)
+        deadline = time.monotonic() + 6 * ELECTION_MIN_TIMEOUT
+        while time.monotonic() < deadline:  # an observation window: nobody may win
+            r = call("POST", c.api(alone) + "/clusters",
+                     {"name": "never", "team": TEAM, "endpoints": []})
+            assert r.status == 503, r.body
+            assert c.status(alone)["role"] != "leader"
+            assert c.status("nv1")["role"] == "follower"
+        # Envoy kept serving from the non-voter all along.
+        mark = traffic.sent
+        eventually(lambda: traffic.sent > mark + 20, timeout=10)
+        for node_id in down:
+            c.spawn(node_id)
+        c.wait_ready(timeout=60)
+        assert c.status("nv1")["term"] > term  # a new leader was elected by voters only
+        r = call("DELETE", c.api(c.leader()) + "/cluster/members/nv1")
+        assert r.status == 202, r.body
+        eventually(lambda: c.status("nv1")["removed"], timeout=20)
+    finally:
+        if traffic is not None:
+            traffic.stop()
+        if envoy is not None:
+            envoy.stop()
+        upstream.close()
+        if writer is not None:
+            writer.stop()
+    assert traffic.failures == [], traffic.failures[:5]
+    assert_holds(c, ["n1", "n2", "n3"], acked)
