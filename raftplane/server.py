@@ -46,7 +46,8 @@ async def hand_over_leadership(node: ClusterNode) -> None:
                                      for m in node.members):
         return
     try:
-        moved = await node.transfer_leadership(timeout=node.config.handover_timeout)
+        moved = await node.transfer_leadership(timeout=node.config.handover_timeout,
+                                               await_leader=False)
     except ClusterError as exc:
         log.warning("stopping without handing leadership over: %s", exc)
         return

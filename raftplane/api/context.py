@@ -51,8 +51,8 @@ class Node(Protocol):
         """Remove a member (leader only); KeyError for an unknown id."""
         ...
 
-    async def transfer_leadership(self, to: str | None = None,
-                                  timeout: float = 5.0) -> dict[str, Any]:
+    async def transfer_leadership(self, to: str | None = None, timeout: float = 5.0, *,
+                                  await_leader: bool = True) -> dict[str, Any]:
         """Hand leadership to a caught-up voter; what happened (revision, to, seconds)."""
         ...
 

@@ -236,11 +236,12 @@ class ClusterNode:
         log.info("membership change %s %s applied (index %d)", op, member.id, applied)
         return applied
 
-    async def transfer_leadership(self, to: str | None = None,
-                                  timeout: float = 5.0) -> dict[str, Any]:
+    async def transfer_leadership(self, to: str | None = None, timeout: float = 5.0, *,
+                                  await_leader: bool = True) -> dict[str, Any]:
         """Hand leadership to a caught-up voter (`to`, or the most caught-up reachable one).
 
-        New writes answer 503 (retryable) meanwhile; those already proposed finish first."""
+        New writes answer 503 (retryable) meanwhile; those already proposed finish first.
+        Returns once this node stepped down and (`await_leader`) knows the new leader."""
         self.require_leader()
         self._refuse_if_busy()
         target = self._transfer_target(to)
@@ -260,7 +261,10 @@ class ClusterNode:
             error = await asyncio.wait_for(done, timeout + 1.0)
             if error is not None:
                 raise MembershipConflict(f"leadership not transferred: {error}")
-            leader = await self._await_new_leader(started + timeout + 1.0)
+            # Stepped down: the winner's first AppendEntries follows within a round trip
+            # (unless it is stopping too: a whole cluster's SIGTERM).
+            leader = await self._await_new_leader(time.monotonic() + 1.0) \
+                if await_leader else target
         finally:
             self._handing_over = None
         return {"revision": handover.index, "from": self.config.node_id,

@@ -138,6 +138,7 @@ def test_transfer_leadership_under_writes_waits_for_no_election(own_cluster):
         r = call("POST", c.api(leader) + "/cluster/transfer-leadership", {"to": target})
         took = time.monotonic() - started
         assert r.status == 202, r.body
+        first = r.body
         assert r.body["to"] == target and r.body["from"] == leader, r.body
         assert r.headers["x-raftplane-revision"] == str(r.body["revision"])
         assert c.leader() == target
@@ -151,10 +152,19 @@ def test_transfer_leadership_under_writes_waits_for_no_election(own_cluster):
         assert r.status == 202 and r.body["from"] == target, r.body
         assert c.leader() == r.body["to"] != target
         writer.wait_for(20)
+        # The leader removes itself: it hands over, then relays the removal.
+        gone = c.leader()
+        writer.targets = lambda: [i for i in c.nodes if i != gone]
+        r = call("DELETE", c.api(gone) + f"/cluster/members/{gone}")
+        assert r.status == 202 and gone not in {m["id"] for m in r.body["members"]}, r.body
+        assert r.headers["x-raftplane-leader"] != gone
+        eventually(lambda: c.status(gone)["removed"], timeout=20)
+        writer.wait_for(20)
     finally:
         acked = writer.stop()
+    c.forget_node(gone)
     assert_holds(c, list(c.nodes), acked)
-    print(f"transfer: {r.body['seconds'] * 1000:.0f} ms; {len(acked)} writes, "
+    print(f"transfer: {first['seconds'] * 1000:.0f} ms; {len(acked)} writes, "
           f"{writer.retried} retried after 503")
 
 
@@ -270,7 +280,13 @@ def test_replace_a_sigkilled_node_by_an_empty_one(own_cluster):
         assert r.status == 202, r.body
         c.forget_node(victim)
         writer.wait_for(10)
-        start_joined(c, "n4")
+        # The new node adds itself: --join with --advertise and an admin token.
+        node = c.add_node("n4")
+        c.spawn("n4", args=["--advertise", f"raft={node.raft},api={node.api},xds={node.xds}",
+                            "--join-token-file", str(c.admin_token_file)])
+        register_token(node.api, c.admin_token)
+        top = c.status(c.leader())["revision"]
+        eventually(lambda: (c.status("n4") or {}).get("revision", 0) >= top, timeout=60)
         writer.wait_for(20)
         assert member_roles(c, c.leader()) == dict.fromkeys([*kept, "n4"], "voter")
         # The member list is replicated: a restarted member takes it from its store, not
@@ -286,27 +302,53 @@ def test_replace_a_sigkilled_node_by_an_empty_one(own_cluster):
     assert_holds(c, [*kept, "n4"], acked)
 
 
-def test_sigterm_hands_leadership_over(own_cluster):
-    c = own_cluster("sigterm")
-    leader = c.leader()
-    term = term_of(c, leader)
-    others = [i for i in c.nodes if i != leader]
-    writer = Writer(c, "st", lambda: others)
+def test_rolling_restart_with_sigterm_under_writes_and_envoy_traffic(own_cluster, tmp_path):
+    """Each node in turn: SIGTERM (a leader hands over first), start again, ready."""
+    c = own_cluster("rolling")
+    upstream = Upstream("alpha")
+    envoy = traffic = writer = None
+    stopping: set[str] = set()
+    handovers = []
     try:
+        dp = Dataplane(c, c.api(c.leader()), {"alpha": upstream})
+        envoy = Envoy(c.api("n1"), TEAM, dp.name, tmp_path)
+        eventually(lambda: dp.serves("/", "alpha /"), timeout=30)
+        traffic = Traffic(dp.port, "/rolling")
+        writer = Writer(c, "rr", lambda: [i for i in running(c) if i not in stopping])
         writer.wait_for(20)
-        c.kill(leader, signal.SIGTERM)
-        new_leader = c.leader(among=others)
-        assert term_of(c, new_leader) == term + 1
-        writer.wait_for(20)
+        for node_id in sorted(c.nodes, key=lambda i: i == c.leader()):  # the leader last
+            term = term_of(c, c.leader())
+            was_leader = c.leader() == node_id
+            stopping.add(node_id)
+            c.kill(node_id, signal.SIGTERM)
+            others = [i for i in c.nodes if i != node_id]
+            new_leader = c.leader(among=others)
+            if was_leader:
+                assert term_of(c, new_leader) == term + 1
+                handovers = [json.loads(line) for line in
+                             (c.data_dir / "logs" / f"{node_id}.log").read_text().splitlines()
+                             if "leadership handed over" in line]
+                assert len(handovers) == 1 and handovers[0]["to"] == new_leader, handovers
+            writer.wait_for(10)
+            c.spawn(node_id)
+            c.wait_ready(timeout=60)
+            stopping.discard(node_id)
+            writer.wait_for(10)
+        mark = traffic.sent
+        eventually(lambda: traffic.sent > mark + 20, timeout=10)
     finally:
-        acked = writer.stop()
-    handed = [json.loads(line) for line in (c.data_dir / "logs" / f"{leader}.log").read_text()
-              .splitlines() if "leadership handed over" in line]
-    assert len(handed) == 1 and handed[0]["to"] == new_leader, handed
-    assert handed[0]["seconds"] < ELECTION_MIN_TIMEOUT, handed
-    c.spawn(leader)
-    c.wait_ready(timeout=60)
+        if traffic is not None:
+            traffic.stop()
+        if envoy is not None:
+            envoy.stop()
+        upstream.close()
+        acked = writer.stop() if writer is not None else {}
+    assert traffic.failures == [], traffic.failures[:5]
+    assert handovers and handovers[0]["seconds"] < ELECTION_MIN_TIMEOUT, handovers
     assert_holds(c, list(c.nodes), acked)
+    print(f"rolling restart: handover {handovers[0]['seconds'] * 1000:.0f} ms; "
+          f"{len(acked)} writes ({writer.retried} retried), {traffic.sent} Envoy requests, "
+          "0 failed")
 
 
 def only_replica(port: int):
