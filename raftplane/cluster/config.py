@@ -24,7 +24,7 @@ class Member:
 
     @classmethod
     def parse(cls, text: str) -> Member:
-        """Parse `id=ID,raft=HOST:PORT,api=URL[,xds=HOST:PORT]`."""
+        """Parse `id=ID,raft=HOST:PORT,api=URL[,xds=HOST:PORT][,voter=false]`."""
         fields = dict(
             (k.strip(), v.strip())
             for k, v in (part.split("=", 1) for part in text.split(",") if "=" in part)
@@ -32,7 +32,9 @@ class Member:
         missing = {"id", "raft", "api"} - fields.keys()
         if missing:
             raise ConfigError(f"member '{text}' lacks {', '.join(sorted(missing))}")
-        return cls(fields["id"], fields["raft"], fields["api"].rstrip("/"), fields.get("xds", ""))
+        voter = fields.get("voter", "true").lower() not in ("false", "0", "no")
+        return cls(fields["id"], fields["raft"], fields["api"].rstrip("/"), fields.get("xds", ""),
+                   voter)
 
     def __str__(self) -> str:
         return f"id={self.id},raft={self.raft},api={self.api},xds={self.xds}"
