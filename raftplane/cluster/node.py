@@ -220,6 +220,9 @@ class ClusterNode:
 
         self._changing = True
         try:
+            # A new leader's first entry must be committed before it changes the members
+            # (pysyncobj refuses until then): a barrier commits it, and confirms leadership.
+            await self.barrier()
             self._raft.propose_change(op, member, self.applied.in_loop(finished))
             try:
                 code = await asyncio.wait_for(done, self.config.write_timeout)
