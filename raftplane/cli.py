@@ -16,6 +16,7 @@ from raftplane import client, logs
 from raftplane.cluster.config import (
     ApiTls,
     ConfigError,
+    Member,
     NodeConfig,
     XdsTls,
     members_from_text,
@@ -69,6 +70,24 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--members", default=_env("MEMBERS"),
                    help="'id=n1,raft=HOST:PORT,api=URL[,xds=HOST:PORT];...' or @cluster.json "
                         "[RAFTPLANE_MEMBERS]")
+    p.add_argument("--join", default=_env("JOIN"), metavar="URL",
+                   help="instead of --members: any member's API URL; this node (added with "
+                        "POST /api/v1/cluster/members) takes the member list from it, and on "
+                        "a restart from its own store [RAFTPLANE_JOIN]")
+    p.add_argument("--advertise", default=_env("ADVERTISE"),
+                   metavar="raft=HOST:PORT,api=URL[,xds=HOST:PORT]",
+                   help="with --join and --join-token-file: this node's addresses, so it adds "
+                        "itself [RAFTPLANE_ADVERTISE]")
+    p.add_argument("--join-token-file", default=_env("JOIN_TOKEN_FILE"),
+                   help="an admin token (cluster:write) a joining node adds itself with "
+                        "[RAFTPLANE_JOIN_TOKEN_FILE]")
+    p.add_argument("--non-voter", action="store_true",
+                   default=_env("NON_VOTER", "") in ("1", "true"),
+                   help="with --advertise: join as a non-voting member [RAFTPLANE_NON_VOTER=1]")
+    p.add_argument("--handover-timeout", type=float,
+                   default=float(_env("HANDOVER_TIMEOUT", "5")),
+                   help="seconds a stopping leader tries to hand leadership to another voter "
+                        "[RAFTPLANE_HANDOVER_TIMEOUT]")
     p.add_argument("--raft-dial", action="append", default=[], metavar="ID=HOST:PORT",
                    help="reach peer ID at HOST:PORT instead of its member address (a proxy "
                         "or NAT; the peer keeps its identity); repeatable")
@@ -126,14 +145,19 @@ def _certs_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
 
 
 def _config_from_args(args: argparse.Namespace) -> NodeConfig:
-    missing = [f for f in ("node_id", "data_dir", "members") if not getattr(args, f)]
+    missing = [f for f in ("node_id", "data_dir") if not getattr(args, f)]
+    if not args.members and not args.join:
+        missing.append("members (or --join)")
     if missing:
         raise ConfigError("missing " + ", ".join("--" + m.replace("_", "-") for m in missing))
-    members_text = args.members
-    if members_text.startswith("@"):
-        members_text = Path(members_text[1:]).read_text()
     secret = read_secret(args.cluster_secret_file) if args.cluster_secret_file else None
-    members = members_from_text(members_text)
+    if args.members:
+        members_text = args.members
+        if members_text.startswith("@"):
+            members_text = Path(members_text[1:]).read_text()
+        members = members_from_text(members_text)
+    else:
+        members = _joined_members(args, secret)
     me = next((m for m in members if m.id == args.node_id), None)
     tls_files = (args.xds_tls_cert, args.xds_tls_key, args.xds_tls_ca)
     if any(tls_files) and not all(tls_files):
@@ -165,7 +189,35 @@ def _config_from_args(args: argparse.Namespace) -> NodeConfig:
         raft_options={"logCompactionMinEntries": args.log_compaction_entries},
         raft_dial=dict(item.split("=", 1) for item in args.raft_dial),
         parent_pid=args.parent_pid,
+        handover_timeout=args.handover_timeout,
     )
+
+
+def _joined_members(args: argparse.Namespace, secret: str | None) -> tuple[Member, ...]:
+    """--join: the member list from this node's store (a restart) or from the member at the
+    URL (a new node)."""
+    from raftplane.cluster import api_tls
+    from raftplane.cluster.join import fetch_members, stored_members
+
+    stored = stored_members(Path(args.data_dir))
+    if stored is not None and any(m.id == args.node_id for m in stored):
+        return stored
+    if not secret:
+        raise ConfigError("--join needs --cluster-secret-file (it proves membership)")
+    advertise = None
+    if args.advertise:
+        advertise = Member.parse(f"id={args.node_id}," + args.advertise)
+        advertise = Member(advertise.id, advertise.raft, advertise.api, advertise.xds,
+                           voter=not args.non_voter)
+    token = read_secret(args.join_token_file) if args.join_token_file else None
+    context = None
+    if args.api_tls_ca:
+        context = api_tls.client_context(ApiTls(Path(args.api_tls_cert or ""),
+                                                Path(args.api_tls_key or ""),
+                                                Path(args.api_tls_ca)))
+    logs.configure(args.log_level, args.node_id)
+    return fetch_members(args.join, secret, args.node_id, context=context, token=token,
+                         advertise=advertise)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -209,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
 
         try:
             uvloop.run(run_node(config))  # libuv's loop: ~10% less CPU per write
-        except JournalDamaged as exc:
+        except (JournalDamaged, ConfigError) as exc:
             print(f"raftplane serve: refusing to start: {exc}", file=sys.stderr)
             return 2
         return 0

@@ -84,6 +84,7 @@ class LocalCluster:
         self.extra_args = extra_args or []
         self.nodes: dict[str, LocalNode] = {}
         self.node_args: dict[str, list[str]] = {}  # extra flags for one node
+        self.joined: set[str] = set()  # nodes added after the start: they start with --join
         self.secret_file = self.data_dir / "cluster-secret"
         self.cluster_file = self.data_dir / "cluster.json"
         self.admin_token_file = self.data_dir / "admin-token"
@@ -178,6 +179,34 @@ class LocalCluster:
         tmp.write_text(json.dumps(doc, indent=2))
         tmp.replace(self.cluster_file)
 
+    def add_node(self, node_id: str) -> LocalNode:
+        """Give a new node addresses (it is not started: add it through the API, then
+        `spawn` it, and it joins through a running member)."""
+        if self.xds_tls or self.api_tls:
+            raise ValueError("add_node supports plain-text clusters only")
+        node = self.nodes[node_id] = LocalNode(
+            node_id, f"http://127.0.0.1:{free_port()}", f"127.0.0.1:{free_port()}",
+            f"127.0.0.1:{free_port()}")
+        self.node_args[node_id] = ["--xds-insecure"]
+        self.joined.add(node_id)
+        self._write_cluster_file()
+        return node
+
+    def forget_node(self, node_id: str) -> None:
+        """Stop a node (SIGKILL) and drop it from this cluster's list (it was removed)."""
+        self.kill(node_id)
+        del self.nodes[node_id]
+        self.joined.discard(node_id)
+        self._write_cluster_file()
+
+    def _membership_args(self, node_id: str) -> list[str]:
+        if node_id not in self.joined:
+            return ["--members", f"@{self.cluster_file}"]
+        through = next((n.api for i, n in self.nodes.items() if i != node_id and n.pid), None)
+        if through is None:
+            raise RuntimeError(f"{node_id} joins through a running member; none is running")
+        return ["--join", through]
+
     def spawn(self, node_id: str, *, env: dict[str, str] | None = None,
               args: list[str] | None = None) -> None:
         """Start (or restart) one node process with its fixed addresses and data.
@@ -193,7 +222,7 @@ class LocalCluster:
             "--node-id", node_id,
             "--data-dir", str(self.data_dir / "nodes" / node_id),
             "--api-listen", node.api.split("://", 1)[1],
-            "--members", f"@{self.cluster_file}",
+            *self._membership_args(node_id),
             "--cluster-secret-file", str(self.secret_file),
             "--log-level", self.log_level,
             "--parent-pid", str(os.getpid()),

@@ -40,6 +40,27 @@ class Node(Protocol):
         """The member this node believes leads (None: no leader known)."""
         ...
 
+    @property
+    def members(self) -> tuple[Member, ...]:
+        """The cluster's members (replicated: as of the last membership change applied)."""
+        ...
+
+    def member(self, member_id: str) -> Member | None: ...
+
+    async def add_member(self, member: Member) -> int:
+        """Add a voter or non-voter (leader only); the revision of the change. Raises
+        MembershipConflict (409)."""
+        ...
+
+    async def remove_member(self, member_id: str) -> int:
+        """Remove a member (leader only); KeyError for an unknown id."""
+        ...
+
+    async def transfer_leadership(self, to: str | None = None, timeout: float = 5.0, *,
+                                  await_leader: bool = True) -> dict[str, Any]:
+        """Hand leadership to a caught-up voter; what happened (revision, to, seconds)."""
+        ...
+
     def require_leader(self) -> None:
         """Raise NotLeader (forward the write) or NoLeader (503) unless this node leads."""
         ...

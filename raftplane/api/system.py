@@ -21,6 +21,7 @@ async def readyz(request: web.Request) -> web.StreamResponse:
         status = node.status()
         raise Problem(503, "not ready: " + (
             f"apply halted: {status['applyHalted']}" if status["applyHalted"]
+            else "removed from the cluster" if status["removed"]
             else "no leader known" if status["leader"] is None
             else f"applied {status['appliedIndex']} of {status['commitIndex']} committed"
         ), slug="not-ready", headers={"Retry-After": "1"})

@@ -190,7 +190,9 @@ async def _relay(request: web.Request, body: bytes, key: str, leader_id: str
     if FORWARDED_BY in request.headers:
         raise NoLeader(f"this node is not the leader (it is {leader_id}); a forwarded "
                        "request is not forwarded twice")
-    leader = next(m for m in node.config.members if m.id == leader_id)
+    leader = node.member(leader_id)
+    if leader is None:
+        raise NoLeader(f"the leader {leader_id} is not in this node's member list yet")
     remember_idempotency_key(request, key)
     relayed = await request.app[FORWARDER].forward(
         leader.api, request.method, request.path_qs, request.headers, body, key

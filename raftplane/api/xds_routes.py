@@ -35,12 +35,13 @@ def _dataplane(request: web.Request) -> tuple[str, str]:
 
 
 def _replicas(request: web.Request) -> list[tuple[str, int]]:
-    config = request.app[NODE].config
+    node = request.app[NODE]
+    config = node.config
     if config.xds_dns_name:
         host, _, port = config.xds_dns_name.rpartition(":")
         return [(host, int(port))]
     out = []
-    for member in config.members:
+    for member in node.members:
         host, _, port = member.xds.rpartition(":")
         if host and port:
             out.append((host.strip("[]"), int(port)))

@@ -14,16 +14,17 @@ class ConfigError(Exception):
 
 @dataclass(frozen=True)
 class Member:
-    """One voting member of the cluster and how to reach it."""
+    """One member of the cluster and how to reach it (a voter unless `voter` is False)."""
 
     id: str
     raft: str  # host:port of its Raft listener
     api: str  # base URL of its REST API, e.g. http://127.0.0.1:8080
     xds: str = ""  # host:port of its xDS gRPC listener
+    voter: bool = True  # False: a non-voting member (replicates, serves, never votes)
 
     @classmethod
     def parse(cls, text: str) -> Member:
-        """Parse `id=ID,raft=HOST:PORT,api=URL[,xds=HOST:PORT]`."""
+        """Parse `id=ID,raft=HOST:PORT,api=URL[,xds=HOST:PORT][,voter=false]`."""
         fields = dict(
             (k.strip(), v.strip())
             for k, v in (part.split("=", 1) for part in text.split(",") if "=" in part)
@@ -31,10 +32,21 @@ class Member:
         missing = {"id", "raft", "api"} - fields.keys()
         if missing:
             raise ConfigError(f"member '{text}' lacks {', '.join(sorted(missing))}")
-        return cls(fields["id"], fields["raft"], fields["api"].rstrip("/"), fields.get("xds", ""))
+        voter = fields.get("voter", "true").lower() not in ("false", "0", "no")
+        return cls(fields["id"], fields["raft"], fields["api"].rstrip("/"), fields.get("xds", ""),
+                   voter)
 
     def __str__(self) -> str:
         return f"id={self.id},raft={self.raft},api={self.api},xds={self.xds}"
+
+    def to_json(self) -> dict[str, object]:
+        return {"id": self.id, "raft": self.raft, "api": self.api, "xds": self.xds,
+                "voter": self.voter}
+
+    @classmethod
+    def from_json(cls, doc: dict[str, object]) -> Member:
+        return cls(str(doc["id"]), str(doc["raft"]), str(doc["api"]).rstrip("/"),
+                   str(doc.get("xds") or ""), bool(doc.get("voter", True)))
 
 
 @dataclass(frozen=True)
@@ -88,6 +100,8 @@ class NodeConfig:
     # Peer id -> host:port to dial instead of its member address (proxies, NAT).
     raft_dial: dict[str, str] = field(default_factory=dict)
     parent_pid: int = 0  # stop once this process is no longer our parent (dev clusters)
+    # Seconds a SIGTERM waits for leadership to move to another voter before stopping.
+    handover_timeout: float = 5.0
 
     @property
     def me(self) -> Member:
@@ -154,5 +168,5 @@ def members_from_text(text: str) -> tuple[Member, ...]:
     text = text.strip()
     if text.startswith("{"):
         nodes = json.loads(text)["nodes"]
-        return tuple(Member(n["id"], n["raft"], n["api"], n.get("xds", "")) for n in nodes)
+        return tuple(Member.from_json(n) for n in nodes)
     return tuple(Member.parse(part) for part in text.split(";") if part.strip())

@@ -15,11 +15,20 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from raftplane.cluster import membership
 from raftplane.cluster.applied import AppliedFeed
 from raftplane.cluster.config import Member, NodeConfig
-from raftplane.cluster.errors import NoLeader, NotApplied, NotLeader
+from raftplane.cluster.errors import NoLeader, NotApplied, NotLeader, OutcomeUnknown
+from raftplane.cluster.handover import Handover
+from raftplane.cluster.membership import MembershipConflict
 from raftplane.cluster.proposer import Proposer
-from raftplane.cluster.raft import NOT_PROPOSED, SUCCESS, ApplyCallback, RaftNode
+from raftplane.cluster.raft import (
+    NOT_PROPOSED,
+    READONLY_HELLO,
+    SUCCESS,
+    ApplyCallback,
+    RaftNode,
+)
 from raftplane.storage import retention
 from raftplane.storage.results import CommandResult
 from raftplane.storage.store import Store
@@ -42,7 +51,12 @@ class ClusterNode:
         self.leader_hooks: list[Callable[[], Awaitable[None]]] = []
         self._hook_tasks: set[asyncio.Future[None]] = set()
         self._leader_hooks_on_loop = self.applied.in_loop(self._run_leader_hooks)
-        self._raft = RaftNode(config, store, on_role_change=self._on_role_in_raft_thread)
+        stored = store.members()
+        self._raft = RaftNode(config, store, on_role_change=self._on_role_in_raft_thread,
+                              members=tuple(Member.from_json(m) for m in stored)
+                              if stored else None)
+        self._handing_over: str | None = None  # id of the voter leadership goes to
+        self._changing = False  # a membership change is being proposed from here
         # Raft-internal entries (leader no-ops, membership) advance the log without touching
         # the store; waiters for such an index are woken from the tick.
         self._raft_applied_seen = 0
@@ -75,15 +89,27 @@ class ClusterNode:
         return self._raft.role == "leader"
 
     @property
+    def members(self) -> tuple[Member, ...]:
+        """The cluster's members as of the last membership change applied here."""
+        return self._raft.members
+
+    def member(self, member_id: str) -> Member | None:
+        return next((m for m in self.members if m.id == member_id), None)
+
+    @property
     def leader(self) -> Member | None:
         address = self._raft.leader_address
-        return self.config.member_by_raft(address) if address else None
+        if not address:
+            return None
+        return next((m for m in self.members if m.raft == address), None)
 
     def require_leader(self) -> None:
         """Raise NotLeader (forward) or NoLeader (503) unless this node can take writes."""
         if self.is_leader:
             if not self._raft.hasQuorum:
                 raise NoLeader("this leader cannot reach a quorum")
+            if self._handing_over is not None:
+                raise NoLeader(f"leadership is being handed to {self._handing_over}")
             return
         leader = self.leader
         if leader is None:
@@ -158,6 +184,136 @@ class ClusterNode:
         command.barrier.SetInParent()
         return (await self.propose(command)).revision
 
+    # ---- membership and leadership transfer -------------------------------------------------
+    def _reachable_voters(self) -> set[str]:
+        """Ids of the voters this leader is in touch with, itself included."""
+        progress = self._raft.peer_progress()
+        return {m.id for m in self.members if m.voter and (
+            m.id == self.config.node_id
+            or (m.raft in progress and progress[m.raft]["connected"]))}
+
+    def _refuse_if_busy(self) -> None:
+        if self._changing or self._handing_over is not None or self._raft.change_in_flight:
+            raise MembershipConflict("another membership change or leadership transfer is in "
+                                     "flight; retry once it is applied")
+
+    async def add_member(self, member: Member) -> int:
+        """Add a voter or non-voter (leader only); the revision of the change."""
+        self.require_leader()
+        self._refuse_if_busy()
+        membership.check_add(self.members, member, self._reachable_voters())
+        op = membership.ADD if member.voter else membership.ADD_NON_VOTER
+        return await self._change(op, member)
+
+    async def remove_member(self, member_id: str) -> int:
+        """Remove a member (leader only; not itself: transfer leadership first). Raises
+        KeyError for an unknown id."""
+        self.require_leader()
+        self._refuse_if_busy()
+        member = membership.check_remove(self.members, member_id, self._reachable_voters())
+        if member.id == self.config.node_id:
+            raise MembershipConflict("the leader cannot remove itself: transfer leadership "
+                                     "first")
+        op = membership.REMOVE if member.voter else membership.REMOVE_NON_VOTER
+        return await self._change(op, member)
+
+    async def _change(self, op: str, member: Member) -> int:
+        done: asyncio.Future[int] = self._loop.create_future()
+
+        def finished(_result: object, code: int) -> None:
+            if not done.done():
+                done.set_result(code)
+
+        self._changing = True
+        try:
+            # A new leader's first entry must be committed before it changes the members
+            # (pysyncobj refuses until then): a barrier commits it, and confirms leadership.
+            await self.barrier()
+            self._raft.propose_change(op, member, self.applied.in_loop(finished))
+            try:
+                code = await asyncio.wait_for(done, self.config.write_timeout)
+            except TimeoutError:
+                raise OutcomeUnknown("the membership change was not applied in time") from None
+        finally:
+            self._changing = False
+        if code in NOT_PROPOSED:
+            raise MembershipConflict("the leader refused the change (another one is in "
+                                     "flight, or its term's first entry is not committed yet)")
+        if code != SUCCESS:
+            raise OutcomeUnknown(f"leadership changed during the membership change ({code})")
+        applied = self._raft.raftLastApplied
+        log.info("membership change %s %s applied (index %d)", op, member.id, applied)
+        return applied
+
+    async def transfer_leadership(self, to: str | None = None, timeout: float = 5.0, *,
+                                  await_leader: bool = True) -> dict[str, Any]:
+        """Hand leadership to a caught-up voter (`to`, or the most caught-up reachable one).
+
+        New writes answer 503 (retryable) meanwhile; those already proposed finish first.
+        Returns once this node stepped down and (`await_leader`) knows the new leader."""
+        self.require_leader()
+        self._refuse_if_busy()
+        target = self._transfer_target(to)
+        started = time.monotonic()
+        self._handing_over = target.id
+        try:
+            # Entries in flight commit within a round trip, unless the quorum is gone.
+            await self._proposer.drain(timeout, lambda: not self._raft.hasQuorum)
+            done: asyncio.Future[str | None] = self._loop.create_future()
+
+            def finished(error: str | None) -> None:
+                if not done.done():
+                    done.set_result(error)
+
+            handover = Handover(target.raft, timeout, self.applied.in_loop(finished))
+            self._raft.start_handover(handover)
+            error = await asyncio.wait_for(done, timeout + 1.0)
+            if error is not None:
+                raise MembershipConflict(f"leadership not transferred: {error}")
+            # Stepped down: the winner's first AppendEntries follows within a round trip
+            # (unless it is stopping too: a whole cluster's SIGTERM).
+            leader = await self._await_new_leader(time.monotonic() + 1.0) \
+                if await_leader else target
+        finally:
+            self._handing_over = None
+        return {"revision": handover.index, "from": self.config.node_id,
+                "to": leader.id if leader else None,
+                "seconds": round(time.monotonic() - started, 4)}
+
+    async def _await_new_leader(self, deadline: float) -> Member | None:
+        while time.monotonic() < deadline:
+            leader = self.leader
+            if leader is not None and leader.id != self.config.node_id:
+                return leader
+            await asyncio.sleep(0.005)
+        return None
+
+    def _transfer_target(self, to: str | None) -> Member:
+        progress = self._raft.peer_progress()
+        candidates = [m for m in self.members if m.voter and m.id != self.config.node_id
+                      and m.raft in progress and progress[m.raft]["connected"]]
+        if to is not None:
+            candidates = [m for m in candidates if m.id == to]
+            if not candidates:
+                raise MembershipConflict(f"{to} is not a reachable voter other than the leader")
+        if not candidates:
+            raise MembershipConflict("no other voter is reachable to take over")
+        return max(candidates, key=lambda m: progress[m.raft]["matchIndex"] or 0)
+
+    @property
+    def removed(self) -> bool:
+        """A membership change removed this node."""
+        return self._raft.removed
+
+    @property
+    def seconds_since_leader_heard(self) -> float:
+        """Seconds since a leader last replicated to this node (0.0 on the leader)."""
+        return 0.0 if self.is_leader else self._raft.prevote.seconds_since_leader_heard
+
+    def mark_removed(self) -> None:
+        """The leader no longer lists this node (join.watch_removal): stop campaigning."""
+        self._raft.removed = True
+
     # ---- local apply -----------------------------------------------------------------------
     @property
     def applied_revision(self) -> int:
@@ -207,22 +363,25 @@ class ClusterNode:
         progress = self._raft.peer_progress()
         commit = self._raft.raftCommitIndex
         members = []
-        for member in self.config.members:
-            entry: dict[str, object] = {"id": member.id, "api": member.api, "raft": member.raft,
-                                        "xds": member.xds}
+        last = self._raft.last_log_index()
+        for member in self.members:
+            entry: dict[str, object] = {
+                "id": member.id, "api": member.api, "raft": member.raft, "xds": member.xds,
+                "role": "voter" if member.voter else "nonVoter"}
             if member.id == self.config.node_id:
-                entry.update(role=self._raft.role, reachable=True, lag=0)
+                entry.update(raftRole=self._raft.role, reachable=True, lag=0)
             else:
-                peer = progress.get(member.raft)
+                peer = progress.get(member.raft if member.voter else READONLY_HELLO + member.id)
                 match = peer["matchIndex"] if peer is not None else None
                 entry.update(
-                    role="leader" if leader and leader.id == member.id else "follower",
+                    raftRole="leader" if leader and leader.id == member.id else "follower",
                     reachable=peer is not None and peer["connected"],
                     matchIndex=match if self.is_leader else None,
-                    lag=(self._raft.raftLastApplied - match) if self.is_leader and match else None,
+                    lag=max(0, last - match) if self.is_leader and match is not None else None,
                 )
             members.append(entry)
         stats = self._raft.journal_stats
+        me = self.member(self.config.node_id)
         return {
             "id": self.config.node_id,
             "role": self._raft.role,
@@ -232,6 +391,9 @@ class ClusterNode:
             "appliedIndex": self._raft.raftLastApplied,
             "revision": self.store.applied_index,
             "hasQuorum": self._raft.hasQuorum,
+            "voter": me is not None and me.voter,
+            "removed": self._raft.removed,
+            "handingOverTo": self._handing_over,
             "secondsWithoutLeader": round(self.seconds_without_leader, 3),
             "applyHalted": self.store.halted,
             "store": self.store.stats(),
@@ -245,6 +407,7 @@ class ClusterNode:
         """Knows a leader and has applied everything it knows to be committed."""
         return (
             self.store.halted is None
+            and not self._raft.removed
             and self.leader is not None
             and self._raft.raftLastApplied >= self._raft.raftCommitIndex
         )

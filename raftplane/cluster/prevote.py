@@ -65,6 +65,11 @@ class PreVote:
         """An AppendEntries of the current term (or later) arrived."""
         self._leader_heard_at = monotonic_time()
 
+    @property
+    def seconds_since_leader_heard(self) -> float:
+        elapsed: float = monotonic_time() - self._leader_heard_at
+        return elapsed
+
     def before_tick(self) -> None:
         """Hold pysyncobj's election back until a PreVote round was won."""
         raft = self._raft

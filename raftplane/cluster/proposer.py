@@ -64,6 +64,7 @@ class Proposer:
         self._task = self._loop.create_task(self._run())
         self.entries = 0
         self.commands = 0
+        self._active = 0  # batches submitted and not finished
 
     async def close(self) -> None:
         self._task.cancel()
@@ -83,6 +84,16 @@ class Proposer:
             return await asyncio.wait_for(future, timeout)
         except TimeoutError:
             raise OutcomeUnknown("no result within the write timeout") from None
+
+    async def drain(self, timeout: float, give_up: Callable[[], bool] = lambda: False) -> bool:
+        """Wait (at most `timeout`, or until `give_up()`) until every command proposed so
+        far has its outcome; True when none is left. The caller stops new proposals first."""
+        deadline = self._loop.time() + timeout
+        while self._queue or self._active:
+            if self._loop.time() >= deadline or give_up():
+                return False
+            await asyncio.sleep(0.002)
+        return True
 
     async def _run(self) -> None:
         while True:
@@ -116,6 +127,7 @@ class Proposer:
         batch.timer = self._loop.call_later(self._batch_timeout, self._finish, batch, None, None)
         self.entries += 1
         self.commands += len(futures)
+        self._active += 1
         try:
             self._submit(entry.SerializeToString(), functools.partial(self._finish, batch))
         except Exception as exc:  # the Raft node refused synchronously: nothing proposed
@@ -126,6 +138,7 @@ class Proposer:
         if batch.done:
             return
         batch.done = True
+        self._active -= 1
         if batch.timer is not None:
             batch.timer.cancel()
         self._inflight.release()

@@ -38,8 +38,9 @@ from pysyncobj.monotonic import monotonic as monotonic_time
 from pysyncobj.node import TCPNode
 from pysyncobj.transport import TCPTransport
 
-from raftplane.cluster import snapshot
-from raftplane.cluster.config import NodeConfig
+from raftplane.cluster import membership, snapshot
+from raftplane.cluster.config import ConfigError, Member, NodeConfig
+from raftplane.cluster.handover import Handover
 from raftplane.cluster.journal import DurableJournal, JournalDamaged, SyncStats, recovery_hint
 from raftplane.cluster.log_guard import Entry, Message, rewrite_append_entries
 from raftplane.cluster.prevote import PreVote
@@ -53,6 +54,8 @@ ROLE_NAMES = {0: "follower", 1: "candidate", 2: "leader"}
 # pysyncobj failures after which the command certainly is not in any log.
 NOT_PROPOSED = {FAIL_REASON.QUEUE_FULL, FAIL_REASON.MISSING_LEADER, FAIL_REASON.REQUEST_DENIED}
 SUCCESS = FAIL_REASON.SUCCESS
+MEMBERSHIP_ENTRY = 2  # pysyncobj's _COMMAND_TYPE.MEMBERSHIP: the entry's first byte
+READONLY_HELLO = "readonly:"  # a non-voter names itself: "readonly:<member id>"
 
 ApplyCallback = Callable[[list[CommandResult] | None, int], None]
 
@@ -105,6 +108,22 @@ class _GuardedTransport(TCPTransport):  # type: ignore[misc]  # pysyncobj ships 
             self._syncObj.sync_journal()
         sent: bool = super().send(node, message)
         return sent
+
+    def _sendSelfAddress(self, conn: object) -> None:
+        """A non-voter says who it is (pysyncobj's read-only nodes are anonymous)."""
+        if self._selfIsReadonlyNode:
+            conn.send(READONLY_HELLO + self._syncObj.node_id)  # type: ignore[attr-defined]
+        else:
+            super()._sendSelfAddress(conn)
+
+    def _onIncomingMessageReceived(self, conn: object, message: object) -> None:
+        if isinstance(message, str) and message.startswith(READONLY_HELLO):
+            super()._onIncomingMessageReceived(conn, "readonly")
+            node = self._connToNode(conn)
+            if node is not None:
+                self._syncObj.non_voter_connected(node, message[len(READONLY_HELLO):])
+            return
+        super()._onIncomingMessageReceived(conn, message)
 
     def _onMessageReceived(self, node: TCPNode, message: object) -> None:
         if isinstance(message, dict):
@@ -175,10 +194,25 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj ships no types
     _SyncObj__getCurrentLogTerm: Callable[[], int]
     _SyncObj__generateRaftTimeout: Callable[[], float]
     _SyncObj__setState: Callable[[int], None]
+    _SyncObj__selfNode: TCPNode | None
+    _SyncObj__readonlyNodes: set[object]
+    _SyncObj__otherNodes: set[TCPNode]
+    transferLeadership: Callable[..., None]
+    _applyCommand: Callable[..., None]
 
     def __init__(self, config: NodeConfig, store: Store,
-                 on_role_change: Callable[[str], None] | None = None) -> None:
+                 on_role_change: Callable[[str], None] | None = None,
+                 members: tuple[Member, ...] | None = None) -> None:
         self._store = store
+        self.node_id = config.node_id
+        # The member list: replicated (the store's, from the last membership change applied)
+        # or, before any change, the flags'. Replaced, never mutated (read from other threads).
+        self.members: tuple[Member, ...] = members or config.members
+        self._members_index = store.applied_index  # changes up to here are in `members`
+        self.removed = False  # a membership change removed this node
+        self._pending_change = 0  # log index of the last membership change proposed here
+        self.handover: Handover | None = None
+        self._non_voters: dict[object, str] = {}  # read-only connection -> member id
         self._truncate_from: int | None = None
         self._kept_entries = 0
         self._chunks: list[bytes] = []
@@ -224,13 +258,20 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj ships no types
             snapshot_path, SyncObjConf(**options).logCompactionBatchSize, store)
         self._on_role_change = on_role_change
         self.prevote = PreVote(self)
-        me = config.me
+        me = next((m for m in self.members if m.id == config.node_id), None)
+        if me is None:
+            raise ConfigError(
+                f"node {config.node_id} is not among the cluster's members "
+                f"({', '.join(m.id for m in self.members)}): it was removed. Add it again "
+                "(POST /api/v1/cluster/members) and start it with an empty data directory.")
         peers = [
             RoutedNode(p.raft, config.raft_dial[p.id]) if p.id in config.raft_dial else p.raft
-            for p in config.peers
+            for p in self.members if p.voter and p.id != config.node_id
         ]
+        if not me.voter:
+            options.pop("bindAddress", None)  # a read-only node dials out only
         super().__init__(
-            me.raft,
+            me.raft if me.voter else None,
             peers,
             SyncObjConf(**options),
             transportClass=_GuardedTransport,
@@ -240,6 +281,7 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj ships no types
         # makes the leader's own copy durable before it counts.
         self.addOnTickCallback(self.sync_journal)
         self.addOnTickCallback(self._take_peer_view)
+        self.addOnTickCallback(self._drive_handover)
         self._peer_view: dict[str, PeerView] = {}
 
     # ---- state machine -------------------------------------------------------------------
@@ -328,8 +370,64 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj ships no types
         deletes them; the guard may keep those entries, and then their change stays."""
         if reverse and self._truncate_from is None:
             return False
+        if request and request[0] in membership.NON_VOTER_OPS:
+            return True  # no Raft configuration change: only the member list (on apply)
         changed: bool = SyncObj._SyncObj__doChangeCluster(self, request, reverse)
         return changed
+
+    def _SyncObj__changeCluster(self, request: tuple[object, ...]) -> bool:
+        """The leader appends a membership change: one at a time (pysyncobj 0.3.17 never
+        sets the index it checks for that), after its no-op of this term committed."""
+        if self.raftLastApplied < self._pending_change:
+            return False
+        accepted: bool = SyncObj._SyncObj__changeCluster(self, request)
+        if accepted:
+            self._pending_change = self._SyncObj__getCurrentLogIndex() + 1
+        return accepted
+
+    def _SyncObj__doApplyCommand(self, command: bytes) -> object:
+        result = SyncObj._SyncObj__doApplyCommand(self, command)
+        if command[:1] == bytes((MEMBERSHIP_ENTRY,)):
+            self._apply_membership(self.raftLastApplied + 1,
+                                   _pysyncobj_pickle.loads(command[1:]))
+        return result
+
+    def _apply_membership(self, index: int, request: object) -> None:
+        """A committed membership change: the new member list, recorded in the store."""
+        change = membership.parse_request(request)
+        if change is None or index <= self._members_index:
+            return
+        op, member = change
+        self.members = membership.apply_change(self.members, op, member)
+        self._members_index = index
+        self._store.apply_members(index, [m.to_json() for m in self.members])
+        log.info("membership: %s %s at %d; members %s", op, member.id, index,
+                 [m.id for m in self.members])
+        if member.id == self.node_id and op in (membership.REMOVE,
+                                                membership.REMOVE_NON_VOTER):
+            self.removed = True
+            log.warning("this node was removed from the cluster; it no longer campaigns")
+
+    def propose_change(self, op: str, member: Member, callback: ApplyCallback) -> None:
+        """Propose one membership change; `callback(result, fail_reason)` in the tick thread."""
+        data = _pysyncobj_pickle.dumps(membership.change_request(op, member))
+        self._applyCommand(data, callback, MEMBERSHIP_ENTRY)
+
+    @property
+    def change_in_flight(self) -> bool:
+        """A membership change proposed here is not applied yet."""
+        return self.raftLastApplied < self._pending_change
+
+    def non_voter_connected(self, node: object, member_id: str) -> None:
+        """A read-only connection named itself: keep it only for a current non-voter. (A
+        removed one keeps its connection until it applied its own removal, then redials
+        and is refused here.)"""
+        if any(m.id == member_id and not m.voter for m in self.members):
+            self._non_voters[node] = member_id
+        else:
+            log.warning("dropped a read-only connection from %s: not a non-voting member",
+                        member_id)
+            self.transport.dropNode(node)
 
     def _entry_at(self, index: int) -> Entry | None:
         entries = self._SyncObj__getEntries(index, 1)
@@ -357,11 +455,57 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj ships no types
         snapshot.write(path, raft_data, self._store)
 
     def _read_snapshot(self, path: str) -> snapshot.RaftData:
-        return snapshot.read(path, self._store)
+        data = snapshot.read(path, self._store)
+        stored = self._store.members()
+        if stored is not None and self._store.applied_index > self._members_index:
+            self.members = tuple(Member.from_json(m) for m in stored)
+            self._members_index = self._store.applied_index
+        return data
+
+    # ---- leadership transfer (handover.py) -------------------------------------------------
+    def start_handover(self, handover: Handover) -> None:
+        """Begin a transfer (from any thread: the tick picks it up)."""
+        self.handover = handover
+
+    def _drive_handover(self) -> None:
+        handover = self.handover
+        if handover is not None:
+            handover.on_tick(self)
+            if handover.finished:
+                self.handover = None
+
+    def _checkCommandsToApply(self) -> None:
+        """While leadership is handed over the log must stop growing: queued commands wait
+        (after the step-down pysyncobj relays them to the new leader)."""
+        if self.handover is not None and self._SyncObj__raftState == 2:
+            return
+        super()._checkCommandsToApply()
+
+    def match_index(self, address: str) -> int | None:
+        node = self._voter(address)
+        return self._SyncObj__raftMatchIndex.get(node) if node is not None else None
+
+    def connected_to(self, address: str) -> bool:
+        node = self._voter(address)
+        return node is not None and self.isNodeConnected(node)
+
+    def last_log_index(self) -> int:
+        return self._SyncObj__getCurrentLogIndex()
+
+    def send_timeout_now(self, address: str) -> bool:
+        node = self._voter(address)
+        if node is None:
+            return False
+        outcome: list[int] = []
+        self.transferLeadership(node, lambda _res, err: outcome.append(err))
+        return outcome == [SUCCESS]
+
+    def _voter(self, address: str) -> TCPNode | None:
+        return next((n for n in self._SyncObj__otherNodes if n.address == address), None)
 
     # ---- ticks -----------------------------------------------------------------------------
     def _onTick(self, timeToWait: float = 0.0) -> None:
-        if self._store.halted is not None:
+        if self._store.halted is not None or self.removed:
             self._stand_down()
         else:
             self.prevote.before_tick()
@@ -371,22 +515,32 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj ships no types
         """A node that cannot apply must not lead or campaign (it would disrupt the others)."""
         self._SyncObj__raftElectionDeadline = monotonic_time() + 3600.0
         if self._SyncObj__raftState != 0:
-            log.critical("apply halted: stepping down and not campaigning")
+            log.critical("%s: stepping down and not campaigning",
+                         "removed" if self.removed else "apply halted")
             self._SyncObj__setState(0)
             self._SyncObj__raftLeader = None
 
     def _take_peer_view(self) -> None:
         """Copy what status needs from pysyncobj's dicts, in the thread that changes them."""
         match = self._SyncObj__raftMatchIndex
-        self._peer_view = {
+        view: dict[str, PeerView] = {
             node.address: {"connected": self.isNodeConnected(node), "matchIndex": match.get(node)}
             for node in self.otherNodes
         }
+        for node in self._SyncObj__readonlyNodes:
+            member_id = self._non_voters.get(node)
+            if member_id is not None:
+                view[READONLY_HELLO + member_id] = {"connected": True,
+                                                   "matchIndex": match.get(node)}
+        self._non_voters = {n: i for n, i in self._non_voters.items()
+                            if n in self._SyncObj__readonlyNodes}
+        self._peer_view = view
 
     # ---- PreVote hooks (prevote.py) ----------------------------------------------------------
     def election_due(self) -> bool:
         """pysyncobj would start an election in this tick."""
         return (self._SyncObj__raftState != 2
+                and self._SyncObj__selfNode is not None
                 and self._SyncObj__raftElectionDeadline < monotonic_time()
                 and not self._SyncObj__transferInProgress
                 and (bool(self._SyncObj__connectedNodes) or not self.otherNodes))

@@ -66,7 +66,8 @@ def write(path: str, raft_data: RaftData, store: Store,
     header = {
         "last": _entry_to_json(last),
         "previous": _entry_to_json(previous),
-        "members": sorted(getattr(m, "address", str(m)) for m in members),
+        # A non-voter (pysyncobj's read-only node) has no self node: None among the members.
+        "members": sorted(getattr(m, "address", str(m)) for m in members if m is not None),
         "appliedIndex": store.applied_index_in(txn) if txn is not None else store.applied_index,
     }
     blob = json.dumps(header).encode()

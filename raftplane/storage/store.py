@@ -36,6 +36,7 @@ DB_NAMES = ("meta", "resources", "by_team", "refs", "idem", "idem_expiry", "port
 INITIAL_MAP_SIZE = 64 << 20
 MAP_HEADROOM = 0.5  # grow when more than half of the map is used
 APPLIED_INDEX = b"applied_index"
+MEMBERS = b"members"  # the member list as of the last membership change (JSON)
 
 AppliedListener = Callable[[int, list[tuple[str, str]]], None]
 
@@ -140,6 +141,27 @@ class Store:
         self.applied_index = index
         for listener in self._listeners:
             listener(index, [])
+
+    def apply_members(self, index: int, members: builtins.list[dict[str, object]]) -> None:
+        """Record the member list a membership entry at `index` made (the Raft node applies
+        those entries itself; the list is replicated state and travels in snapshots)."""
+        if index <= self.applied_index:
+            return
+        with self._env.begin(write=True) as txn:
+            txn.put(MEMBERS, json.dumps(members).encode(), db=self._dbs["meta"])
+            txn.put(APPLIED_INDEX, keys.u64(index), db=self._dbs["meta"])
+        self.applied_index = index
+        for listener in self._listeners:
+            listener(index, [])
+
+    def members(self) -> builtins.list[dict[str, object]] | None:
+        """The replicated member list (None: no membership change was applied yet)."""
+        with self.read() as txn:
+            raw = txn.get(MEMBERS, db=self._dbs["meta"])
+        if raw is None:
+            return None
+        members: builtins.list[dict[str, object]] = json.loads(raw)
+        return members
 
     def _ensure_headroom(self) -> None:
         info = self._env.info()
