@@ -341,3 +341,14 @@ def test_history_diff_rollback_and_the_fleet(run, shared_cluster):
     assert fleet["envoys"] == [] and fleet["unreachableReplicas"] == []
     refused = run("rollback", "0", "--team", team)
     assert refused.returncode == 1 and "toRevision" in refused.stderr
+
+
+def test_transfer_leadership_from_the_cli(run, shared_cluster):
+    before = shared_cluster.leader()
+    target = next(n for n in shared_cluster.followers())
+    done = run("transfer-leadership", "--to", target)
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    eventually(lambda: shared_cluster.leader() == target, timeout=10)
+    assert shared_cluster.leader() == target != before
+    members = rows(ok(run("members", "list")))
+    assert len(members) == 1 + len(shared_cluster.nodes)  # header + one row per member
