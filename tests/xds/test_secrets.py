@@ -151,6 +151,18 @@ def test_a_tls_chain_fetches_its_secrets_over_ads() -> None:
         common_pb2.TlsParameters.TLSv1_2
 
 
+def test_a_validation_context_says_whether_a_client_certificate_is_required() -> None:
+    """Envoy 1.40 warns of a deprecated insecure default when a chain verifies clients but
+    leaves require_client_certificate unset (found by test_property_validate)."""
+    for fields, required in (({}, False), ({"requireClientCertificate": False}, False),
+                             ({"requireClientCertificate": True}, True)):
+        chain = translate.listener_to_envoy(
+            _tls_listener(validationContextSecret="clients", **fields)).filter_chains[0]
+        context = unpack(chain.transport_socket.typed_config, tls_pb2.DownstreamTlsContext)
+        assert context.HasField("require_client_certificate"), fields
+        assert context.require_client_certificate.value is required
+
+
 def test_a_client_certificate_needs_a_validation_context() -> None:
     with pytest.raises(bodies.ValidationFailed) as caught:
         _tls_listener(requireClientCertificate=True)
