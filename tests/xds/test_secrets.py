@@ -226,6 +226,22 @@ def test_rules_want_a_secret_of_the_team_and_of_the_right_type() -> None:
     assert refusal is not None
     assert [e["field"] for e in refusal.errors] == [
         "filterChains[0].tls.certificateSecret", "filterChains[0].tls.validationContextSecret"]
+    same = _tls_listener(validationContextSecret="web")  # a certificate as validation context
+    refusal = rules.check_put(reader, kind="listeners", name="edge", mode=rules.CREATE,
+                              expected=0, team="t", resource=same,
+                              refs=bodies.references("listeners", same), current=None)
+    assert refusal is not None and refusal.errors == [  # found by test_property_validate
+        {"field": "filterChains[0].tls.validationContextSecret",
+         "message": "secrets 'web' is not a certificateValidationContext secret"}]
+    upstream = bodies.validate_resource("clusters", {
+        "name": "up", "team": "t", "endpoints": [{"host": "10.0.0.1", "port": 443}],
+        "useTls": True,
+        "tls": {"clientCertificateSecret": "web", "validationContextSecret": "web"}})
+    refusal = rules.check_put(reader, kind="clusters", name="up", mode=rules.CREATE,
+                              expected=0, team="t", resource=upstream,
+                              refs=bodies.references("clusters", upstream), current=None)
+    assert refusal is not None
+    assert [e["field"] for e in refusal.errors] == ["tls.validationContextSecret"]
     in_use = _Reader(teams, referrers=[("listeners", "edge")])
     refusal = rules.check_put(in_use, kind="secrets", name="web", mode=rules.REPLACE,
                               expected=0, team="t", resource=cert | {"type": "genericSecret"},
