@@ -36,6 +36,11 @@ def _no_controls(value: str) -> str | None:
         else None
 
 
+def _formatted_problem(value: str) -> str | None:
+    """A value Envoy reads with its substitution formatter (%REQ(x)% and the like)."""
+    return _no_controls(value) or names.format_string_problem(value)
+
+
 def _uri_problem(value: str) -> str | None:
     try:
         parts = urlsplit(value)
@@ -209,9 +214,10 @@ OAUTH2 = Obj(
                                      "timeoutSeconds": _TIMEOUT},
                              required=("cluster", "uri")),
         "authorizationEndpoint": _URI,
-        "redirectUri": Str(max_len=2048, check=_no_controls,
+        "redirectUri": Str(max_len=2048, check=_formatted_problem,
                            doc='May use Envoy formatters, e.g. '
-                           '"%REQ(x-forwarded-proto)%://%REQ(:authority)%/callback".'),
+                           '"%REQ(x-forwarded-proto)%://%REQ(:authority)%/callback"; '
+                           '"%%" is a literal "%".'),
         "redirectPathMatcher": _URL_PATH,
         "signoutPath": _URL_PATH,
         "clientId": Str(max_len=1024, check=_no_controls),
@@ -289,7 +295,9 @@ _CUSTOM = Obj(
         "statusCode": Int(minimum=200, maximum=599, doc="Default: the upstream code."),
         "headers": Arr(items=Obj(fields={"name": _HEADER,
                                          "value": Str(min_len=0, max_len=8192,
-                                                      check=_no_controls)},
+                                                      check=_formatted_problem,
+                                                      doc='Envoy formatters allowed; "%%" '
+                                                      'is a literal "%".')},
                                  required=("name", "value"))),
     },
     required=("statusCodes",),

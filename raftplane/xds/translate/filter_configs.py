@@ -32,7 +32,7 @@ from envoy.type.v3 import http_status_pb2, token_bucket_pb2
 from google.protobuf import wrappers_pb2
 from google.protobuf.message import Message
 
-from raftplane.model.lexical import HEADER_NAME_PATTERN
+from raftplane.model.lexical import HEADER_NAME_PATTERN, format_string_problem
 from raftplane.xds.translate import envoy_names
 from raftplane.xds.translate.common import (
     TranslationError,
@@ -148,6 +148,9 @@ def _mutations(spec: dict[str, Any], direction: str, path: str) -> list[Message]
         if not isinstance(value, str):
             raise TranslationError(at(header_path, "value"), "must be a string")
         header_value(value, at(header_path, "value"))
+        problem = format_string_problem(value)  # Envoy formats header values: %REQ(x)%
+        if problem:
+            raise TranslationError(at(header_path, "value"), problem)
         action = (append.APPEND_IF_EXISTS_OR_ADD if get_bool(header, "append", header_path, False)
                   else append.OVERWRITE_IF_EXISTS_OR_ADD)
         option = base_pb2.HeaderValueOption(
