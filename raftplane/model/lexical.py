@@ -1,5 +1,5 @@
 """Lexical checks shared by the API (validating bodies), the filter schemas and xDS translation:
-names, hosts, domains, paths, regexes, templates, header names, IPs.
+names, hosts, domains, paths, regexes, templates, header names, IPs, Envoy format strings, Lua.
 
 Plain functions and patterns with no dependency on any layer.
 """
@@ -10,6 +10,7 @@ import ipaddress
 import re
 
 import re2
+from lupa import luajit21
 
 # An HTTP header name (RFC 9110 token), optionally a ":pseudo" header.
 HEADER_NAME_PATTERN = r"^:?[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
@@ -117,6 +118,17 @@ def regex_problem(value: str) -> str | None:
     if compiled.programsize > RE2_MAX_PROGRAM_SIZE:
         return (f"is too complex for Envoy (RE2 program size {compiled.programsize} > "
                 f"{RE2_MAX_PROGRAM_SIZE}); simplify it or split the route")
+    return None
+
+
+def lua_problem(code: str) -> str | None:
+    """Why Envoy's Lua (LuaJIT) cannot compile ``code``, None when it compiles. The code is
+    compiled in a fresh interpreter and never run, so an error its top-level statements raise
+    when Envoy loads the script is not caught here."""
+    runtime = luajit21.LuaRuntime(register_eval=False, register_builtins=False)
+    loaded = runtime.globals().loadstring(code, "=code")
+    if isinstance(loaded, tuple):  # (nil, message)
+        return f"is not valid Lua: {loaded[1]}"
     return None
 
 
