@@ -151,7 +151,7 @@ _PROVIDER = Obj(
         "issuer": _TEXT,
         "audiences": Arr(items=_TEXT),
         "remoteJwks": Obj(fields={"uri": _URI, "cluster": CLUSTER_REF,
-                                  "cacheDurationSeconds": Num(positive=True, maximum=86400 * 30),
+                                  "cacheDurationSeconds": Num(minimum=0.001, maximum=86400 * 30),
                                   "timeoutSeconds": _TIMEOUT},
                           required=("uri", "cluster")),
         "localJwks": Obj(fields={"inline": _JWKS}, required=("inline",)),

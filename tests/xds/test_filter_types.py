@@ -208,6 +208,10 @@ def test_a_config_without_type_translates_too() -> None:
         {"name": "p", "issuer": "i", "remoteJwks": {"uri": "ftp://x", "cluster": "c"}},
         {"name": "p", "issuer": "j", "remoteJwks": {"uri": "http://x", "cluster": "c"}}]},
      P + ".providers[0].remoteJwks.uri", "http or https URL"),
+    ({"type": "jwt_auth", "providers": [  # Envoy wants at least 1 ms (property test)
+        {"name": "p", "issuer": "i", "remoteJwks": {"uri": "http://x", "cluster": "c",
+                                                    "cacheDurationSeconds": 0.0009}}]},
+     P + ".providers[0].remoteJwks.cacheDurationSeconds", "between 0.001 and"),
     ({**OAUTH2, "clientSecret": "no spaces"}, P + ".clientSecret", "must"),
     ({k: v for k, v in OAUTH2.items() if k != "hmacSecret"}, P + ".hmacSecret", "is required"),
     ({**OAUTH2, "authType": "TLS_CLIENT_AUTH"}, P + ".authType", "must be one of"),
