@@ -195,7 +195,7 @@ JWT_AUTH = Obj(
 JWT_AUTH_PER_ROUTE = Obj(
     fields={"requirement": Str(max_len=names.NAME_MAX,
                                doc=f"A provider name of the filter, or {ALLOW_MISSING!r}."),
-            "disabled": Bool(extra={"const": True})},
+            "disabled": Bool(const=True)},
     checks=(_exactly_one("requirement", "disabled"),),
     extra=_one_of("requirement", "disabled"),
 )
@@ -203,7 +203,7 @@ JWT_AUTH_PER_ROUTE = Obj(
 # oauth2 -----------------------------------------------------------------------------------
 
 _HEADER_MATCH = Obj(fields={"header": _HEADER, "exact": Str(min_len=0, max_len=1024),
-                            "prefix": _TEXT, "present": Bool(extra={"const": True})},
+                            "prefix": _TEXT, "present": Bool(const=True)},
                     required=("header",),
                     checks=(_exactly_one("exact", "prefix", "present"),),
                     extra=_one_of("exact", "prefix", "present"))
@@ -340,7 +340,7 @@ EXT_AUTHZ = Obj(
     checks=(_exactly_one("grpc", "http"),),
     extra=_one_of("grpc", "http"),
 )
-DISABLED = Obj(fields={"disabled": Bool(extra={"const": True})}, required=("disabled",))
+DISABLED = Obj(fields={"disabled": Bool(const=True)}, required=("disabled",))
 
 _HEADER_MODES = ("DEFAULT", "SEND", "SKIP")
 _BODY_MODES = ("NONE", "STREAMED", "BUFFERED", "BUFFERED_PARTIAL")

@@ -185,11 +185,20 @@ class Num(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class Bool(Node):
+    """A boolean; with ``const``, only that value (e.g. ``{disabled: true}``)."""
+
+    const: bool | None = None
+
     def validate(self, value: Any, path: str, errors: Errors) -> Any:
-        return value if isinstance(value, bool) else fail(errors, path, "must be a boolean")
+        if not isinstance(value, bool):
+            return fail(errors, path, "must be a boolean")
+        if self.const is not None and value is not self.const:
+            return fail(errors, path, f"must be {str(self.const).lower()}")
+        return value
 
     def _schema(self) -> dict[str, Any]:
-        return {"type": "boolean"}
+        return {"type": "boolean"} if self.const is None else {"type": "boolean",
+                                                               "const": self.const}
 
 
 @dataclass(frozen=True, kw_only=True)
