@@ -131,7 +131,24 @@ def jwk_problem(key: Mapping[str, Any]) -> str | None:
     for member in ("kid", "alg", "use"):
         if member in key and not isinstance(key[member], str):
             return f"{member} must be a string"
-    return None
+    return _alg_problem(kty, key.get("crv"), key.get("alg") or "")
+
+
+_EC_ALGS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+
+
+def _alg_problem(kty: str, crv: Any, alg: str) -> str | None:
+    """Envoy refuses a JWKS whose key names an algorithm of another kind of key."""
+    if not alg:
+        return None
+    if kty == "EC":
+        wanted = _EC_ALGS[crv]
+    else:
+        wanted = {"RSA": "RS256, RS384, RS512, PS256, PS384 or PS512", "oct": "HS256, HS384 or "
+                  "HS512", "OKP": "EdDSA"}[kty]
+    fits = (alg == wanted if kty in ("EC", "OKP")
+            else alg.startswith({"RSA": ("RS", "PS"), "oct": ("HS",)}[kty]))
+    return None if fits else f"alg {alg!r} is not one for this {kty} key: use {wanted}"
 
 
 def _check_jwks(out: dict[str, Any], raw: Mapping[str, Any], path: str, errors: Errors) -> None:

@@ -208,6 +208,10 @@ def test_a_config_without_type_translates_too() -> None:
         {"name": "p", "issuer": "i", "remoteJwks": {"uri": "ftp://x", "cluster": "c"}},
         {"name": "p", "issuer": "j", "remoteJwks": {"uri": "http://x", "cluster": "c"}}]},
      P + ".providers[0].remoteJwks.uri", "http or https URL"),
+    ({"type": "jwt_auth", "providers": [  # Envoy refuses the JWKS (property test)
+        {"name": "p", "issuer": "i", "localJwks": {"inline": {"keys": [
+            JWKS["keys"][1], {**_ec_jwk(), "alg": "ES384"}]}}}]},
+     P + ".providers[0].localJwks.inline.keys[1]", "alg 'ES384' is not one for this EC key"),
     ({"type": "jwt_auth", "providers": [  # Envoy wants at least 1 ms (property test)
         {"name": "p", "issuer": "i", "remoteJwks": {"uri": "http://x", "cluster": "c",
                                                     "cacheDurationSeconds": 0.0009}}]},
