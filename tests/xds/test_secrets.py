@@ -27,6 +27,7 @@ from raftplane.xds.sotw import SotwStream
 from raftplane.xds.types import CLUSTER, LISTENER, PUSH_ORDER, SECRET
 from tests.pki import Pki, ca_secret, certificate_secret
 from tests.xds.conftest import TEAM, StoreWriter, cluster, listener, routes
+from tests.xds.test_filter_types import OAUTH2
 from tests.xds.test_streams import node, open_stream
 from tests.xds.test_translate import hcm_filter, unpack
 
@@ -242,6 +243,19 @@ def test_rules_want_a_secret_of_the_team_and_of_the_right_type() -> None:
                               refs=bodies.references("clusters", upstream), current=None)
     assert refusal is not None
     assert [e["field"] for e in refusal.errors] == ["tls.validationContextSecret"]
+    oauth2 = {**OAUTH2, "tokenEndpoint": {"cluster": "idp", "uri": "https://idp.example/t"},
+              "clientSecret": "web", "hmacSecret": "clients"}  # found by test_property_validate
+    body = bodies.validate_resource("listeners", {
+        "name": "edge", "team": "t", "port": 8443, "filterChains": [{"filters": [
+            hcm_filter({"filter": oauth2})]}]})
+    secrets = {("secrets", "web"): cert, ("secrets", "clients"): cert | {"name": "clients"},
+               ("clusters", "idp"): {"name": "idp", "team": "t"}}
+    refusal = rules.check_put(_Reader(teams | secrets), kind="listeners", name="edge",
+                              mode=rules.CREATE, expected=0, team="t", resource=body,
+                              refs=bodies.references("listeners", body), current=None)
+    assert refusal is not None
+    assert [e["message"] for e in refusal.errors] == [
+        f"secrets '{name}' is not a genericSecret secret" for name in ("web", "clients")]
     in_use = _Reader(teams, referrers=[("listeners", "edge")])
     refusal = rules.check_put(in_use, kind="secrets", name="web", mode=rules.REPLACE,
                               expected=0, team="t", resource=cert | {"type": "genericSecret"},
