@@ -1,10 +1,11 @@
 """The write path's checks without a cluster, and batched ``envoy --mode validate`` runs.
 
 ``api_write`` runs what a create runs before anything is proposed (body validation, the
-translatability check, the references and the rules on the leader's state) against a fixed
-``WORLD`` of existing resources, and says what the API would answer. ``EnvoyBatches`` puts the
-accepted resources into static bootstraps, runs Envoy once per batch, and when a batch fails
-bisects it down to the failing cases with Envoy's error.
+translatability check with the filter resources named, the references and the rules) against
+a real store holding a fixed world of resources, and says what the API would answer.
+``EnvoyBatches`` writes the accepted resources to a store, takes what the xDS cache serves
+the dataplane, makes it a static bootstrap as dry runs do, runs Envoy once per batch, and
+when a batch fails bisects it down to the failing cases with Envoy's error.
 """
 
 from __future__ import annotations
@@ -14,33 +15,37 @@ import re
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from google.protobuf.message import Message
-
 from raftplane.api.bodies import ValidationFailed, references, stored_name, validate_resource
+from raftplane.api.resource_routes import seal_secret
 from raftplane.api.writes import OUTCOME_STATUS
 from raftplane.model import rules
 from raftplane.model.kinds import Kind
-from raftplane.xds.translate import TranslationError, check_translatable, secret_to_envoy
-from raftplane.xds.translate.common import pack
+from raftplane.storage.store import Store
+from raftplane.wire import log_entry_pb2 as wire
+from raftplane.xds.cache import DataplaneView, XdsCache
+from raftplane.xds.envoy_check import static_bootstrap
+from raftplane.xds.translate import TranslationError, check_translatable, referenced_filters
+from raftplane.xds.types import CLUSTER, ENDPOINT, SECRET
 from tests.pki import Pki, ca_secret, certificate_secret
 from tests.xds.strategies_values import (
     CA_SECRETS,
     CERTIFICATE_SECRETS,
     CLUSTERS,
     DATAPLANE,
+    FILTER_RESOURCES,
     GENERIC_SECRETS,
     ROUTE_CONFIG,
     TEAM,
 )
-from tests.xds.test_envoy_validate import ENVOY, _dict, static_cluster, static_listener
-from tests.xds.test_tls_validate import _static_sds
+from tests.xds.test_envoy_validate import ENVOY
 
 # The world ------------------------------------------------------------------------------------
 
+CLUSTER_SECRET = "property-test-cluster-secret"
 _POOL_CLUSTERS: dict[str, dict[str, Any]] = {
     "api": {"endpoints": [{"host": "10.0.0.1", "port": 8080}]},
     "grpc_h2": {"endpoints": [{"host": "10.0.0.2", "port": 9000}], "protocol": "HTTP2"},
@@ -50,65 +55,78 @@ _POOL_CLUSTERS: dict[str, dict[str, Any]] = {
 assert set(_POOL_CLUSTERS) == set(CLUSTERS)
 
 
-def _world_secrets() -> list[dict[str, Any]]:
+def _world_bodies() -> list[tuple[str, dict[str, Any]]]:
     pki = Pki.create()
-    out: list[dict[str, Any]] = []
-    for name in CERTIFICATE_SECRETS:
-        out.append(certificate_secret(name, TEAM, pki.server("a.example", "*.a.example")))
-    for name in CA_SECRETS:
-        out.append(ca_secret(name, TEAM, pki, matchSubjectAltNames=["a.example",
-                                                                     "spiffe://t/x"]))
-    out += [{"name": name, "team": TEAM, "type": "genericSecret", "value": f"v-{name}"}
-            for name in GENERIC_SECRETS]
+    out: list[tuple[str, dict[str, Any]]] = [
+        (Kind.TEAMS, {"name": TEAM}), (Kind.DATAPLANES, {"name": DATAPLANE, "team": TEAM})]
+    out += [(Kind.CLUSTERS, {"name": name, "team": TEAM, **fields})
+            for name, fields in _POOL_CLUSTERS.items()]
+    out += [(Kind.SECRETS, certificate_secret(name, TEAM, pki.server("a.example")))
+            for name in CERTIFICATE_SECRETS]
+    out += [(Kind.SECRETS, ca_secret(name, TEAM, pki, matchSubjectAltNames=["a.example"]))
+            for name in CA_SECRETS]
+    out += [(Kind.SECRETS, {"name": name, "team": TEAM, "type": "genericSecret",
+                            "value": f"v-{name}"}) for name in GENERIC_SECRETS]
+    out.append((Kind.ROUTE_CONFIGS, {"name": ROUTE_CONFIG, "team": TEAM, "virtualHosts": [
+        {"name": "all", "domains": ["*"], "routes": [
+            {"match": {"path": {"type": "prefix", "value": "/"}},
+             "action": {"type": "forward", "cluster": "api"}}]}]}))
+    out += [(Kind.FILTERS, {"name": name, "team": TEAM, **fields})
+            for name, fields in FILTER_RESOURCES.items()]
     return out
 
 
-@dataclass
 class World:
-    """The resources every generated body may name, validated, in a ``rules.Reader``."""
+    """A real store holding the resources every generated body may name (``WORLD``), filled
+    through apply like the API's writes; also the ``rules.Reader`` of the checks."""
 
-    resources: dict[tuple[str, str], dict[str, Any]] = field(default_factory=dict)
+    def __init__(self, directory: Path, bodies: list[tuple[str, dict[str, Any]]]) -> None:
+        self.store = Store(directory)
+        self.bodies = bodies
+        self.index = 0
+        self.written: list[tuple[str, str]] = []  # (kind, stored name)
+        for kind, body in bodies:
+            verdict = self.write(kind, body)
+            assert verdict.resource is not None, (kind, body, verdict)
 
     @classmethod
-    def create(cls) -> World:
-        world = cls()
-        world.put(Kind.TEAMS, {"name": TEAM})
-        world.put(Kind.DATAPLANES, {"name": DATAPLANE, "team": TEAM})
-        for name, fields in _POOL_CLUSTERS.items():
-            world.put(Kind.CLUSTERS, {"name": name, "team": TEAM, **fields})
-        for secret in _world_secrets():
-            world.put(Kind.SECRETS, secret)
-        world.put(Kind.ROUTE_CONFIGS, {"name": ROUTE_CONFIG, "team": TEAM, "virtualHosts": [
-            {"name": "all", "domains": ["*"], "routes": [
-                {"match": {"path": {"type": "prefix", "value": "/"}},
-                 "action": {"type": "forward", "cluster": "api"}}]}]})
-        return world
+    def create(cls, directory: Path) -> World:
+        return cls(directory, _world_bodies())
 
-    def put(self, kind: str, body: dict[str, Any]) -> None:
-        resource = validate_resource(kind, body)
-        check_translatable(kind, resource)
-        self.resources[(kind, stored_name(kind, resource))] = resource
+    def write(self, kind: str, body: Any) -> Verdict:
+        """A create of ``body``: the API's checks, then apply (which checks the rules again)."""
+        verdict = api_write(self, kind, body)
+        if verdict.resource is not None:
+            resource = verdict.resource
+            if kind == Kind.SECRETS:  # only ciphertext is stored
+                resource = seal_secret(CLUSTER_SECRET, resource)
+            entry = wire.LogEntry(format_version=1, proposed_at_ms=1)
+            entry.commands.add().put.CopyFrom(wire.Put(
+                kind=kind, name=stored_name(kind, resource), mode=wire.PUT_MODE_CREATE,
+                value_json=json.dumps(resource).encode(),
+                team="" if kind == Kind.TEAMS else resource["team"],
+                references=[wire.Reference(kind=r.kind, name=r.name, field=r.field)
+                            for r in references(kind, verdict.resource)]))
+            self.index += 1
+            [result] = self.store.apply_entry(self.index, entry.SerializeToString())
+            assert result.outcome.ok, (result, body)  # apply agrees with the checks
+            self.written.append((kind, stored_name(kind, resource)))
+        return verdict
 
-    def of_kind(self, kind: str) -> list[dict[str, Any]]:
-        return [r for (k, _), r in self.resources.items() if k == kind]
-
-    # rules.Reader
-    def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        return self.resources.get((kind, name))
-
-    def port_holder(self, listener: dict[str, Any]) -> str | None:
-        return None  # each generated listener is written alone
-
-    def referrers(self, kind: str, name: str) -> list[tuple[str, str]]:
-        return []
-
-    def team_members(self, team: str, limit: int) -> list[tuple[str, str]]:
-        return []
-
-    def envoy_resources(self) -> dict[str, list[dict[str, Any]]]:
-        """The world as static Envoy resources (clusters and secrets)."""
-        return {"clusters": [_dict(static_cluster(c)) for c in self.of_kind(Kind.CLUSTERS)],
-                "secrets": [_dict(secret_to_envoy(s)) for s in self.of_kind(Kind.SECRETS)]}
+    def view(self) -> DataplaneView:
+        """What the dataplane is served: its listeners and what they name, plus every
+        cluster (with its endpoints) and secret of the store, named or not."""
+        cache = XdsCache(self.store, CLUSTER_SECRET)
+        cache.load_all()
+        view = cache.view(f"{TEAM}/{DATAPLANE}")
+        out = DataplaneView(view.dataplane, {k: dict(v) for k, v in view.resources.items()})
+        for type_url, kind in ((CLUSTER, Kind.CLUSTERS), (ENDPOINT, Kind.CLUSTERS),
+                               (SECRET, Kind.SECRETS)):
+            for name in [n for k, n in self.written if k == kind]:
+                found = cache.resource(type_url, name)
+                if found is not None:
+                    out.resources.setdefault(type_url, {})[name] = found
+        return out
 
 
 # The API's verdict ------------------------------------------------------------------------------
@@ -124,21 +142,26 @@ class Verdict:
 
 
 def api_write(world: World, kind: str, body: Any) -> Verdict:
-    """Run the checks of a create of ``body`` (after a JSON round trip, as sent)."""
+    """The checks of a create of ``body`` (after a JSON round trip, as sent), in the API's
+    order (``resource_routes``): body validation, translation with the filter resources it
+    names, then the rules on the leader's state (references, ports)."""
     body = json.loads(json.dumps(body))
     try:
         resource = validate_resource(kind, body)
     except ValidationFailed as exc:
         return Verdict(422, errors=tuple((e.field, e.message) for e in exc.errors),
                        stage="body")
+    filters = {name: found for name in referenced_filters(kind, resource)
+               if (found := world.store.get(Kind.FILTERS, name)) is not None}
     try:
-        check_translatable(kind, resource)
+        check_translatable(kind, resource, filters)
     except TranslationError as exc:
         return Verdict(422, errors=((exc.field, exc.message),), stage="translation")
     refs = references(kind, resource)
-    refusal = rules.check_put(world, kind=kind, name=stored_name(kind, resource),
+    refusal = rules.check_put(world.store, kind=kind, name=stored_name(kind, resource),
                               mode=rules.CREATE, expected=0, team=resource.get("team", ""),
-                              resource=resource, refs=refs, current=None)
+                              resource=resource, refs=refs, current=world.store.get(
+                                  kind, stored_name(kind, resource)))
     if refusal is not None:
         return Verdict(OUTCOME_STATUS[refusal.outcome], stage="rules",
                        errors=tuple((e["field"], e["message"]) for e in refusal.errors))
@@ -160,7 +183,13 @@ def features(kind: str, resource: dict[str, Any]) -> list[str]:
         out += [f"chain {key}" for key in ("serverNames", "alpn", "validationContextSecret")
                 if tls.get(key)]
         for filt in chain["filters"]:
-            out += [entry["filter"]["type"] for entry in filt.get("httpFilters") or []]
+            out += [entry["filter"]["type"] if "filter" in entry else "filterRef"
+                    for entry in filt.get("httpFilters") or []]
+            inline = filt.get("inlineRouteConfig") or {}
+            for host in inline.get("virtualHosts") or []:
+                out += ["virtual host override"] if host.get("typedPerFilterConfig") else []
+                out += ["route override" for route in host["routes"]
+                        if route.get("typedPerFilterConfig")]
     return out
 
 
@@ -200,39 +229,19 @@ def check_refusal(body: Any, verdict: Verdict) -> None:
 
 @dataclass
 class Case:
-    """One accepted resource, as the Envoy resources it adds to a bootstrap."""
+    """One accepted body, and the resource as it goes to Envoy: under a unique name (and a
+    listener on a unique port)."""
 
     kind: str
     body: Any
-    clusters: list[dict[str, Any]] = field(default_factory=list)
-    listeners: list[dict[str, Any]] = field(default_factory=list)
+    resource: dict[str, Any]
 
 
-def envoy_case(world: World, index: int, kind: str, body: Any, resource: dict[str, Any]
-               ) -> Case:
-    """The accepted ``resource`` under a unique name (and a listener on a unique port), as
-    the xDS cache would translate it, RDS and SDS made static."""
+def envoy_case(index: int, kind: str, body: Any, resource: dict[str, Any]) -> Case:
     resource = {**resource, "name": f"{resource['name'][:100]}-{index}"}
-    case = Case(kind, body)
-    if kind == Kind.CLUSTERS:
-        case.clusters.append(_static_sds(_dict(static_cluster(resource))))
-    else:
+    if kind == Kind.LISTENERS:
         resource["port"] = 20000 + index
-        routes = {r["name"]: r for r in world.of_kind(Kind.ROUTE_CONFIGS)}
-        case.listeners.append(_static_sds(_dict(static_listener(resource, routes))))
-    return case
-
-
-def with_per_route(case: Case, filter_name: str, config: Message) -> Case:
-    """``case`` (a listener with inline route configs) with ``config`` as the per-route config
-    of filter ``filter_name`` on every virtual host, as Envoy gets it in a route config."""
-    packed = _dict(pack(config))
-    for listener in case.listeners:
-        for chain in listener["filter_chains"]:
-            for filt in chain["filters"]:
-                for host in filt["typed_config"].get("route_config", {}).get("virtual_hosts", []):
-                    host.setdefault("typed_per_filter_config", {})[filter_name] = packed
-    return case
+    return Case(kind, body, resource)
 
 
 def _error_lines(stderr: str) -> str:
@@ -247,23 +256,39 @@ def _error_lines(stderr: str) -> str:
     return "\n".join(warnings or lines[-5:])[:4000]
 
 
-@dataclass
 class EnvoyBatches:
-    """Runs ``envoy --mode validate`` on bootstraps of the world plus a batch of cases."""
+    """The accepted cases written to a store of their own (through apply), served to the
+    dataplane by the xDS cache, made a static bootstrap by the dry run's
+    ``envoy_check.static_bootstrap``; ``envoy --mode validate`` runs on the world plus a
+    batch of cases at a time."""
 
-    world: World
-    directory: Path
-    runs: int = 0
-    seconds: float = 0.0
+    def __init__(self, world: World, directory: Path, cases: list[Case]) -> None:
+        self.directory = directory
+        self.runs = 0
+        self.seconds = 0.0
+        served = World(directory / "served", world.bodies)
+        for case in cases:  # as written: the same checks pass with the new name and port
+            assert served.write(case.kind, case.resource).resource is not None, case
+        static = static_bootstrap(served.view())["static_resources"]
+        served.store.close()
+        by_name = {(kind, item["name"]): item for kind, key in (
+            (Kind.CLUSTERS, "clusters"), (Kind.LISTENERS, "listeners"))
+            for item in static.get(key, [])}
+        self.parts = {id(case): by_name[(case.kind, case.resource["name"])]
+                      for case in cases}
+        owned = {(case.kind, case.resource["name"]) for case in cases}
+        self.base_clusters = [c for c in static.get("clusters", [])
+                              if (Kind.CLUSTERS, c["name"]) not in owned]
+        self.secrets = static.get("secrets", [])
 
     def validate(self, cases: list[Case]) -> str | None:
         """None if Envoy accepts the world with ``cases``, else its error lines. Deprecation
         warnings count as a failure, as in test_envoy_validate."""
-        base = self.world.envoy_resources()
+        parts = [(case.kind, self.parts[id(case)]) for case in cases]
         config = {"static_resources": {
-            "clusters": base["clusters"] + [c for case in cases for c in case.clusters],
-            "listeners": [item for case in cases for item in case.listeners],
-            "secrets": base["secrets"]}}
+            "clusters": self.base_clusters + [p for k, p in parts if k == Kind.CLUSTERS],
+            "listeners": [p for k, p in parts if k == Kind.LISTENERS],
+            "secrets": self.secrets}}
         path = self.directory / f"bootstrap-{self.runs}.json"
         path.write_text(json.dumps(config))
         started = time.monotonic()

@@ -331,4 +331,7 @@ def per_route(kind: str) -> Strategy:
             st.sampled_from([*PROVIDERS, ALLOW_MISSING]), st.sampled_from(["nobody", ""]))}))
     if kind == "rate_limit":
         return st.one_of(st.fixed_dictionaries({"descriptors": _descriptors()}), disabled)
+    if kind == "cors":  # the route's own policy
+        return st.one_of(cors().map(lambda spec: {k: v for k, v in spec.items() if k != "type"}),
+                         disabled)
     return st.one_of(disabled, odd())

@@ -14,6 +14,7 @@ from tests.xds.strategies_values import (
     CA_SECRETS,
     CERTIFICATE_SECRETS,
     DATAPLANE,
+    FILTER_RESOURCES,
     ROUTE_CONFIG,
     TEAM,
     bools,
@@ -131,8 +132,9 @@ FILTER_NAMES = ("f1", "f2", "auth", "envoy.filters.http.cors", "x" * 128)
 
 def _typed_per_filter_config(targets: dict[str, str]) -> Strategy:
     """``typedPerFilterConfig``: overrides of some of the chain's filters, keyed by filter
-    name or type (``targets`` maps each to the filter type)."""
-    key = st.sampled_from(["unknown", "", "router"])
+    type (an inline entry without a name) or filter resource name (``targets`` maps each key
+    to the filter type); in dirty examples also other keys."""
+    key = st.sampled_from(["unknown", "", "f1", *sorted(FILTERS)])
     if targets:
         key = mostly(st.sampled_from(sorted(targets)), key)
     return st.dictionaries(key, st.just(None), min_size=1, max_size=3).flatmap(
@@ -146,7 +148,7 @@ def _inline_route_config(draw: st.DrawFn, targets: dict[str, str]) -> dict[str, 
         route: dict[str, Any] = {"name": f"r{i}",
                                  "match": {"path": {"type": "prefix", "value": "/"}},
                                  "action": {"type": "forward", "cluster": draw(cluster_refs())}}
-        if draw(rarely(16)):  # routes do not take overrides (yet): refused
+        if draw(sometimes(6)):
             route["typedPerFilterConfig"] = draw(_typed_per_filter_config(targets))
         host: dict[str, Any] = {"name": f"vh{i}", "domains": [domain], "routes": [route]}
         if draw(sometimes(4)):
@@ -167,14 +169,19 @@ def connection_managers(draw: st.DrawFn) -> dict[str, Any]:
     entries: Any = [draw(with_unknown(fields({"filter": mostly(filter_of(kind), UNKNOWN_FILTERS,
                                                                 one_in=60)}, {"name": name})))
                     for kind in kinds]
+    for ref in draw(st.lists(st.sampled_from(sorted(FILTER_RESOURCES)), max_size=2,
+                             unique=True)):  # filter resources, by reference
+        entries.insert(draw(st.integers(0, len(entries))), {"filterRef": ref})
+    if draw(rarely(20)):
+        entries.append({"filterRef": draw(st.sampled_from(["missing", "", "a b"]))})
     entries = draw(mostly(st.just(entries), st.sampled_from(["x", {}, None])))
-    targets: dict[str, str] = {}
+    targets: dict[str, str] = {}  # the keys an override may use, and their filter types
     for entry in entries if isinstance(entries, list) else []:
         kind = (entry.get("filter") or {}).get("type")
-        if isinstance(kind, str) and kind:
+        if "filterRef" in entry and entry["filterRef"] in FILTER_RESOURCES:
+            targets[entry["filterRef"]] = FILTER_RESOURCES[entry["filterRef"]]["filterType"]
+        elif isinstance(kind, str) and kind in FILTERS and not entry.get("name"):
             targets[kind] = kind
-            if isinstance(entry.get("name"), str) and entry["name"]:
-                targets[entry["name"]] = kind
     out: dict[str, Any] = {"name": "hcm", "type": "httpConnectionManager", "httpFilters": entries}
     route = draw(st.integers(0, 9))
     if route in (1, 2, 3):

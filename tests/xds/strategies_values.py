@@ -19,6 +19,15 @@ CERTIFICATE_SECRETS = ("cert-a", "cert_b")
 CA_SECRETS = ("ca-a", "ca.b")
 GENERIC_SECRETS = ("gen-a", "gen-b")
 ROUTE_CONFIG = "rc-main"
+FILTER_RESOURCES: dict[str, dict[str, Any]] = {  # named by {filterRef} and override keys
+    "shared-jwt": {"filterType": "jwt_auth", "config": {"providers": [
+        {"name": "p1", "issuer": "iss", "remoteJwks": {"uri": "https://idp.example/jwks",
+                                                       "cluster": "Idp.Example-1"}}]}},
+    "shared-authz": {"filterType": "ext_authz", "config": {"grpc": {"cluster": "grpc_h2"}}},
+    "shared-rl": {"filterType": "rate_limit", "config": {
+        "domain": "edge", "rateLimitService": {"cluster": "grpc_h2"}}},
+    "shared-lua": {"filterType": "lua", "config": {"code": "function envoy_on_request(h) end"}},
+}
 
 # Invalid-ish values, so that the API's refusals are exercised too.
 ODD_STRINGS: tuple[Any, ...] = (
