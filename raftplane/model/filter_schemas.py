@@ -36,6 +36,11 @@ def _no_controls(value: str) -> str | None:
         else None
 
 
+def _formatted_problem(value: str) -> str | None:
+    """A value Envoy reads with its substitution formatter (%REQ(x)% and the like)."""
+    return _no_controls(value) or names.format_string_problem(value)
+
+
 def _uri_problem(value: str) -> str | None:
     try:
         parts = urlsplit(value)
@@ -126,7 +131,24 @@ def jwk_problem(key: Mapping[str, Any]) -> str | None:
     for member in ("kid", "alg", "use"):
         if member in key and not isinstance(key[member], str):
             return f"{member} must be a string"
-    return None
+    return _alg_problem(kty, key.get("crv"), key.get("alg") or "")
+
+
+_EC_ALGS = {"P-256": "ES256", "P-384": "ES384", "P-521": "ES512"}
+
+
+def _alg_problem(kty: str, crv: Any, alg: str) -> str | None:
+    """Envoy refuses a JWKS whose key names an algorithm of another kind of key."""
+    if not alg:
+        return None
+    if kty == "EC":
+        wanted = _EC_ALGS[crv]
+    else:
+        wanted = {"RSA": "RS256, RS384, RS512, PS256, PS384 or PS512", "oct": "HS256, HS384 or "
+                  "HS512", "OKP": "EdDSA"}[kty]
+    fits = (alg == wanted if kty in ("EC", "OKP")
+            else alg.startswith({"RSA": ("RS", "PS"), "oct": ("HS",)}[kty]))
+    return None if fits else f"alg {alg!r} is not one for this {kty} key: use {wanted}"
 
 
 def _check_jwks(out: dict[str, Any], raw: Mapping[str, Any], path: str, errors: Errors) -> None:
@@ -146,7 +168,7 @@ _PROVIDER = Obj(
         "issuer": _TEXT,
         "audiences": Arr(items=_TEXT),
         "remoteJwks": Obj(fields={"uri": _URI, "cluster": CLUSTER_REF,
-                                  "cacheDurationSeconds": Num(positive=True, maximum=86400 * 30),
+                                  "cacheDurationSeconds": Num(minimum=0.001, maximum=86400 * 30),
                                   "timeoutSeconds": _TIMEOUT},
                           required=("uri", "cluster")),
         "localJwks": Obj(fields={"inline": _JWKS}, required=("inline",)),
@@ -190,7 +212,7 @@ JWT_AUTH = Obj(
 JWT_AUTH_PER_ROUTE = Obj(
     fields={"requirement": Str(max_len=names.NAME_MAX,
                                doc=f"A provider name of the filter, or {ALLOW_MISSING!r}."),
-            "disabled": Bool(extra={"const": True})},
+            "disabled": Bool(const=True)},
     checks=(_exactly_one("requirement", "disabled"),),
     extra=_one_of("requirement", "disabled"),
 )
@@ -198,7 +220,7 @@ JWT_AUTH_PER_ROUTE = Obj(
 # oauth2 -----------------------------------------------------------------------------------
 
 _HEADER_MATCH = Obj(fields={"header": _HEADER, "exact": Str(min_len=0, max_len=1024),
-                            "prefix": _TEXT, "present": Bool(extra={"const": True})},
+                            "prefix": _TEXT, "present": Bool(const=True)},
                     required=("header",),
                     checks=(_exactly_one("exact", "prefix", "present"),),
                     extra=_one_of("exact", "prefix", "present"))
@@ -209,9 +231,10 @@ OAUTH2 = Obj(
                                      "timeoutSeconds": _TIMEOUT},
                              required=("cluster", "uri")),
         "authorizationEndpoint": _URI,
-        "redirectUri": Str(max_len=2048, check=_no_controls,
+        "redirectUri": Str(max_len=2048, check=_formatted_problem,
                            doc='May use Envoy formatters, e.g. '
-                           '"%REQ(x-forwarded-proto)%://%REQ(:authority)%/callback".'),
+                           '"%REQ(x-forwarded-proto)%://%REQ(:authority)%/callback"; '
+                           '"%%" is a literal "%".'),
         "redirectPathMatcher": _URL_PATH,
         "signoutPath": _URL_PATH,
         "clientId": Str(max_len=1024, check=_no_controls),
@@ -289,7 +312,9 @@ _CUSTOM = Obj(
         "statusCode": Int(minimum=200, maximum=599, doc="Default: the upstream code."),
         "headers": Arr(items=Obj(fields={"name": _HEADER,
                                          "value": Str(min_len=0, max_len=8192,
-                                                      check=_no_controls)},
+                                                      check=_formatted_problem,
+                                                      doc='Envoy formatters allowed; "%%" '
+                                                      'is a literal "%".')},
                                  required=("name", "value"))),
     },
     required=("statusCodes",),
@@ -332,7 +357,7 @@ EXT_AUTHZ = Obj(
     checks=(_exactly_one("grpc", "http"),),
     extra=_one_of("grpc", "http"),
 )
-DISABLED = Obj(fields={"disabled": Bool(extra={"const": True})}, required=("disabled",))
+DISABLED = Obj(fields={"disabled": Bool(const=True)}, required=("disabled",))
 
 _HEADER_MODES = ("DEFAULT", "SEND", "SKIP")
 _BODY_MODES = ("NONE", "STREAMED", "BUFFERED", "BUFFERED_PARTIAL")

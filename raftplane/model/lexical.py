@@ -1,5 +1,5 @@
 """Lexical checks shared by the API (validating bodies), the filter schemas and xDS translation:
-names, hosts, domains, paths, regexes, templates, header names, IPs.
+names, hosts, domains, paths, regexes, templates, header names, IPs, Envoy format strings, Lua.
 
 Plain functions and patterns with no dependency on any layer.
 """
@@ -10,6 +10,7 @@ import ipaddress
 import re
 
 import re2
+from lupa import luajit21
 
 # An HTTP header name (RFC 9110 token), optionally a ":pseudo" header.
 HEADER_NAME_PATTERN = r"^:?[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
@@ -120,6 +121,17 @@ def regex_problem(value: str) -> str | None:
     return None
 
 
+def lua_problem(code: str) -> str | None:
+    """Why Envoy's Lua (LuaJIT) cannot compile ``code``, None when it compiles. The code is
+    compiled in a fresh interpreter and never run, so an error its top-level statements raise
+    when Envoy loads the script is not caught here."""
+    runtime = luajit21.LuaRuntime(register_eval=False, register_builtins=False)
+    loaded = runtime.globals().loadstring(code, "=code")
+    if isinstance(loaded, tuple):  # (nil, message)
+        return f"is not valid Lua: {loaded[1]}"
+    return None
+
+
 def template_problem(value: str) -> str | None:
     """Envoy URI template: "/" then segments, each literal or {var}, {var=*}, {var=**} (last)."""
     if not value.startswith("/"):
@@ -139,4 +151,63 @@ def template_problem(value: str) -> str | None:
             return "{name=**} must be the last segment"
     if len(seen) > _MAX_TEMPLATE_VARIABLES:
         return f"may have at most {_MAX_TEMPLATE_VARIABLES} variables"
+    return None
+
+
+# Envoy's substitution formatter, which reads header values (header_mutation, custom_response)
+# and oauth2's redirect URI: "%%" is a literal "%", any other "%" starts a command
+# %COMMAND(ARGUMENT):LENGTH% that Envoy refuses to load when it is malformed or unknown.
+_FORMAT_COMMAND = re.compile(r"%([A-Z0-9_]+)(?:\(([^)]*)\))?(?::([0-9]+))?%")
+_HEADER_COMMANDS = frozenset({"REQ", "RESP", "TRAILER"})  # (header[?alternative]), :length
+_ARGUMENT_COMMANDS = frozenset({"ENVIRONMENT", "DYNAMIC_METADATA"})
+_PLAIN_COMMANDS = frozenset({
+    "PROTOCOL", "UPSTREAM_PROTOCOL", "RESPONSE_CODE", "RESPONSE_FLAGS", "BYTES_RECEIVED",
+    "BYTES_SENT", "DURATION", "REQUEST_DURATION", "RESPONSE_DURATION", "HOSTNAME",
+    "DOWNSTREAM_REMOTE_ADDRESS", "DOWNSTREAM_REMOTE_ADDRESS_WITHOUT_PORT",
+    "DOWNSTREAM_REMOTE_PORT", "DOWNSTREAM_LOCAL_ADDRESS", "DOWNSTREAM_LOCAL_ADDRESS_WITHOUT_PORT",
+    "DOWNSTREAM_LOCAL_PORT", "DOWNSTREAM_DIRECT_REMOTE_ADDRESS",
+    "DOWNSTREAM_DIRECT_REMOTE_ADDRESS_WITHOUT_PORT", "DOWNSTREAM_TLS_VERSION",
+    "DOWNSTREAM_PEER_URI_SAN", "DOWNSTREAM_PEER_SUBJECT", "DOWNSTREAM_LOCAL_URI_SAN",
+    "REQUESTED_SERVER_NAME", "UPSTREAM_HOST", "UPSTREAM_CLUSTER", "UPSTREAM_LOCAL_ADDRESS",
+    "UPSTREAM_REMOTE_ADDRESS", "UPSTREAM_TRANSPORT_FAILURE_REASON", "ROUTE_NAME",
+    "VIRTUAL_CLUSTER_NAME", "STREAM_ID", "CONNECTION_ID", "UNIQUE_ID",
+})
+_FORMAT_HEADER = r":?[!#$%&'*+.^_`|~0-9A-Za-z-]+"
+
+
+def _format_command_problem(command: str, argument: str | None, length: str | None) -> str | None:
+    where = f"%{command}%"
+    if command in _HEADER_COMMANDS:
+        if argument is None or not re.fullmatch(rf"{_FORMAT_HEADER}(\?{_FORMAT_HEADER})?",
+                                                argument):
+            return f"{where} needs a header name (and ?alternative), e.g. %{command}(x-id)%"
+        if length is not None and len(length) > 9:
+            return f"{where} has too large a length"
+        return None
+    if length is not None:
+        return f"{where} takes no :length"
+    if command in _ARGUMENT_COMMANDS:
+        return None if argument else f"{where} needs an argument, e.g. %{command}(name)%"
+    if command == "START_TIME":
+        return None
+    if command not in _PLAIN_COMMANDS:
+        return f"uses {where}, a command Envoy does not know (write %% for a literal %)"
+    return None if argument is None else f"{where} takes no argument"
+
+
+def format_string_problem(value: str) -> str | None:
+    """Why Envoy's substitution formatter would refuse ``value`` (None: it accepts it)."""
+    position = value.find("%")
+    while position != -1:
+        if value.startswith("%%", position):
+            position = value.find("%", position + 2)
+            continue
+        command = _FORMAT_COMMAND.match(value, position)
+        if command is None:
+            return (f"has a '%' at position {position} that starts no Envoy command such as "
+                    "%REQ(x-id)% (write %% for a literal %)")
+        problem = _format_command_problem(*command.groups())
+        if problem:
+            return problem
+        position = value.find("%", command.end())
     return None

@@ -34,6 +34,10 @@ MISSING: Any = type("_Missing", (), {"__repr__": lambda self: "MISSING"})()
 INVALID: Any = type("_Invalid", (), {"__repr__": lambda self: "INVALID"})()
 UINT32_MAX = 2**32 - 1
 _MAX_PASSTHROUGH_DEPTH = 64
+# JSON's "\ud800" escapes decode to lone surrogates: not Unicode text, no UTF-8, so neither
+# storable in a protobuf string nor sendable to Envoy.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+_NOT_TEXT = "must be valid Unicode text (no unpaired surrogate escapes)"
 
 
 def at(path: str, key: object) -> str:
@@ -95,6 +99,8 @@ class Str(Node):
     def validate(self, value: Any, path: str, errors: Errors) -> Any:
         if not isinstance(value, str):
             return fail(errors, path, "must be a string")
+        if _SURROGATE.search(value):
+            return fail(errors, path, _NOT_TEXT)
         if self.enum:
             if value not in self.enum:
                 return fail(errors, path, "must be one of " + ", ".join(self.enum))
@@ -179,11 +185,20 @@ class Num(Node):
 
 @dataclass(frozen=True, kw_only=True)
 class Bool(Node):
+    """A boolean; with ``const``, only that value (e.g. ``{disabled: true}``)."""
+
+    const: bool | None = None
+
     def validate(self, value: Any, path: str, errors: Errors) -> Any:
-        return value if isinstance(value, bool) else fail(errors, path, "must be a boolean")
+        if not isinstance(value, bool):
+            return fail(errors, path, "must be a boolean")
+        if self.const is not None and value is not self.const:
+            return fail(errors, path, f"must be {str(self.const).lower()}")
+        return value
 
     def _schema(self) -> dict[str, Any]:
-        return {"type": "boolean"}
+        return {"type": "boolean"} if self.const is None else {"type": "boolean",
+                                                               "const": self.const}
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -241,7 +256,11 @@ class Obj(Node):
                 out[key] = node.default
         if self.open:
             for key, member in value.items():
-                if isinstance(key, str) and key not in self.fields:
+                if not isinstance(key, str) or key in self.fields:
+                    continue
+                if _SURROGATE.search(key):
+                    fail(errors, at(path, key), _NOT_TEXT)
+                else:
                     out[key] = passthrough(member, at(path, key), errors)
         for check in self.checks:
             check(out, value, path, errors)
@@ -261,6 +280,8 @@ def passthrough(value: Any, path: str, errors: Errors, depth: int = 0) -> Any:
     """Copy an arbitrary JSON value, rejecting non-JSON types and excessive nesting."""
     if depth > _MAX_PASSTHROUGH_DEPTH:
         return fail(errors, path, "is nested too deeply")
+    if isinstance(value, str) and _SURROGATE.search(value):
+        return fail(errors, path, _NOT_TEXT)
     if value is None or isinstance(value, bool | int | str):
         return value
     if isinstance(value, float):
@@ -272,6 +293,8 @@ def passthrough(value: Any, path: str, errors: Errors, depth: int = 0) -> Any:
         for key, member in value.items():
             if not isinstance(key, str):
                 fail(errors, at(path, key), "object keys must be strings")
+            elif _SURROGATE.search(key):
+                fail(errors, at(path, key), _NOT_TEXT)
             else:
                 out[key] = passthrough(member, at(path, key), errors, depth + 1)
         return out

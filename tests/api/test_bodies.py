@@ -219,6 +219,25 @@ def test_passthrough_nesting_is_bounded() -> None:
     assert error.message == "is nested too deeply"
 
 
+def test_lone_surrogates_are_refused_wherever_they_are() -> None:
+    """JSON's "\\ud800" decodes to a lone surrogate: no UTF-8, so it used to get through
+    validation and crashed translation into protobuf (a 500; found writing the property test)."""
+    bad = json.loads('"a\\ud800"')
+    body = changed(README_CLUSTER, ("serviceName",), bad)
+    assert errors_of("clusters", body) == [FieldError("serviceName", "must be valid Unicode "
+                                                      "text (no unpaired surrogate escapes)")]
+    mutation = {"type": "header_mutation", "requestHeadersToAdd": [{"name": "x", "value": bad}]}
+    body = changed(README_LISTENER, (*FILTER, "httpFilters"), [{"filter": mutation}])
+    assert fields_of("listeners", body) == {
+        "filterChains[0].filters[0].httpFilters[0].filter.requestHeadersToAdd[0].value"}
+    body = changed(README_LISTENER, (*FILTER, "httpFilters"), [{"filter": {"type": "x", bad: 1}}])
+    assert fields_of("listeners", body) == {
+        f"filterChains[0].filters[0].httpFilters[0].filter.{bad}"}
+    typed = {"f": {bad: [1]}}
+    body = changed(README_ROUTE_CONFIG, ("virtualHosts", 0, "typedPerFilterConfig"), typed)
+    assert fields_of("route-configs", body) == {f"virtualHosts[0].typedPerFilterConfig.f.{bad}"}
+
+
 # Path parameters ----------------------------------------------------------------------------
 
 

@@ -208,7 +208,17 @@ def test_a_config_without_type_translates_too() -> None:
         {"name": "p", "issuer": "i", "remoteJwks": {"uri": "ftp://x", "cluster": "c"}},
         {"name": "p", "issuer": "j", "remoteJwks": {"uri": "http://x", "cluster": "c"}}]},
      P + ".providers[0].remoteJwks.uri", "http or https URL"),
+    ({"type": "jwt_auth", "providers": [  # Envoy refuses the JWKS (property test)
+        {"name": "p", "issuer": "i", "localJwks": {"inline": {"keys": [
+            JWKS["keys"][1], {**_ec_jwk(), "alg": "ES384"}]}}}]},
+     P + ".providers[0].localJwks.inline.keys[1]", "alg 'ES384' is not one for this EC key"),
+    ({"type": "jwt_auth", "providers": [  # Envoy wants at least 1 ms (property test)
+        {"name": "p", "issuer": "i", "remoteJwks": {"uri": "http://x", "cluster": "c",
+                                                    "cacheDurationSeconds": 0.0009}}]},
+     P + ".providers[0].remoteJwks.cacheDurationSeconds", "between 0.001 and"),
     ({**OAUTH2, "clientSecret": "no spaces"}, P + ".clientSecret", "must"),
+    ({**OAUTH2, "passThroughMatchers": [{"header": "x", "present": False}]},  # was: present
+     P + ".passThroughMatchers[0].present", "must be true"),
     ({k: v for k, v in OAUTH2.items() if k != "hmacSecret"}, P + ".hmacSecret", "is required"),
     ({**OAUTH2, "authType": "TLS_CLIENT_AUTH"}, P + ".authType", "must be one of"),
     ({**RATE_LIMIT, "descriptors": [{"actions": [{"type": "generic_key"}]}]},
@@ -228,6 +238,19 @@ def test_field_path_errors(spec: dict[str, Any], field: str, message: str) -> No
     assert any(f == field and message in m for f, m in errors), errors
     with pytest.raises(TranslationError):  # translation refuses it on its own too
         FILTER_TYPES[spec["type"]].translate(copy.deepcopy(spec), "f")
+
+
+@pytest.mark.parametrize("kind", ["jwt_auth", "ext_authz", "ext_proc"])
+def test_a_per_route_override_cannot_say_disabled_false(kind: str) -> None:
+    """{disabled: false} passed the definitions (const was only in the JSON Schema): jwt_auth
+    then crashed on the missing requirement, ext_authz and ext_proc disabled the filter
+    (found by test_property_validate)."""
+    with pytest.raises(TranslationError) as caught:
+        FILTER_TYPES[kind].per_route({"disabled": False}, "typedPerFilterConfig.f")
+    assert (caught.value.field, caught.value.message) == ("typedPerFilterConfig.f.disabled",
+                                                          "must be true")
+    schema = FILTER_TYPES[kind].per_route_schema
+    assert schema is not None and schema.schema()["properties"]["disabled"]["const"] is True
 
 
 def test_a_duplicate_provider_name_is_reported() -> None:

@@ -292,6 +292,10 @@ def test_filter_names() -> None:
     ({"type": "header_mutation", "requestHeadersToRemove": [":path"]},
      "requestHeadersToRemove[0]"),
     ({"type": "lua"}, "code"),
+    ({"type": "lua", "code": "function envoy_on_request(h"}, "code"),  # Envoy cannot compile it
+    ({"type": "lua", "code": "x"}, "code"),
+    ({"type": "header_mutation", "requestHeadersToAdd": [{"name": "x", "value": "100%"}]},
+     "requestHeadersToAdd[0].value"),  # Envoy formats header values: "100%%"
     ({"type": "health_check", "path": "healthz"}, "path"),
     ({"type": "health_check", "path": "/h", "cacheTimeSeconds": 1}, "cacheTimeSeconds"),
     ({"type": "buffer", "maxRequestBytes": 0}, "maxRequestBytes"),

@@ -27,6 +27,7 @@ from raftplane.xds.sotw import SotwStream
 from raftplane.xds.types import CLUSTER, LISTENER, PUSH_ORDER, SECRET
 from tests.pki import Pki, ca_secret, certificate_secret
 from tests.xds.conftest import TEAM, StoreWriter, cluster, listener, routes
+from tests.xds.test_filter_types import OAUTH2
 from tests.xds.test_streams import node, open_stream
 from tests.xds.test_translate import hcm_filter, unpack
 
@@ -151,6 +152,18 @@ def test_a_tls_chain_fetches_its_secrets_over_ads() -> None:
         common_pb2.TlsParameters.TLSv1_2
 
 
+def test_a_validation_context_says_whether_a_client_certificate_is_required() -> None:
+    """Envoy 1.40 warns of a deprecated insecure default when a chain verifies clients but
+    leaves require_client_certificate unset (found by test_property_validate)."""
+    for fields, required in (({}, False), ({"requireClientCertificate": False}, False),
+                             ({"requireClientCertificate": True}, True)):
+        chain = translate.listener_to_envoy(
+            _tls_listener(validationContextSecret="clients", **fields)).filter_chains[0]
+        context = unpack(chain.transport_socket.typed_config, tls_pb2.DownstreamTlsContext)
+        assert context.HasField("require_client_certificate"), fields
+        assert context.require_client_certificate.value is required
+
+
 def test_a_client_certificate_needs_a_validation_context() -> None:
     with pytest.raises(bodies.ValidationFailed) as caught:
         _tls_listener(requireClientCertificate=True)
@@ -214,6 +227,35 @@ def test_rules_want_a_secret_of_the_team_and_of_the_right_type() -> None:
     assert refusal is not None
     assert [e["field"] for e in refusal.errors] == [
         "filterChains[0].tls.certificateSecret", "filterChains[0].tls.validationContextSecret"]
+    same = _tls_listener(validationContextSecret="web")  # a certificate as validation context
+    refusal = rules.check_put(reader, kind="listeners", name="edge", mode=rules.CREATE,
+                              expected=0, team="t", resource=same,
+                              refs=bodies.references("listeners", same), current=None)
+    assert refusal is not None and refusal.errors == [  # found by test_property_validate
+        {"field": "filterChains[0].tls.validationContextSecret",
+         "message": "secrets 'web' is not a certificateValidationContext secret"}]
+    upstream = bodies.validate_resource("clusters", {
+        "name": "up", "team": "t", "endpoints": [{"host": "10.0.0.1", "port": 443}],
+        "useTls": True,
+        "tls": {"clientCertificateSecret": "web", "validationContextSecret": "web"}})
+    refusal = rules.check_put(reader, kind="clusters", name="up", mode=rules.CREATE,
+                              expected=0, team="t", resource=upstream,
+                              refs=bodies.references("clusters", upstream), current=None)
+    assert refusal is not None
+    assert [e["field"] for e in refusal.errors] == ["tls.validationContextSecret"]
+    oauth2 = {**OAUTH2, "tokenEndpoint": {"cluster": "idp", "uri": "https://idp.example/t"},
+              "clientSecret": "web", "hmacSecret": "clients"}  # found by test_property_validate
+    body = bodies.validate_resource("listeners", {
+        "name": "edge", "team": "t", "port": 8443, "filterChains": [{"filters": [
+            hcm_filter({"filter": oauth2})]}]})
+    secrets = {("secrets", "web"): cert, ("secrets", "clients"): cert | {"name": "clients"},
+               ("clusters", "idp"): {"name": "idp", "team": "t"}}
+    refusal = rules.check_put(_Reader(teams | secrets), kind="listeners", name="edge",
+                              mode=rules.CREATE, expected=0, team="t", resource=body,
+                              refs=bodies.references("listeners", body), current=None)
+    assert refusal is not None
+    assert [e["message"] for e in refusal.errors] == [
+        f"secrets '{name}' is not a genericSecret secret" for name in ("web", "clients")]
     in_use = _Reader(teams, referrers=[("listeners", "edge")])
     refusal = rules.check_put(in_use, kind="secrets", name="web", mode=rules.REPLACE,
                               expected=0, team="t", resource=cert | {"type": "genericSecret"},

@@ -10,6 +10,7 @@ from typing import Any
 from raftplane.api.bodies.validation import kind_spec
 from raftplane.model import filter_schemas
 from raftplane.model.kinds import Kind, Resource
+from raftplane.model.rules import secret_type_for
 from raftplane.xds.translate.filter_refs import per_filter_keys
 
 
@@ -57,12 +58,14 @@ def references(kind: str, resource: Resource) -> list[Reference]:
     and filters name (forward/weighted actions, routeConfigName, tcpProxy cluster, clusters in
     an inlineRouteConfig), the secrets of a listener's TLS chains and of a cluster's TLS, the
     filter resources of ``filterRef`` entries and ``typedPerFilterConfig`` keys, and what a
-    filter resource's settings name."""
+    filter resource's settings name. A secret named in two roles (certificate and validation
+    context) is listed once per role, so that the rules check its type for each."""
     kind_spec(kind)
-    found: dict[tuple[str, str], Reference] = {}
+    found: dict[tuple[str, str, str], Reference] = {}
 
     def add(ref_kind: str, name: str, field: str) -> None:
-        found.setdefault((ref_kind, name), Reference(ref_kind, name, field))
+        role = secret_type_for(field) if ref_kind == Kind.SECRETS else ""
+        found.setdefault((ref_kind, name, role), Reference(ref_kind, name, field))
 
     team = resource.get("team")
     if kind != Kind.TEAMS and team:

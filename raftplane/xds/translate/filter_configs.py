@@ -32,7 +32,7 @@ from envoy.type.v3 import http_status_pb2, token_bucket_pb2
 from google.protobuf import wrappers_pb2
 from google.protobuf.message import Message
 
-from raftplane.model.lexical import HEADER_NAME_PATTERN
+from raftplane.model.lexical import HEADER_NAME_PATTERN, format_string_problem, lua_problem
 from raftplane.xds.translate import envoy_names
 from raftplane.xds.translate.common import (
     TranslationError,
@@ -148,6 +148,9 @@ def _mutations(spec: dict[str, Any], direction: str, path: str) -> list[Message]
         if not isinstance(value, str):
             raise TranslationError(at(header_path, "value"), "must be a string")
         header_value(value, at(header_path, "value"))
+        problem = format_string_problem(value)  # Envoy formats header values: %REQ(x)%
+        if problem:
+            raise TranslationError(at(header_path, "value"), problem)
         action = (append.APPEND_IF_EXISTS_OR_ADD if get_bool(header, "append", header_path, False)
                   else append.OVERWRITE_IF_EXISTS_OR_ADD)
         option = base_pb2.HeaderValueOption(
@@ -168,7 +171,11 @@ def _header_name(name: str, path: str) -> str:
 
 def lua(spec: dict[str, Any], path: str) -> Result:
     check_keys(spec, path, ("code",))
-    source = base_pb2.DataSource(inline_string=get_str(spec, "code", path))
+    code = get_str(spec, "code", path)
+    problem = lua_problem(code)  # Envoy compiles the script when it loads the listener
+    if problem:
+        raise TranslationError(at(path, "code"), problem)
+    source = base_pb2.DataSource(inline_string=code)
     return lua_pb2.Lua(default_source_code=source), None
 
 

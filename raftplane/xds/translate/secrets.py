@@ -12,6 +12,7 @@ from typing import Any
 from envoy.config.core.v3 import base_pb2
 from envoy.extensions.transport_sockets.tls.v3 import common_pb2, secret_pb2, tls_pb2
 from envoy.type.matcher.v3 import string_pb2
+from google.protobuf import wrappers_pb2
 
 from raftplane.xds.translate.common import TranslationError, ads_config_source
 
@@ -75,8 +76,11 @@ def downstream_tls_context(tls: dict[str, Any]) -> tls_pb2.DownstreamTlsContext:
     if "validationContextSecret" in tls:
         common.validation_context_sds_secret_config.CopyFrom(sds(tls["validationContextSecret"]))
     out = tls_pb2.DownstreamTlsContext(common_tls_context=common)
-    if tls.get("requireClientCertificate", False):
-        out.require_client_certificate.value = True
+    # Explicit whenever clients are verified: Envoy 1.40 warns of a deprecated default when a
+    # validation context comes without require_client_certificate.
+    if "validationContextSecret" in tls or tls.get("requireClientCertificate", False):
+        out.require_client_certificate.CopyFrom(
+            wrappers_pb2.BoolValue(value=tls.get("requireClientCertificate", False)))
     return out
 
 
