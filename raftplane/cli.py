@@ -151,12 +151,17 @@ def _config_from_args(args: argparse.Namespace) -> NodeConfig:
     if missing:
         raise ConfigError("missing " + ", ".join("--" + m.replace("_", "-") for m in missing))
     secret = read_secret(args.cluster_secret_file) if args.cluster_secret_file else None
+    members: tuple[Member, ...] = ()
     if args.members:
         members_text = args.members
         if members_text.startswith("@"):
             members_text = Path(members_text[1:]).read_text()
         members = members_from_text(members_text)
-    else:
+    if not any(m.id == args.node_id for m in members):
+        # Not one of the seed members (a StatefulSet scaled past them): join instead.
+        if not args.join:
+            raise ConfigError(f"--node-id {args.node_id} is not in --members; add it with "
+                              "POST /api/v1/cluster/members and start it with --join")
         members = _joined_members(args, secret)
     me = next((m for m in members if m.id == args.node_id), None)
     tls_files = (args.xds_tls_cert, args.xds_tls_key, args.xds_tls_ca)

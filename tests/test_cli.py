@@ -59,3 +59,18 @@ def test_max_stale_default_flag_and_environment(monkeypatch):
 def test_a_max_stale_that_is_not_positive_is_refused():
     with pytest.raises(ConfigError, match="--max-stale"):
         config(secret="x" * 20, max_stale=0).validate()
+
+
+def test_a_node_beyond_the_seed_members_joins(monkeypatch):
+    """A StatefulSet scaled past its seed members: the new pods have the same --members
+    (without them) and --join; they join; without --join that is an error."""
+    parser = argparse.ArgumentParser()
+    cli._serve_parser(parser.add_subparsers(dest="command"))
+    flags = ["serve", "--node-id", "d", "--data-dir", "/tmp/x", "--members",
+             "id=a,raft=h:1,api=http://h:2"]
+    with pytest.raises(ConfigError, match="--node-id d is not in --members"):
+        cli._config_from_args(parser.parse_args(flags))
+    joined = (config().members[0].__class__("d", "h:3", "http://h:4", "h:5"),)
+    monkeypatch.setattr(cli, "_joined_members", lambda args, secret: joined)
+    out = cli._config_from_args(parser.parse_args([*flags, "--join", "http://h:2"]))
+    assert out.members == joined and out.xds_listen == "h:5"

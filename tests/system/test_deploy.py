@@ -40,9 +40,11 @@ def test_the_service_monitor_scrapes_a_port_of_one_service() -> None:
     wanted = monitor["spec"]["selector"]["matchLabels"]
     services = [d for d in docs if d["kind"] == "Service"
                 and wanted.items() <= d["metadata"].get("labels", {}).items()]
-    assert len(services) == 1, "one Service, so each pod is scraped once"
-    ports = {p["name"] for p in services[0]["spec"]["ports"]}
-    assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
+    selected = [tuple(sorted(s["spec"]["selector"].items())) for s in services]
+    assert len(selected) == len(set(selected)) == 2, "voters and non-voters, each pod once"
+    for service in services:
+        ports = {p["name"] for p in service["spec"]["ports"]}
+        assert {e["port"] for e in monitor["spec"]["endpoints"]} <= ports
 
 
 def test_every_statefulset_setting_is_read_by_serve() -> None:
@@ -51,7 +53,8 @@ def test_every_statefulset_setting_is_read_by_serve() -> None:
     for doc in (d for _, d in manifests() if d["kind"] == "StatefulSet"):
         (container,) = doc["spec"]["template"]["spec"]["containers"]
         assert container["args"][0] == "serve"
-        names = {e["name"].removeprefix("RAFTPLANE_") for e in container["env"]}
+        names = {e["name"].removeprefix("RAFTPLANE_") for e in container["env"]
+                 if e["name"].startswith("RAFTPLANE_")}
         assert names <= read, f"not read by `raftplane serve`: {names - read}"
 
 
