@@ -10,7 +10,10 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import signal
+import subprocess
+import sys
 import threading
 import time
 
@@ -111,10 +114,28 @@ def add_member(cluster: Cluster, through: str, node: LocalNode, voter: bool = Tr
     return r.body
 
 
-def start_joined(cluster: Cluster, node_id: str, voter: bool = True) -> LocalNode:
-    """Add a new member through the API, start it with an empty data dir and --join."""
+def cli(cluster: Cluster, through: str, *argv: str) -> str:
+    """`raftplane ARGV` (the operator CLI) against node `through`; its output (exit 0)."""
+    env = os.environ | {"RAFTPLANE_SERVER": cluster.nodes[through].api,
+                        "RAFTPLANE_TOKEN": cluster.admin_token,
+                        "XDG_CONFIG_HOME": str(cluster.data_dir / "no-config")}
+    done = subprocess.run([sys.executable, "-m", "raftplane", *argv], env=env,
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, (argv, done.stdout, done.stderr)
+    return done.stdout
+
+
+def start_joined(cluster: Cluster, node_id: str, voter: bool = True,
+                 with_cli: bool = False) -> LocalNode:
+    """Add a new member through the API (or the CLI), start it with an empty data dir and
+    --join."""
     node = cluster.add_node(node_id)
-    add_member(cluster, cluster.leader(), node, voter)
+    if with_cli:
+        out = cli(cluster, cluster.leader(), "members", "add", node_id, "--raft", node.raft,
+                  "--api", node.api, "--xds", node.xds)
+        assert node_id in out, out
+    else:
+        add_member(cluster, cluster.leader(), node, voter)
     cluster.spawn(node_id)
     register_token(node.api, cluster.admin_token)
     top = cluster.status(cluster.leader())["revision"]
@@ -215,7 +236,7 @@ def test_grow_to_five_and_shrink_back_under_writes_with_envoy(own_cluster, tmp_p
         writer.wait_for(10)
         started = time.monotonic()
         for node_id in ("n4", "n5"):
-            start_joined(c, node_id)
+            start_joined(c, node_id, with_cli=node_id == "n5")
             writer.wait_for(10)
         grown = time.monotonic() - started
         leader = c.leader()
@@ -241,9 +262,12 @@ def test_grow_to_five_and_shrink_back_under_writes_with_envoy(own_cluster, tmp_p
         started = time.monotonic()
         for node_id in ("n5", "n4"):
             follower = next(i for i in ("n1", "n2", "n3") if i != c.leader())
-            r = call("DELETE", c.api(follower) + f"/cluster/members/{node_id}")
-            assert r.status == 202, r.body
-            assert node_id not in {m["id"] for m in r.body["members"]}
+            if node_id == "n4":  # the CLI, through a follower
+                assert node_id in cli(c, follower, "members", "remove", node_id)
+            else:
+                r = call("DELETE", c.api(follower) + f"/cluster/members/{node_id}")
+                assert r.status == 202, r.body
+                assert node_id not in {m["id"] for m in r.body["members"]}
             if node_id == "n5":  # it learns it was removed (from the leader's list)
                 eventually(lambda: c.status("n5")["removed"], timeout=20)
             c.forget_node(node_id)
