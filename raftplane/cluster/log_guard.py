@@ -28,6 +28,10 @@ def rewrite_append_entries(message: Message, lookup: EntryLookup) -> int | None:
     Returns the index from which the follower may delete entries (the first new entry,
     which conflicts or lies past the follower's log end), or None when it must delete none.
     """
+    if message.get("prevLogIdx") is None:
+        # The leader holds no entry just before what this follower asked for (it asked
+        # beyond the leader's log): pysyncobj answers with this node's log end; nothing goes.
+        return None
     entries: Sequence[Entry] = message.get("entries") or []
     skip = 0
     for _command, index, term in entries:

@@ -44,3 +44,11 @@ def test_heartbeat_commit_is_clamped_to_what_the_message_proved():
     m = msg(30, 1, [], commit=38)
     assert rewrite_append_entries(m, lookup_in(LOG)) is None
     assert m["commit_index"] == 30
+
+
+def test_a_message_without_a_previous_entry_deletes_nothing():
+    # pysyncobj's leader sends prevLogIdx None when the follower asked for entries beyond
+    # its log (a follower ahead of an empty leader): the follower answers, nothing more.
+    m = msg(None, None, [], commit=2)
+    assert rewrite_append_entries(m, lookup_in(LOG)) is None
+    assert m["prevLogIdx"] is None
