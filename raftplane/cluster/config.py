@@ -102,6 +102,10 @@ class NodeConfig:
     parent_pid: int = 0  # stop once this process is no longer our parent (dev clusters)
     # Seconds a SIGTERM waits for leadership to move to another voter before stopping.
     handover_timeout: float = 5.0
+    # Started with --join: it joins a cluster that has its state, so it holds no election
+    # while it is empty (a node added to a running cluster, the empty members of a
+    # restored one).
+    join: bool = False
 
     @property
     def me(self) -> Member:

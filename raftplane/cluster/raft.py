@@ -11,6 +11,8 @@ What this adds to pysyncobj 0.3.17 (see ../shared/spec/pysyncobj-notes.md):
 - PreVote (prevote.py): a node that was cut off or stalled asks before it campaigns, so it
   cannot depose a healthy leader by bumping the term;
 - a node whose apply halted stops campaigning and steps down;
+- a node started to join (`NodeConfig.join`) does not campaign while it is empty, and a
+  restored node's seed snapshot keeps the configured members (see snapshot.write_seed);
 - a mandatory cluster secret for multi-node clusters (config.py).
 
 Only cluster/ imports pysyncobj (invariant 4): this module; journal.py and snapshot.py,
@@ -256,6 +258,9 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj ships no types
         options.update(config.raft_options)
         self.snapshots = _PREPARED_SNAPSHOTS[snapshot_path] = snapshot.SnapshotFiles(
             snapshot_path, SyncObjConf(**options).logCompactionBatchSize, store)
+        # A restored node's seed snapshot names no members: it keeps its configured peers.
+        self.snapshots.default_members = lambda: self.otherNodes
+        self._join = config.join
         self._on_role_change = on_role_change
         self.prevote = PreVote(self)
         me = next((m for m in self.members if m.id == config.node_id), None)
@@ -283,6 +288,8 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj ships no types
         self.addOnTickCallback(self._take_peer_view)
         self.addOnTickCallback(self._drive_handover)
         self._peer_view: dict[str, PeerView] = {}
+        if self._waiting_to_join():
+            log.info("joining: no election until a leader has sent this node its state")
 
     # ---- state machine -------------------------------------------------------------------
     # pysyncobj's decorator is untyped: the replicated method (which also takes `callback=`)
@@ -507,9 +514,17 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj ships no types
     def _onTick(self, timeToWait: float = 0.0) -> None:
         if self._store.halted is not None or self.removed:
             self._stand_down()
+        elif self._waiting_to_join():
+            self.postpone_election()
         else:
             self.prevote.before_tick()
         super()._onTick(timeToWait)
+
+    def _waiting_to_join(self) -> bool:
+        """Started with `join` and still empty: this node must not campaign. (Empty nodes
+        next to a restored one would otherwise form a majority without its state.)"""
+        return (self._join and self._store.applied_index == 0
+                and self._SyncObj__getCurrentLogIndex() <= 1)
 
     def _stand_down(self) -> None:
         """A node that cannot apply must not lead or campaign (it would disrupt the others)."""

@@ -4,7 +4,8 @@ File layout: MAGIC, 4-byte big-endian header length, header JSON (pysyncobj's bo
 the last two applied entries and the members; the store's applied index), a compacted LMDB
 data file, then a trailer: data length (u64), CRC32C of the data (u32), TRAILER_MAGIC. No
 pickles, so a snapshot from another release stays readable; the trailer makes a torn or
-damaged file detectable before anything trusts it.
+damaged file detectable before anything trusts it. A restored node starts from a seed
+snapshot made of a backup's data (`write_seed`), which names no members.
 
 `SnapshotFiles` stands in for pysyncobj's Serializer (same methods, patched into its
 module by raft.py), because pysyncobj's:
@@ -27,7 +28,7 @@ import os
 import struct
 import tempfile
 import threading
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from pathlib import Path
 from typing import Any, BinaryIO, TypedDict
 
@@ -35,6 +36,7 @@ import crc32c
 import lmdb
 from pysyncobj.config import SERIALIZER_STATE
 from pysyncobj.node import TCPNode
+from pysyncobj.syncobj import _COMMAND_TYPE
 
 from raftplane import failpoints
 from raftplane.storage.store import Store
@@ -70,12 +72,49 @@ def write(path: str, raft_data: RaftData, store: Store,
         "members": sorted(getattr(m, "address", str(m)) for m in members if m is not None),
         "appliedIndex": store.applied_index_in(txn) if txn is not None else store.applied_index,
     }
+    _write_file(path, header, lambda f: store.copy_to_fd(f.fileno(), txn))
+
+
+def write_seed(path: str | Path, revision: int, data: BinaryIO, length: int) -> None:
+    """Write (fsync, rename into place) the snapshot that starts a restored node.
+
+    Its store is the `length` bytes of LMDB data read from `data` (a backup's), applied up
+    to `revision`; its two entries are no-ops of term 0 at `revision` - 1 and `revision`, so
+    the new cluster's log continues after the backup's revision. It names no members
+    (`"members": null`): a node that loads it keeps the members it is configured with.
+    """
+    noop = bytes([_COMMAND_TYPE.NO_OP])
+    header = {
+        "last": _entry_to_json((noop, revision, 0)),
+        "previous": _entry_to_json((noop, revision - 1, 0)),
+        "members": None,
+        "appliedIndex": revision,
+    }
+
+    def copy(f: BinaryIO) -> None:
+        left = length
+        while left:
+            chunk = data.read(min(CHUNK, left))
+            if not chunk:
+                raise SnapshotInvalid(f"the seed data ended {left} bytes short")
+            f.write(chunk)
+            left -= len(chunk)
+
+    tmp = f"{path}.tmp"
+    _write_file(tmp, header, copy)
+    os.replace(tmp, path)
+    _fsync_dir(path)
+
+
+def _write_file(path: str, header: dict[str, Any], copy: Callable[[BinaryIO], None]) -> None:
+    """MAGIC, `header`, the store data that `copy(f)` writes, the trailer; fsynced."""
     blob = json.dumps(header).encode()
     with open(path, "w+b") as f:
         f.write(MAGIC + struct.pack(">I", len(blob)) + blob)
         f.flush()
         start = f.tell()
-        store.copy_to_fd(f.fileno(), txn)
+        copy(f)
+        f.flush()
         f.seek(0, os.SEEK_END)
         size = f.tell() - start
         f.seek(start)
@@ -126,9 +165,10 @@ def snapshot_entries(path: str | Path) -> tuple[Entry, Entry] | None:
     return _entry_from_json(header["previous"]), _entry_from_json(header["last"])
 
 
-def read(path: str, store: Store) -> RaftData:
+def read(path: str | Path, store: Store, members: Collection[object] = ()) -> RaftData:
     """Install the snapshot at `path` into `store` (unless the store is already past it),
-    durably. Returns pysyncobj's (last entry, previous entry, members)."""
+    durably. Returns pysyncobj's (last entry, previous entry, members); `members` stand in
+    for a snapshot that names none (a restored node's seed, `write_seed`)."""
     header, start, length = read_header(path)
     if header["appliedIndex"] > store.applied_index:
         with tempfile.TemporaryDirectory(dir=Path(path).parent) as tmp, open(path, "rb") as f:
@@ -143,7 +183,8 @@ def read(path: str, store: Store) -> RaftData:
             store.replace_from(tmp)
         store.sync()
         failpoints.hit("snapshot-install")
-    members = [TCPNode(address) for address in header["members"]]
+    if header["members"] is not None:
+        members = [TCPNode(address) for address in header["members"]]
     return _entry_from_json(header["last"]), _entry_from_json(header["previous"]), members
 
 
@@ -196,6 +237,8 @@ class SnapshotFiles:
         self._outgoing: dict[object, _Transfer] = {}
         self._incoming: BinaryIO | None = None
         self.last_error: BaseException | None = None
+        # The members a snapshot without any stands for (the Raft node sets this).
+        self.default_members: Callable[[], Collection[object]] = tuple
 
     # -- writing our own
     def checkSerializing(self) -> tuple[int, int | None]:
@@ -237,7 +280,7 @@ class SnapshotFiles:
             self._store.end_snapshot(txn)
 
     def deserialize(self) -> tuple[None, Entry, Entry, Collection[object]]:
-        return (None, *read(self._path, self._store))
+        return (None, *read(self._path, self._store, self.default_members()))
 
     # -- sending ours to a follower
     def getTransmissionData(self, node: object) -> tuple[bytes, bool, bool] | bool | None:
