@@ -1,5 +1,6 @@
 """The `raftplane` command: `serve` runs one node, `dev` a local cluster; the other commands
-(`apply`, `get`, `status`, ...) talk to any node over the REST API (raftplane.client)."""
+(`apply`, `get`, `status`, ...) talk to any node over the REST API (raftplane.client);
+`backup` downloads a copy of the store and `restore` seeds a new cluster from it."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from typing import overload
 import argcomplete
 import uvloop
 
-from raftplane import client, logs
+from raftplane import backup_command, client, logs
 from raftplane.cluster.config import (
     ApiTls,
     ConfigError,
@@ -73,7 +74,8 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     p.add_argument("--join", default=_env("JOIN"), metavar="URL",
                    help="instead of --members: any member's API URL; this node (added with "
                         "POST /api/v1/cluster/members) takes the member list from it, and on "
-                        "a restart from its own store [RAFTPLANE_JOIN]")
+                        "a restart from its own store; while empty it holds no election (it "
+                        "copies the state from the leader) [RAFTPLANE_JOIN]")
     p.add_argument("--advertise", default=_env("ADVERTISE"),
                    metavar="raft=HOST:PORT,api=URL[,xds=HOST:PORT]",
                    help="with --join and --join-token-file: this node's addresses, so it adds "
@@ -195,6 +197,7 @@ def _config_from_args(args: argparse.Namespace) -> NodeConfig:
         raft_dial=dict(item.split("=", 1) for item in args.raft_dial),
         parent_pid=args.parent_pid,
         handover_timeout=args.handover_timeout,
+        join=bool(args.join),  # joins a cluster that has the state: no election while empty
     )
 
 
@@ -233,6 +236,7 @@ def main(argv: list[str] | None = None) -> int:
     _dev_parser(sub)
     _certs_parser(sub)
     client.register(sub)
+    backup_command.add_parsers(sub)
     argcomplete.autocomplete(parser)
     args = parser.parse_args(argv)
     if (code := client.run(args)) is not None:

@@ -8,6 +8,7 @@ from aiohttp import web
 
 from raftplane.api.auth_routes import auth_routes
 from raftplane.api.authn import auth_middleware
+from raftplane.api.backup_routes import backup_routes
 from raftplane.api.bulk_apply import apply_routes
 from raftplane.api.cluster_routes import cluster_routes
 from raftplane.api.context import (
@@ -66,6 +67,7 @@ def all_routes() -> list[Route]:
         routes.extend(KindHandlers(spec).routes())
     routes.extend(system_routes())
     routes.extend(cluster_routes())
+    routes.extend(backup_routes())
     routes.extend(filter_type_routes())
     routes.extend(watch_routes())
     routes.extend(apply_routes())

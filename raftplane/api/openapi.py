@@ -132,7 +132,9 @@ def build_openapi(routes: list[Route]) -> dict[str, Any]:
             op["requestBody"] = {"required": True, "content": {"application/json": {"schema": ref}}}
         for status in _statuses(route):
             if status < 400:
-                content = {"application/json": {"schema": ref or {"type": "object"}}}
+                schema = (ref or {"type": "object"}) if route.media_type == "application/json" \
+                    else {"type": "string", "contentMediaType": route.media_type}
+                content = {route.media_type: {"schema": schema}}
                 op["responses"][str(status)] = {"description": "OK", "content": content}
             else:
                 op["responses"][str(status)] = {

@@ -31,3 +31,4 @@ class Route:
     query: tuple[str, ...] = ()
     tags: tuple[str, ...] = field(default_factory=tuple)
     description: str = ""  # OpenAPI's longer text, when the summary is not enough
+    media_type: str = "application/json"  # of a successful answer
