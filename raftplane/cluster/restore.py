@@ -9,11 +9,13 @@ and nothing of the cluster the backup came from:
   R + 1 and every revision it hands out is above the backup's. The other nodes start empty
   (`--join`) and receive this snapshot from the restored node once it leads.
 No journal, term or vote: the new cluster elects its first leader in term 1.
+`revision_floor` moves R up (see `seed`).
 """
 
 from __future__ import annotations
 
 import shutil
+import tempfile
 from pathlib import Path
 
 from raftplane.cluster import snapshot
@@ -25,11 +27,14 @@ class RestoreRefused(Exception):
     """The backup cannot be restored here (the message says why and what to do)."""
 
 
-def restore(backup_path: str | Path, data_dir: str | Path, secret: str) -> backup.BackupInfo:
+def restore(backup_path: str | Path, data_dir: str | Path, secret: str, *,
+            revision_floor: int = 0) -> backup.BackupInfo:
     """Verify the backup at `backup_path` and seed the empty `data_dir` with it.
 
     `secret` is the new cluster's secret: it must be the one the backup was sealed with.
-    Raises RestoreRefused.
+    The new cluster's revisions continue above the backup's, and above `revision_floor`
+    when that is higher (the old cluster's last revision: see `seed`). Raises
+    RestoreRefused.
     """
     try:
         info = backup.verify(backup_path)
@@ -51,7 +56,7 @@ def restore(backup_path: str | Path, data_dir: str | Path, secret: str) -> backu
             f"{data_dir} already holds a node's data ({', '.join(str(p) for p in used)}): a "
             "restore seeds a new node. Choose an empty --data-dir")
     try:
-        _seed(backup_path, info, store_dir, raft_dir)
+        seed(backup_path, info, data_dir, revision_floor)
     except BaseException:
         for path in (store_dir, raft_dir):  # both were empty: leave them so again
             shutil.rmtree(path, ignore_errors=True)
@@ -59,19 +64,38 @@ def restore(backup_path: str | Path, data_dir: str | Path, secret: str) -> backu
     return info
 
 
-def _seed(backup_path: str | Path, info: backup.BackupInfo, store_dir: Path,
-          raft_dir: Path) -> None:
-    raft_dir.mkdir(parents=True, exist_ok=True)
-    seed = raft_dir / "snapshot"
-    with open(backup_path, "rb") as f:
-        f.seek(info.data_offset)
-        snapshot.write_seed(seed, info.revision, f, info.data_length)
-    store = Store(store_dir)
+def seed(backup_path: str | Path, info: backup.BackupInfo, data_dir: Path,
+         revision_floor: int = 0) -> None:
+    """Install the verified backup's store into `data_dir`, then its seed snapshot.
+
+    With a `revision_floor` above the backup's revision the store's applied index is moved
+    up to it (nothing is applied in between): a Delta xDS Envoy that reconnects reports the
+    versions it holds and is not sent a resource again whose version string matches, so
+    the new cluster must not hand out a revision the old one already used for other
+    content.
+    """
+    store = Store(data_dir / "store")
     try:
-        snapshot.read(seed, store)
+        with tempfile.TemporaryDirectory(dir=data_dir) as tmp, open(backup_path, "rb") as f:
+            f.seek(info.data_offset)
+            with open(Path(tmp) / "data.mdb", "wb") as out:
+                left = info.data_length
+                while left:
+                    chunk = f.read(min(backup.CHUNK, left))
+                    if not chunk:
+                        raise RestoreRefused(f"{backup_path} changed while it was restored")
+                    out.write(chunk)
+                    left -= len(chunk)
+            store.replace_from(tmp)
         if store.applied_index != info.revision:
             raise RestoreRefused(
                 f"the backup's store holds revision {store.applied_index}, its header says "
                 f"{info.revision}: refusing a backup that contradicts itself")
+        if revision_floor > store.applied_index:
+            store.mark_applied(revision_floor)
+        store.sync()
+        raft_dir = data_dir / "raft"
+        raft_dir.mkdir(parents=True, exist_ok=True)
+        snapshot.write_seed(raft_dir / "snapshot", store)
     finally:
         store.close()

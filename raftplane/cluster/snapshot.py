@@ -75,33 +75,24 @@ def write(path: str, raft_data: RaftData, store: Store,
     _write_file(path, header, lambda f: store.copy_to_fd(f.fileno(), txn))
 
 
-def write_seed(path: str | Path, revision: int, data: BinaryIO, length: int) -> None:
+def write_seed(path: str | Path, store: Store) -> None:
     """Write (fsync, rename into place) the snapshot that starts a restored node.
 
-    Its store is the `length` bytes of LMDB data read from `data` (a backup's), applied up
-    to `revision`; its two entries are no-ops of term 0 at `revision` - 1 and `revision`, so
-    the new cluster's log continues after the backup's revision. It names no members
-    (`"members": null`): a node that loads it keeps the members it is configured with.
+    It holds a copy of `store` (a backup's, restored), at its applied index I; its two
+    entries are no-ops of term 0 at I - 1 and I, so the new cluster's log continues after
+    I. It names no members (`"members": null`): a node that loads it keeps the members it
+    is configured with.
     """
     noop = bytes([_COMMAND_TYPE.NO_OP])
+    index = store.applied_index
     header = {
-        "last": _entry_to_json((noop, revision, 0)),
-        "previous": _entry_to_json((noop, revision - 1, 0)),
+        "last": _entry_to_json((noop, index, 0)),
+        "previous": _entry_to_json((noop, index - 1, 0)),
         "members": None,
-        "appliedIndex": revision,
+        "appliedIndex": index,
     }
-
-    def copy(f: BinaryIO) -> None:
-        left = length
-        while left:
-            chunk = data.read(min(CHUNK, left))
-            if not chunk:
-                raise SnapshotInvalid(f"the seed data ended {left} bytes short")
-            f.write(chunk)
-            left -= len(chunk)
-
     tmp = f"{path}.tmp"
-    _write_file(tmp, header, copy)
+    _write_file(tmp, header, lambda f: store.copy_to_fd(f.fileno()))
     os.replace(tmp, path)
     _fsync_dir(path)
 

@@ -68,16 +68,21 @@ def test_restore_refuses_a_damaged_file_another_secret_and_a_used_directory(back
         restore(path, tmp_path / "c", SECRET)
 
 
+@pytest.mark.parametrize("floor", [0, 5000])
 def test_a_restored_node_leads_and_its_revisions_continue_after_the_backup(backup_file,
-                                                                           tmp_path):
+                                                                           tmp_path, floor):
     path, _ = backup_file
     data_dir = tmp_path / "n1"
-    restore(path, data_dir, SECRET)
+    restore(path, data_dir, SECRET, revision_floor=floor)
+    start = max(REVISION, floor)
+    _, last = snapshot.snapshot_entries(data_dir / "raft" / "snapshot")
+    assert last[1] == start
     member = Member("n1", f"127.0.0.1:{free_port()}", "http://127.0.0.1:1")
     config = NodeConfig(node_id="n1", data_dir=data_dir, members=(member,), secret=SECRET,
                         write_timeout=WAIT)
     store = Store(data_dir / "store")
-    assert store.applied_index == REVISION  # served from the first moment
+    assert store.applied_index == start  # served from the first moment
+    assert store.get("teams", f"t{REVISION}")["revision"] == REVISION
 
     async def main() -> int:
         node = ClusterNode(config, store)
@@ -86,14 +91,14 @@ def test_a_restored_node_leads_and_its_revisions_continue_after_the_backup(backu
                 while not (node.is_leader and node.ready):
                     await node.wait_next_apply(0.1)
             await asyncio.wait_for(leading(), WAIT)
-            assert node.applied_index >= REVISION
+            assert node.applied_index >= start
             return (await node.propose(team("after"))).revision
         finally:
             await node.close()
 
     try:
         revision = asyncio.run(main())
-        assert revision > REVISION
+        assert revision > start
         assert store.get("teams", "t2") is not None and store.get("teams", "after") is not None
     finally:
         store.close()
