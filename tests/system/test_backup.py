@@ -120,6 +120,9 @@ def test_backup_under_writes_restores_into_a_new_cluster(fresh_cluster, tmp_path
     assert min(revisions) < revision < max(revisions)  # writes before and after the copy
     expected = state_at(history, revision)
     assert len(expected) > 120
+    # The source agrees about its own past.
+    at = call("GET", f"{api}/clusters?team={TEAM}&limit=1000&atRevision={revision}")
+    assert at.status == 200 and at.body["items"] == expected
 
     # Damaged, or under another secret: refused, the data dir left empty.
     damaged = work / "damaged.backup"
@@ -142,9 +145,13 @@ def test_backup_under_writes_restores_into_a_new_cluster(fresh_cluster, tmp_path
     shutil.copy(src.secret_file, new.secret_file)
     shutil.copy(src.admin_token_file, new.admin_token_file)
     new.prepare()
+    # The old cluster went on after the backup: the new one's revisions start above its
+    # last (a Delta Envoy keeps a resource whose version string it already holds).
+    floor = src.status(src.leader())["revision"]
+    assert floor > revision
     restored = run_cli("restore", "--from", str(file), "--data-dir",
                        str(new.data_dir / "nodes" / "n1"), "--cluster-secret-file",
-                       str(new.secret_file))
+                       str(new.secret_file), "--revision-floor", str(floor))
     assert restored.returncode == 0, restored.stderr
     for node_id in ("n2", "n3"):
         new.node_args[node_id].append("--join")
@@ -159,12 +166,12 @@ def test_backup_under_writes_restores_into_a_new_cluster(fresh_cluster, tmp_path
             call("GET", f"{api}/teams").body["items"]
         assert call("GET", f"{new_api}/secrets/bk-hmac").body == \
             call("GET", f"{api}/secrets/bk-hmac").body
-        # Revisions continue after the backup's, on every node.
+        # Revisions continue above the old cluster's last, on every node.
         after = call("POST", new_api + "/clusters", cluster_body("after-restore", 80))
-        assert after.status == 201 and after.revision > revision, after.body
+        assert after.status == 201 and after.revision > floor, after.body
         for node_id in new.nodes:
             status = eventually(lambda n=node_id: new.status(n), timeout=10)
-            assert status["revision"] >= revision
+            assert status["revision"] >= floor
         # The signing keys came back sealed under the same secret: the restored leader
         # issues a new token, and it works.
         issued = call("POST", new_api + "/tokens", {"name": "post-restore",
