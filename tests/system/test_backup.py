@@ -98,13 +98,22 @@ def test_backup_under_writes_restores_into_a_new_cluster(fresh_cluster, tmp_path
         history[name] = [write_one(api, name, i, exists=False)]
     work = tmp_path_factory.mktemp("backup")
     file = work / "cluster.backup"
+    # Every team's data is in a backup: a token bound to a team may not take one.
+    bound = call("POST", api + "/tokens", {"name": "bk-bound", "scopes": ["cluster:read"],
+                                          "teams": [TEAM]})
+    unbound = call("POST", api + "/tokens", {"name": "bk-ops", "scopes": ["cluster:read"]})
+    assert bound.status == unbound.status == 201
+    assert call("GET", api + "/cluster/backup", auth=bound.body["token"]).status == 403
+    assert call("GET", api + "/cluster/backup", auth=None).status == 401
+    ops_token = work / "ops-token"
+    ops_token.write_text(unbound.body["token"])
 
     writer = Writer(api, history)
     writer.start()
     try:
         eventually(lambda: len(history) > 125, timeout=20)  # the writer is writing
         done = run_cli("backup", "--api", src.nodes[src.leader()].api, "--token-file",
-                       str(src.admin_token_file), "--out", str(file))
+                       str(ops_token), "--out", str(file))
         writes_at_backup = sum(len(e) for e in history.values())
         eventually(lambda: sum(len(e) for e in history.values()) > writes_at_backup + 20,
                    timeout=20)  # and went on writing after the copy
