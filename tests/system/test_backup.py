@@ -112,7 +112,7 @@ def test_backup_under_writes_restores_into_a_new_cluster(fresh_cluster, tmp_path
     writer.start()
     try:
         eventually(lambda: len(history) > 125, timeout=20)  # the writer is writing
-        done = run_cli("backup", "--api", src.nodes[src.leader()].api, "--token-file",
+        done = run_cli("backup", "--server", src.nodes[src.leader()].api, "--token-file",
                        str(ops_token), "--out", str(file))
         writes_at_backup = sum(len(e) for e in history.values())
         eventually(lambda: sum(len(e) for e in history.values()) > writes_at_backup + 20,
