@@ -3,11 +3,13 @@
 The data directory gets what a node that had applied the backup's revision R would hold,
 and nothing of the cluster the backup came from:
 - `store/`: the backup's store (revision R), so the node serves it from its first moment
-  (an Envoy that reconnects never sees an older or empty configuration);
+  (an Envoy that reconnects never sees an older or empty configuration), without the old
+  cluster's replicated member list: the new cluster's members come from its flags;
 - `raft/snapshot`: a seed snapshot of the same data at log index R (snapshot.write_seed),
   naming no members. pysyncobj loads it at start, so the new cluster's log continues at
   R + 1 and every revision it hands out is above the backup's. The other nodes start empty
-  (`--join`) and receive this snapshot from the restored node once it leads.
+  (`--join`: no election while empty) and receive this snapshot from the restored node
+  once it leads.
 No journal, term or vote: the new cluster elects its first leader in term 1.
 `revision_floor` moves R up (see `seed`).
 """
@@ -91,6 +93,7 @@ def seed(backup_path: str | Path, info: backup.BackupInfo, data_dir: Path,
             raise RestoreRefused(
                 f"the backup's store holds revision {store.applied_index}, its header says "
                 f"{info.revision}: refusing a backup that contradicts itself")
+        store.forget_members()  # the old cluster's: the new one's come from its flags
         if revision_floor > store.applied_index:
             store.mark_applied(revision_floor)
         store.sync()

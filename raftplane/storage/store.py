@@ -154,6 +154,12 @@ class Store:
         for listener in self._listeners:
             listener(index, [])
 
+    def forget_members(self) -> None:
+        """Drop the replicated member list: a restored store starts a new cluster, whose
+        members its nodes' flags name (`raftplane restore`, before the node starts)."""
+        with self._env.begin(write=True) as txn:
+            txn.delete(MEMBERS, db=self._dbs["meta"])
+
     def members(self) -> builtins.list[dict[str, object]] | None:
         """The replicated member list (None: no membership change was applied yet)."""
         with self.read() as txn:

@@ -24,7 +24,9 @@ REVISION = 30
 @pytest.fixture
 def backup_file(tmp_path):
     source = Store(tmp_path / "source")
-    fill(source, 2, REVISION)
+    fill(source, 2, REVISION - 1)
+    old_members = [{"id": "old1", "raft": "10.9.9.9:7000", "api": "http://10.9.9.9:8080"}]
+    source.apply_members(REVISION, old_members)  # the old cluster's member list
     path = tmp_path / "b.backup"
     write_backup(source, path)
     yield path, source
@@ -41,6 +43,7 @@ def test_restore_seeds_the_store_and_a_snapshot_at_the_backups_revision(backup_f
     try:
         assert store.applied_index == REVISION
         assert store.list("teams", limit=1000).items == source.list("teams", limit=1000).items
+        assert store.members() is None  # the new cluster's come from its nodes' flags
     finally:
         store.close()
     header, _, _ = snapshot.read_header(data_dir / "raft" / "snapshot")
@@ -82,7 +85,7 @@ def test_a_restored_node_leads_and_its_revisions_continue_after_the_backup(backu
                         write_timeout=WAIT)
     store = Store(data_dir / "store")
     assert store.applied_index == start  # served from the first moment
-    assert store.get("teams", f"t{REVISION}")["revision"] == REVISION
+    assert store.get("teams", f"t{REVISION - 1}")["revision"] == REVISION - 1
 
     async def main() -> int:
         node = ClusterNode(config, store)
