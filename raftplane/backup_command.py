@@ -124,5 +124,5 @@ def _restore(args: argparse.Namespace) -> int:
     print(f"restored revision {info.revision} (sha256={info.sha256}) into {args.data_dir}; "
           f"new revisions start above {above}. Start this node with the same cluster secret "
           "and the new cluster's members; start the other members with empty data "
-          "directories and --join: they copy the state from this node.")
+          "directories and --join (this node's API URL): they copy the state from it.")
     return 0

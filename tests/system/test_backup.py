@@ -148,8 +148,9 @@ def test_backup_under_writes_restores_into_a_new_cluster(fresh_cluster, tmp_path
     assert refused.returncode == 1 and "another cluster secret" in refused.stderr
     assert not (work / "x" / "store").exists()
 
-    # A new cluster: n1 restored, n2 and n3 empty (--join), all started at once. Same
-    # secret; the admin token issued on the source (before the backup) is its token.
+    # A new cluster: n1 restored, n2 and n3 empty (--join: no election while empty), all
+    # started at once. Same secret; the admin token issued on the source (before the
+    # backup) is its token.
     new = Cluster(tmp_path_factory.mktemp("restored"), 3, log_level="INFO")
     shutil.copy(src.secret_file, new.secret_file)
     shutil.copy(src.admin_token_file, new.admin_token_file)
@@ -162,8 +163,8 @@ def test_backup_under_writes_restores_into_a_new_cluster(fresh_cluster, tmp_path
                        str(new.data_dir / "nodes" / "n1"), "--cluster-secret-file",
                        str(new.secret_file), "--revision-floor", str(floor))
     assert restored.returncode == 0, restored.stderr
-    for node_id in ("n2", "n3"):
-        new.node_args[node_id].append("--join")
+    for node_id in ("n2", "n3"):  # (their --members from cluster.json win over the URL's)
+        new.node_args[node_id] += ["--join", new.nodes["n1"].api]
     try:
         new.start()
         new.wait_ready(timeout=60)  # with the old token: no day-0 setup on this cluster
