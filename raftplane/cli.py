@@ -159,8 +159,9 @@ def _config_from_args(args: argparse.Namespace) -> NodeConfig:
         if members_text.startswith("@"):
             members_text = Path(members_text[1:]).read_text()
         members = members_from_text(members_text)
-    if not any(m.id == args.node_id for m in members):
-        # Not one of the seed members (a StatefulSet scaled past them): join instead.
+    joining = not any(m.id == args.node_id for m in members)
+    if joining:
+        # Not one of the seed members (no --members, or a StatefulSet scaled past them).
         if not args.join:
             raise ConfigError(f"--node-id {args.node_id} is not in --members; add it with "
                               "POST /api/v1/cluster/members and start it with --join")
@@ -197,7 +198,9 @@ def _config_from_args(args: argparse.Namespace) -> NodeConfig:
         raft_dial=dict(item.split("=", 1) for item in args.raft_dial),
         parent_pid=args.parent_pid,
         handover_timeout=args.handover_timeout,
-        join=bool(args.join),  # joins a cluster that has the state: no election while empty
+        # Joins a cluster that has the state: no election while empty. A seed member (named
+        # by --members) campaigns even with --join set (a new cluster's pods start empty).
+        join=joining,
     )
 
 

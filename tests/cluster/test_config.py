@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 from pathlib import Path
 
 import pytest
@@ -65,21 +66,48 @@ def test_api_tls_needs_https_members_and_https_needs_api_tls():
         config(secret="x" * 20, members=https).validate()
 
 
-def test_the_statefulset_configuration_is_one_a_node_accepts(tmp_path, monkeypatch):
+def _pod_config(pod: str, monkeypatch, tmp_path) -> tuple[NodeConfig, dict]:
+    """What `raftplane serve` makes of the StatefulSet's settings in pod `pod` (env values
+    expanded as Kubernetes does: $(VAR) of an earlier variable; fieldRef = the pod name)."""
     docs = list(yaml.safe_load_all((ROOT / "deploy/statefulset.yaml").read_text()))
     sts = next(d for d in docs if d["kind"] == "StatefulSet")
     container = sts["spec"]["template"]["spec"]["containers"][0]
     secret = tmp_path / "secret"
     secret.write_text("s" * 32)
+    env: dict[str, str] = {}
     for e in container["env"]:
-        monkeypatch.setenv(e["name"], e.get("value") or "raftplane-1")  # the pod name
+        value = e.get("value", pod)  # valueFrom: the pod's name
+        env[e["name"]] = re.sub(r"\$\((\w+)\)", lambda m: env.get(m.group(1), m.group(0)), value)
+        monkeypatch.setenv(e["name"], env[e["name"]])
     monkeypatch.setenv("RAFTPLANE_CLUSTER_SECRET_FILE", str(secret))
     parser = argparse.ArgumentParser()
     cli._serve_parser(parser.add_subparsers(dest="command"))
-    config = cli._config_from_args(parser.parse_args(["serve", *container["args"][1:]]))
+    return cli._config_from_args(parser.parse_args(["serve", *container["args"][1:]])), container
+
+
+def test_the_statefulset_configuration_is_one_a_node_accepts(tmp_path, monkeypatch):
+    config, container = _pod_config("raftplane-1", monkeypatch, tmp_path)
     config.validate()
     assert config.node_id == "raftplane-1" and config.xds_tls and config.api_tls
     assert config.xds_listen == "raftplane-1.raftplane-peers:18000"
+    assert not config.join  # a seed member campaigns even though RAFTPLANE_JOIN is set
     mounted = {m["mountPath"] for m in container["volumeMounts"]}
     for path in (config.xds_tls.cert, config.xds_tls.ca, config.api_tls.key):
         assert any(str(path).startswith(m + "/") for m in mounted), path
+
+
+def test_a_pod_past_the_seed_members_joins_and_adds_itself(tmp_path, monkeypatch):
+    seen: dict = {}
+
+    def joined(args, secret):
+        seen.update(url=args.join, advertise=args.advertise, token=args.join_token_file)
+        return (Member("raftplane-3", "raftplane-3.raftplane-peers:7000",
+                       "https://raftplane-3.raftplane-peers:8080",
+                       "raftplane-3.raftplane-peers:18000"),)
+
+    monkeypatch.setattr(cli, "_joined_members", joined)
+    config, _ = _pod_config("raftplane-3", monkeypatch, tmp_path)
+    assert config.join and config.node_id == "raftplane-3"
+    assert seen["url"] == "https://raftplane:8080"
+    assert seen["advertise"].startswith("raft=raftplane-3.raftplane-peers:7000,")
+    assert seen["token"] == "/etc/raftplane/join/token"

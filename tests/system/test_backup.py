@@ -163,8 +163,7 @@ def test_backup_under_writes_restores_into_a_new_cluster(fresh_cluster, tmp_path
                        str(new.data_dir / "nodes" / "n1"), "--cluster-secret-file",
                        str(new.secret_file), "--revision-floor", str(floor))
     assert restored.returncode == 0, restored.stderr
-    for node_id in ("n2", "n3"):  # (their --members from cluster.json win over the URL's)
-        new.node_args[node_id] += ["--join", new.nodes["n1"].api]
+    new.joined.update({"n2", "n3"})  # --join (through n1), no --members
     try:
         new.start()
         new.wait_ready(timeout=60)  # with the old token: no day-0 setup on this cluster
