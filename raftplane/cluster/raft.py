@@ -7,7 +7,9 @@ What this adds to pysyncobj 0.3.17 (see ../shared/spec/pysyncobj-notes.md):
 - the follower-truncation guard (log_guard.py), for chunked entries too, and membership
   changes in a kept tail are not undone;
 - snapshots that are LMDB copies, never pickles, written off the tick thread and durable
-  before the journal is compacted against them; received ones verified (snapshot.py);
+  before the journal is compacted against them; received ones verified (snapshot.py), and
+  one of entries this node already holds does not wipe its log (Raft's InstallSnapshot
+  rule; pysyncobj cleared the log, dropping acknowledged entries);
 - PreVote (prevote.py): a node that was cut off or stalled asks before it campaigns, so it
   cannot depose a healthy leader by bumping the term;
 - a node whose apply halted stops campaigning and steps down;
@@ -186,6 +188,7 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj ships no types
     _SyncObj__transport: _GuardedTransport
     _SyncObj__raftState: int  # 0 follower, 1 candidate, 2 leader
     _SyncObj__raftLeader: TCPNode | None
+    _SyncObj__raftCommitIndex: int
     _SyncObj__raftElectionDeadline: float
     _SyncObj__transferInProgress: bool
     _SyncObj__connectedNodes: set[TCPNode]
@@ -218,6 +221,7 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj ships no types
         self._truncate_from: int | None = None
         self._kept_entries = 0
         self._chunks: list[bytes] = []
+        self._snapshot_answer: int | None = None
         raft_dir = Path(config.data_dir) / "raft"
         raft_dir.mkdir(parents=True, exist_ok=True)
         journal_path, snapshot_path = str(raft_dir / "journal"), str(raft_dir / "snapshot")
@@ -339,6 +343,10 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj ships no types
             self.prevote.leader_heard()
         if "prevLogIdx" not in message:
             self._truncate_from = None
+            # A snapshot message verifies no entry of this log: pysyncobj would commit the
+            # log up to the leader's commit index, whoever's entries it holds there.
+            if message.get("commit_index", 0) > self.raftCommitIndex:
+                message["commit_index"] = self.raftCommitIndex
             return True
         transmission = message.get("transmission")
         if transmission is not None and not self._reassemble(message, transmission):
@@ -435,6 +443,55 @@ class RaftNode(SyncObj):  # type: ignore[misc]  # pysyncobj ships no types
             log.warning("dropped a read-only connection from %s: not a non-voting member",
                         member_id)
             self.transport.dropNode(node)
+
+    def _SyncObj__loadDumpFile(self, clearJournal: bool) -> None:
+        """Load the snapshot: at start (clearJournal False) or one received from the leader.
+
+        pysyncobj installs a received snapshot by clearing the whole log. Raft keeps the log
+        when it holds the snapshot's last entry (Figure 13, step 6): pysyncobj's leader sends
+        snapshots to followers that lag only a little, and clearing dropped entries they had
+        acknowledged (a committed entry could be left on a minority). Such a snapshot is
+        discarded here; everything up to its entry is committed, and the answer claims no
+        more than that. Any other is installed.
+        """
+        received = self.snapshots.received_entries() if clearJournal else None
+        if received is not None:
+            last = received[1]
+            if self._holds(last):
+                self.snapshots.discard_received()
+                self._commit_at_least(last[1])
+                self._snapshot_answer = self.raftCommitIndex + 1
+                log.info("a snapshot at entry %d from the leader covers entries this node "
+                         "holds (committed up to %d): its log is kept, the snapshot dropped",
+                         last[1], self.raftCommitIndex)
+                return
+            self.snapshots.install_received()
+        SyncObj._SyncObj__loadDumpFile(self, clearJournal)
+        if received is not None and self._holds(received[1]):  # installed (pysyncobj logs a
+            self._commit_at_least(received[1][1])  # failure): it holds committed entries only
+
+    def _holds(self, entry: Entry) -> bool:
+        """This log holds `entry`: committed here, or the same index and term."""
+        _command, index, term = entry
+        if index <= self.raftCommitIndex:
+            return True
+        held = self._entry_at(index)
+        return held is not None and held[2] == term
+
+    def _commit_at_least(self, index: int) -> None:
+        if self._SyncObj__raftCommitIndex < index:
+            self._SyncObj__raftCommitIndex = index
+            self.journal.setRaftCommitIndex(index)
+
+    def _SyncObj__sendNextNodeIdx(self, node: TCPNode, reset: bool = False,
+                                  nextNodeIdx: int | None = None,
+                                  success: bool = False) -> None:
+        """pysyncobj answers a snapshot with its log's end; after a kept log that end may
+        hold entries the leader never matched, so the answer is the commit index + 1."""
+        answer, self._snapshot_answer = self._snapshot_answer, None
+        if answer is not None and success and nextNodeIdx is None:
+            nextNodeIdx = answer
+        SyncObj._SyncObj__sendNextNodeIdx(self, node, reset, nextNodeIdx, success)
 
     def _entry_at(self, index: int) -> Entry | None:
         entries = self._SyncObj__getEntries(index, 1)

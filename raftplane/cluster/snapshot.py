@@ -15,8 +15,13 @@ module by raft.py), because pysyncobj's:
   and the copy runs in a worker thread; pysyncobj polls `checkSerializing` and compacts the
   journal only once the file is fsynced and renamed into place (directory fsynced too);
 - writes and renames a received snapshot without fsync and reports success for a torn one.
-  Here a received file is fsynced and verified before it replaces ours; a file that fails
-  verification is dropped, so the node does not acknowledge it and the leader sends again.
+  Here a received file is fsynced and verified, then waits beside ours until the node
+  decides (raft.py): a snapshot of entries the node already holds is discarded, any other
+  replaces ours (`install_received`). A file that fails verification is dropped, so the
+  node does not acknowledge it and the leader sends again;
+- lets a snapshot of our own that was being written when the leader's arrived be renamed
+  over the leader's afterwards: the journal, reset to the leader's, then no longer matches
+  the snapshot on disk, and a restart clears it. Here installing one supersedes the other.
 """
 
 from __future__ import annotations
@@ -47,6 +52,7 @@ MAGIC = b"RAFTPLANE-SNAPSHOT-2\n"
 TRAILER = struct.Struct("<QI8s")
 TRAILER_MAGIC = b"RPSNAPOK"
 CHUNK = 1 << 20
+SUPERSEDED = -1  # state: our own snapshot lost to one received meanwhile (never told pysyncobj)
 
 Entry = tuple[bytes, int, int]
 # pysyncobj's bookkeeping in a snapshot: (last entry, previous entry, members: its nodes).
@@ -227,6 +233,10 @@ class SnapshotFiles:
         self._worker: threading.Thread | None = None
         self._outgoing: dict[object, _Transfer] = {}
         self._incoming: BinaryIO | None = None
+        self._received: str | None = None  # a verified snapshot from the leader, not ours yet
+        # Guards the renames onto our file; `_generation` counts received snapshots installed.
+        self._lock = threading.Lock()
+        self._generation = 0
         self.last_error: BaseException | None = None
         # The members a snapshot without any stands for (the Raft node sets this).
         self.default_members: Callable[[], Collection[object]] = tuple
@@ -234,6 +244,10 @@ class SnapshotFiles:
     # -- writing our own
     def checkSerializing(self) -> tuple[int, int | None]:
         state = self._state
+        if state == SUPERSEDED:  # nothing to compact against: the journal was reset since
+            self._state = SERIALIZER_STATE.NOT_SERIALIZING
+            self._worker = None
+            return SERIALIZER_STATE.NOT_SERIALIZING, None
         if state in (SERIALIZER_STATE.SUCCESS, SERIALIZER_STATE.FAILED):
             self._state = SERIALIZER_STATE.NOT_SERIALIZING
             self._worker = None
@@ -251,17 +265,25 @@ class SnapshotFiles:
         self._current_id = id
         self._state = SERIALIZER_STATE.SERIALIZING
         txn = self._store.begin_snapshot()  # the state at entry `id`, fixed now
-        self._worker = threading.Thread(target=self._write, args=(data[1:], txn),
+        self._worker = threading.Thread(target=self._write,
+                                        args=(data[1:], txn, self._generation),
                                         name="snapshot-writer", daemon=True)
         self._worker.start()
 
-    def _write(self, raft_data: RaftData, txn: lmdb.Transaction[bytes]) -> None:
+    def _write(self, raft_data: RaftData, txn: lmdb.Transaction[bytes], generation: int) -> None:
         tmp = self._path + ".tmp"
         try:
             write(tmp, raft_data, self._store, txn)
-            os.replace(tmp, self._path)
-            _fsync_dir(self._path)
-            failpoints.hit("snapshot-rename")
+            with self._lock:
+                if generation != self._generation:
+                    os.unlink(tmp)
+                    log.info("dropped the snapshot at entry %d just written: one received "
+                             "from the leader replaced it meanwhile", raft_data[0][1])
+                    self._state = SUPERSEDED
+                    return
+                os.replace(tmp, self._path)
+                _fsync_dir(self._path)
+                failpoints.hit("snapshot-rename")
             self._state = SERIALIZER_STATE.SUCCESS
         except Exception as exc:
             log.exception("writing a snapshot failed")
@@ -309,7 +331,8 @@ class SnapshotFiles:
 
     # -- receiving the leader's
     def setTransmissionData(self, data: tuple[bytes, bool, bool] | None) -> bool:
-        """Take one chunk; True once a whole, verified, durable snapshot replaced ours."""
+        """Take one chunk; True once a whole snapshot is received, verified and durable
+        (beside ours: see `received_entries`, `install_received`, `discard_received`)."""
         if not data:  # pysyncobj's leader sends False when it could not read its file
             return False
         chunk, first, last = data
@@ -335,6 +358,28 @@ class SnapshotFiles:
             os.unlink(tmp)
             return False
         failpoints.hit("snapshot-receive")
-        os.replace(tmp, self._path)
-        _fsync_dir(self._path)
+        self._received = tmp
         return True
+
+    def received_entries(self) -> tuple[Entry, Entry] | None:
+        """(previous, last) entries of the snapshot received and not yet decided on."""
+        if self._received is None:
+            return None
+        return snapshot_entries(self._received)
+
+    def discard_received(self) -> None:
+        """Drop the received snapshot: the node already holds what it covers."""
+        received, self._received = self._received, None
+        if received is not None:
+            os.unlink(received)
+
+    def install_received(self) -> None:
+        """Make the received snapshot ours, durably; a snapshot of our own being written
+        meanwhile will not replace it."""
+        received, self._received = self._received, None
+        if received is None:
+            return
+        with self._lock:
+            self._generation += 1
+            os.replace(received, self._path)
+            _fsync_dir(self._path)
