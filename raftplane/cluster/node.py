@@ -322,8 +322,10 @@ class ClusterNode:
 
     @property
     def applied_index(self) -> int:
-        """The last log entry pysyncobj applied (Raft-internal entries included)."""
-        return self._raft.raftLastApplied
+        """The last log entry applied (Raft-internal entries included). pysyncobj runs the
+        apply callback (which applies to the store) before it advances raftLastApplied, so
+        the store can be one entry ahead for a moment: the larger of the two."""
+        return max(self._raft.raftLastApplied, self.store.applied_index)
 
     @property
     def commit_index(self) -> int:
