@@ -65,8 +65,12 @@ class BenchCluster:
 
 
 @contextlib.contextmanager
-def local_cluster(work_dir: str | None, keep: bool, prefix: str) -> Iterator[BenchCluster]:
+def local_cluster(
+    work_dir: str | None, keep: bool, prefix: str, extra_args: Sequence[str] = ()
+) -> Iterator[BenchCluster]:
     """A fresh 3-node LocalCluster (log level WARNING) in a temp dir; always stopped.
+
+    ``extra_args`` are more ``raftplane serve`` flags for every node.
 
     The API token is the admin token that cluster.json's ``adminTokenFile`` names. The dir
     (with the node logs) is kept with ``keep``, ``BenchCluster.keep`` or on an error (not on
@@ -75,7 +79,7 @@ def local_cluster(work_dir: str | None, keep: bool, prefix: str) -> Iterator[Ben
     from raftplane.devcluster import LocalCluster
 
     data_dir = tempfile.mkdtemp(prefix=prefix, dir=work_dir)
-    cluster = LocalCluster(Path(data_dir), 3, log_level="WARNING")
+    cluster = LocalCluster(Path(data_dir), 3, log_level="WARNING", extra_args=list(extra_args))
     try:
         cluster.start()
         cluster.wait_ready(timeout=60)

@@ -143,12 +143,28 @@ async def measure(
 
     ``check`` runs after every failed write and raises if Envoy or a node died.
     """
-    leader_base, follower_base = bc.base(bc.leader), bc.base(follower)
-    put_url = f"{leader_base}/route-configs/{XDS_ROUTES}"
+    put_url = f"{bc.base(bc.leader)}/route-configs/{XDS_ROUTES}"
     puts = [
         build_request(put_url, json.dumps(route_config(v)).encode(), bc.headers, "PUT")
         for v in range(first_variant, first_variant + writes)
     ]
+    return await measure_puts(bc, follower, puts, "rds", timeout, max_seconds, check)
+
+
+async def measure_puts(
+    bc: BenchCluster,
+    follower: str,
+    puts: Sequence[bytes],
+    short: str,
+    timeout: float,
+    max_seconds: float,
+    check: Callable[[], None],
+) -> Run:
+    """Sends each raw request in ``puts`` to the leader in turn and follows it until an
+    Envoy of the bench dataplane on ``follower`` ACKed the write's revision for xDS type
+    ``short`` (``rds``, ``cds``, ...); ``check`` as in ``measure``.
+    """
+    leader_base, follower_base = bc.base(bc.leader), bc.base(follower)
     poll = build_request(f"{follower_base}/xds/connections", b"", bc.headers, "GET")
     writer = HttpConnection(*host_port(leader_base))
     poller = HttpConnection(*host_port(follower_base))
@@ -186,7 +202,7 @@ async def measure(
                 t_seen = perf()
                 if status == 200:
                     conns = bench_connections(json.loads(body))
-                    if any(at_revision(acked_version(c, "rds"), revision) for c in conns):
+                    if any(at_revision(acked_version(c, short), revision) for c in conns):
                         run.converge_ms.append((t_seen - t0) * 1000)
                         run.after_answer_ms.append((t_seen - t_written) * 1000)
                         seen = True
