@@ -21,6 +21,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 
+from envoy.config.route.v3 import route_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
 
@@ -44,6 +45,9 @@ class XdsResource:
     version: str
     packed: any_pb2.Any
     message: Message  # the Envoy proto (debugging view, retention.py)
+    # A RouteConfiguration's clusters (forward and weighted actions), computed once per
+    # translation: make-before-break (retention.py) asks on every push and ACK.
+    clusters: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -415,4 +419,21 @@ def _types_of(kind: str) -> tuple[str, ...]:
 def _packed(name: str, version: str, message: Message) -> XdsResource:
     packed = any_pb2.Any()
     packed.Pack(message)
-    return XdsResource(name, version, packed, message)
+    clusters = route_clusters(message) if isinstance(
+        message, route_pb2.RouteConfiguration) else frozenset()
+    return XdsResource(name, version, packed, message, clusters)
+
+
+def route_clusters(config: Message) -> frozenset[str]:
+    """Cluster names a RouteConfiguration forwards to."""
+    names: set[str] = set()
+    for vhost in config.virtual_hosts:  # type: ignore[attr-defined]
+        for route in vhost.routes:
+            if not route.HasField("route"):
+                continue
+            action = route.route
+            if action.cluster:
+                names.add(action.cluster)
+            for weighted in action.weighted_clusters.clusters:
+                names.add(weighted.name)
+    return frozenset(names)

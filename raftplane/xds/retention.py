@@ -17,22 +17,12 @@ from collections.abc import Mapping
 
 from envoy.config.route.v3 import route_pb2
 
-from raftplane.xds.cache import XdsResource
+from raftplane.xds.cache import XdsResource, route_clusters
 
 
 def clusters_of_route_config(config: route_pb2.RouteConfiguration) -> set[str]:
     """Cluster names a RouteConfiguration forwards to."""
-    names: set[str] = set()
-    for vhost in config.virtual_hosts:
-        for route in vhost.routes:
-            if not route.HasField("route"):
-                continue
-            action = route.route
-            if action.cluster:
-                names.add(action.cluster)
-            for weighted in action.weighted_clusters.clusters:
-                names.add(weighted.name)
-    return names
+    return set(route_clusters(config))
 
 
 def retained_clusters(acked_routes: Mapping[str, XdsResource],
@@ -42,7 +32,7 @@ def retained_clusters(acked_routes: Mapping[str, XdsResource],
     for name, running in acked_routes.items():
         current = current_routes.get(name)
         if current is None or current.version != running.version:
-            names |= clusters_of_route_config(running.message)
+            names |= running.clusters
     return names
 
 
@@ -59,4 +49,4 @@ def held_routes(routes: Mapping[str, XdsResource], clusters: Mapping[str, XdsRes
     """Route configs not to send yet: they forward to a cluster that is not warm."""
     warm = warm_clusters(clusters, endpoints)
     return {name for name, route in routes.items()
-            if not clusters_of_route_config(route.message) <= warm}
+            if not route.clusters <= warm}
