@@ -117,8 +117,8 @@ class DeltaStream(StreamBase):
         out: list[discovery_pb2.DeltaDiscoveryResponse] = []
         for type_url in PUSH_ORDER:
             state = self._types[type_url]
-            if not state.requested:
-                continue
+            if not state.requested or (types and type_url not in types):
+                continue  # a cache change names the types it changed (a request: none)
             current = dict(view.resources.get(type_url, {}))
             if type_url in (CLUSTER, ENDPOINT):
                 for name in keep - current.keys():

@@ -113,8 +113,8 @@ class SotwStream(StreamBase):
         out: list[discovery_pb2.DiscoveryResponse] = []
         for type_url in PUSH_ORDER:
             state = self._types[type_url]
-            if not state.requested:
-                continue
+            if not state.requested or (types and type_url not in types):
+                continue  # a cache change names the types it changed (a request: none)
             current = view.resources.get(type_url, {})
             version = view.versions.get(type_url) if state.wildcard else None
             if type_url in (CLUSTER, ENDPOINT) and keep - current.keys():
