@@ -17,8 +17,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections import defaultdict, deque
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from envoy.config.route.v3 import route_pb2
@@ -35,6 +35,8 @@ from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, 
 log = logging.getLogger(__name__)
 
 Watcher = Callable[[frozenset[str]], None]
+CHANGE_LOG_LENGTH = 256  # changes remembered per dataplane view (streams further behind
+                         # compare everything)
 
 
 @dataclass(frozen=True)
@@ -93,12 +95,18 @@ class XdsCache:
         self._per_type: dict[tuple[str, str, int], tuple[XdsResource, XdsResource]] = {}
         self._views: dict[str, DataplaneView] = {}
         self._watchers: dict[str, set[Watcher]] = defaultdict(set)
+        # Per dataplane, the names each applied change touched in its view, by type (for
+        # streams that push only what changed), complete for revisions after _log_start.
+        self._change_log: dict[str, deque[tuple[int, dict[str, frozenset[str]]]]] = {}
+        self._log_start: dict[str, int] = {}
         self.revision = 0
         self.translation_errors = 0
 
     # ---- loading --------------------------------------------------------------------------
     def load_all(self) -> None:
         """(Re)build everything from the store (boot, snapshot install)."""
+        self._change_log.clear()
+        self._log_start.clear()
         self._translated = {t: {} for t in PUSH_ORDER}
         self._per_type.clear()
         self._cluster_json.clear()
@@ -121,6 +129,8 @@ class XdsCache:
         self.revision = self._store.applied_index
         for dataplane in list(self._views):
             self._recompute(dataplane)
+            self._change_log[dataplane] = deque()  # streams behind this compare everything
+            self._log_start[dataplane] = self.revision
 
     def apply_changes(self, revision: int, changed: list[tuple[str, str]]) -> None:
         """Update after an applied entry: re-translate the changed keys, refresh views."""
@@ -157,10 +167,12 @@ class XdsCache:
             if affected:
                 before = dict(view.versions)
                 self._recompute(dataplane)
+                after = self._views[dataplane]
                 changed_types = frozenset(
-                    t for t in PUSH_ORDER if self._views[dataplane].versions.get(t) != before.get(t)
-                    or touched.get(t, set()) & self._views[dataplane].names(t)
+                    t for t in PUSH_ORDER if after.versions.get(t) != before.get(t)
+                    or touched.get(t, set()) & after.names(t)
                 )
+                self._log_change(dataplane, revision, view, after, touched)
                 if changed_types:
                     self._notify(dataplane, changed_types)
 
@@ -329,7 +341,38 @@ class XdsCache:
         """The current view of a dataplane ("team/name"), computed on first use."""
         if dataplane not in self._views:
             self._recompute(dataplane)
+            self._change_log[dataplane] = deque()
+            self._log_start[dataplane] = self.revision
         return self._views[dataplane]
+
+    def changed_since(self, dataplane: str, revision: int) -> dict[str, frozenset[str]] | None:
+        """The names, by type, that changed in the dataplane's view after `revision` (None:
+        not known that far back: compare everything)."""
+        start = self._log_start.get(dataplane)
+        if start is None or revision < start:
+            return None
+        out: dict[str, set[str]] = defaultdict(set)
+        for logged, names in self._change_log.get(dataplane, ()):
+            if logged > revision:
+                for type_url, changed in names.items():
+                    out[type_url] |= changed
+        return {type_url: frozenset(changed) for type_url, changed in out.items()}
+
+    def _log_change(self, dataplane: str, revision: int, before: DataplaneView,
+                    after: DataplaneView, touched: Mapping[str, set[str]]) -> None:
+        """Record which names of the view a change touched (changed, added or removed)."""
+        names: dict[str, frozenset[str]] = {}
+        for type_url in PUSH_ORDER:
+            old = before.resources.get(type_url, {})
+            new = after.resources.get(type_url, {})
+            changed = {n for n in touched.get(type_url, ()) if n in old or n in new}
+            changed |= old.keys() ^ new.keys()
+            if changed:
+                names[type_url] = frozenset(changed)
+        log = self._change_log.setdefault(dataplane, deque())
+        if len(log) >= CHANGE_LOG_LENGTH:
+            self._log_start[dataplane] = log.popleft()[0]
+        log.append((revision, names))
 
     def _recompute(self, dataplane: str) -> None:
         team = dataplane.split("/", 1)[0]
@@ -382,6 +425,8 @@ class XdsCache:
             if not self._watchers[dataplane]:
                 del self._watchers[dataplane]
                 self._views.pop(dataplane, None)
+                self._change_log.pop(dataplane, None)
+                self._log_start.pop(dataplane, None)
 
         return cancel
 

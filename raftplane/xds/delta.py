@@ -43,6 +43,9 @@ class DeltaStream(StreamBase):
         super().__init__(cache, registry, context, only_type, identity_from_certificate)
         self._types: dict[str, _DeltaState] = {t: _DeltaState() for t in PUSH_ORDER}
         self._held = False  # route configs held back at the last push
+        self._pushed_at: int | None = None  # the cache revision of the last push
+        self._held_names: set[str] = set()  # routes held back at the last push
+        self._kept_names: set[str] = set()  # clusters kept only for routes Envoy runs
 
     def awaiting(self) -> bool:
         return any(state.nonces for state in self._types.values())
@@ -58,6 +61,9 @@ class DeltaStream(StreamBase):
             return []
         conn = self._connection()
         status = conn.type(type_url)
+        plain_ack = (state.requested and bool(request.response_nonce)
+                     and not request.resource_names_subscribe
+                     and not request.resource_names_unsubscribe)
         if request.response_nonce:
             sent, removed = state.nonces.pop(request.response_nonce, ([], []))
             if request.HasField("error_detail"):
@@ -96,6 +102,12 @@ class DeltaStream(StreamBase):
                 state.wildcard = False
             state.names.discard(name)
             state.client.pop(name, None)
+        if plain_ack:
+            # An answer changes only what make-before-break held back: routes waiting for
+            # warm clusters, clusters kept for routes Envoy ran. Look at those alone.
+            return self.push(frozenset(PUSH_ORDER), only={
+                ROUTE: frozenset(self._held_names),
+                CLUSTER: frozenset(self._kept_names), ENDPOINT: frozenset(self._kept_names)})
         return self.push(frozenset())
 
     def _adopt(self, type_url: str, held: dict[str, str]) -> None:
@@ -107,30 +119,42 @@ class DeltaStream(StreamBase):
             if resource is not None and resource.version == version:
                 self._types[type_url].acked[name] = resource
 
-    def push(self, types: frozenset[str]) -> list[discovery_pb2.DeltaDiscoveryResponse]:
-        view = self.cache.view(self._dataplane())
-        keep = retained_clusters(self._types[ROUTE].acked, view.resources.get(ROUTE, {}))
-        held = self.held_routes(view.resources.get(ROUTE, {}))  # sent once clusters are warm
+    def push(self, types: frozenset[str], only: dict[str, frozenset[str]] | None = None
+             ) -> list[discovery_pb2.DeltaDiscoveryResponse]:
+        dataplane = self._dataplane()
+        view = self.cache.view(dataplane)
+        if only is None and types and self._pushed_at is not None:
+            # A cache change: only the names it touched need a look (the cache logs them);
+            # a request, or a stream further behind than the log: every name.
+            only = self.cache.changed_since(dataplane, self._pushed_at)
+            if only is not None:  # plus what make-before-break held back last time
+                only = {**only, ROUTE: only.get(ROUTE, frozenset()) | self._held_names}
+        elif only is not None and self._pushed_at is not None:
+            changes = self.cache.changed_since(dataplane, self._pushed_at)
+            if changes is None:
+                only = None
+            else:  # an ACK: what was held back, and any change not pushed yet
+                only = {t: only.get(t, frozenset()) | changes.get(t, frozenset())
+                        for t in PUSH_ORDER}
+        self._pushed_at = self.cache.revision
+        routes = view.resources.get(ROUTE, {})
+        keep = retained_clusters(self._types[ROUTE].acked, routes)
+        held = self.held_routes(routes)  # sent once clusters are warm
         route_state = self._types[ROUTE]
-        self._held = bool(held & (set(view.resources.get(ROUTE, {})) if route_state.wildcard
-                                  else route_state.names))
+        wanted_routes = routes if route_state.wildcard else route_state.names
+        self._held_names = {n for n in held if n in wanted_routes}
+        self._held = bool(self._held_names)
+        self._kept_names = {n for n in keep if n not in view.resources.get(CLUSTER, {})}
         out: list[discovery_pb2.DeltaDiscoveryResponse] = []
         for type_url in PUSH_ORDER:
             state = self._types[type_url]
             if not state.requested or (types and type_url not in types):
                 continue  # a cache change names the types it changed (a request: none)
-            current = dict(view.resources.get(type_url, {}))
-            if type_url in (CLUSTER, ENDPOINT):
-                for name in keep - current.keys():
-                    if (kept := self.cache.resource(type_url, name)) is not None:
-                        current[name] = kept
-            wanted = set(current) if state.wildcard else state.names
-            changed = [current[n] for n in sorted(wanted)
-                       if n in current and state.client.get(n) != current[n].version
-                       and not (type_url == ROUTE and n in held)]
-            removed = sorted(n for n in state.client if n not in current or n not in wanted)
-            missing = sorted(n for n in state.names if n not in current
-                             and n not in state.client and n not in state.told_missing)
+            if only is not None:
+                changed, removed, missing = self._diff_names(
+                    type_url, view, keep, held, only.get(type_url, frozenset()))
+            else:
+                changed, removed, missing = self._diff_all(type_url, view, keep, held)
             if not changed and not removed and not missing:
                 continue
             quarantined = self._connection().quarantined.get(type_url)
@@ -148,6 +172,50 @@ class DeltaStream(StreamBase):
             state.told_missing.update(missing)
             out.append(self._response(type_url, view, changed, removed + missing))
         return out
+
+    def _current(self, type_url: str, view: DataplaneView, keep: set[str], name: str
+                 ) -> XdsResource | None:
+        """`name` as the view has it, or a cluster kept for routes Envoy still runs."""
+        found = view.resources.get(type_url, {}).get(name)
+        if found is None and type_url in (CLUSTER, ENDPOINT) and name in keep:
+            found = self.cache.resource(type_url, name)
+        return found
+
+    def _diff_names(self, type_url: str, view: DataplaneView, keep: set[str], held: set[str],
+                    names: frozenset[str]
+                    ) -> tuple[list[XdsResource], list[str], list[str]]:
+        """What to send and remove among `names` (those a change touched)."""
+        state = self._types[type_url]
+        changed: list[XdsResource] = []
+        removed: list[str] = []
+        for name in sorted(names):
+            current = self._current(type_url, view, keep, name)
+            wanted = current is not None and (state.wildcard or name in state.names)
+            if wanted and current is not None:
+                if state.client.get(name) != current.version and not (
+                        type_url == ROUTE and name in held):
+                    changed.append(current)
+            elif name in state.client:
+                removed.append(name)
+        return changed, removed, []
+
+    def _diff_all(self, type_url: str, view: DataplaneView, keep: set[str], held: set[str]
+                  ) -> tuple[list[XdsResource], list[str], list[str]]:
+        """What to send, remove and report missing, comparing every name."""
+        state = self._types[type_url]
+        current = dict(view.resources.get(type_url, {}))
+        if type_url in (CLUSTER, ENDPOINT):
+            for name in keep - current.keys():
+                if (kept := self.cache.resource(type_url, name)) is not None:
+                    current[name] = kept
+        wanted = set(current) if state.wildcard else state.names
+        changed = [current[n] for n in sorted(wanted)
+                   if n in current and state.client.get(n) != current[n].version
+                   and not (type_url == ROUTE and n in held)]
+        removed = sorted(n for n in state.client if n not in current or n not in wanted)
+        missing = sorted(n for n in state.names if n not in current
+                         and n not in state.client and n not in state.told_missing)
+        return changed, removed, missing
 
     def _response(self, type_url: str, view: DataplaneView, changed: list[XdsResource],
                   removed: list[str]) -> discovery_pb2.DeltaDiscoveryResponse:

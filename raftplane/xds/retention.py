@@ -46,7 +46,13 @@ def warm_clusters(clusters: Mapping[str, XdsResource],
 
 def held_routes(routes: Mapping[str, XdsResource], clusters: Mapping[str, XdsResource],
                 endpoints: Mapping[str, XdsResource]) -> set[str]:
-    """Route configs not to send yet: they forward to a cluster that is not warm."""
-    warm = warm_clusters(clusters, endpoints)
+    """Route configs not to send yet: they forward to a cluster that is not warm. (Checks
+    only the clusters the routes name: the whole warm set is not built on every push.)"""
+
+    def warm(name: str) -> bool:
+        cluster = clusters.get(name)
+        return cluster is not None and (
+            name in endpoints or not cluster.message.HasField("eds_cluster_config"))
+
     return {name for name, route in routes.items()
-            if not route.clusters <= warm}
+            if not all(warm(cluster) for cluster in route.clusters)}

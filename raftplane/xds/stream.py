@@ -112,6 +112,10 @@ class ViewWatcher(Protocol):
         """The current view of a dataplane ("team/name")."""
         ...
 
+    def changed_since(self, dataplane: str, revision: int) -> dict[str, frozenset[str]] | None:
+        """The names, by type, that changed in the view after `revision` (None: unknown)."""
+        ...
+
     def resource(self, type_url: str, name: str) -> XdsResource | None:
         """The current translated resource of any dataplane (None if it does not exist)."""
         ...
