@@ -59,19 +59,42 @@ class DataplaneView:
     dataplane: str  # "team/name"
     resources: dict[str, dict[str, XdsResource]] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
+    sums: dict[str, tuple[int, int]] = field(default_factory=dict)  # (top, digest sum)
 
     def names(self, type_url: str) -> set[str]:
         return set(self.resources.get(type_url, {}))
 
+    def holds_any(self, type_url: str, names: Iterable[str]) -> bool:
+        """Any of `names` is among this view's resources of the type (no copy)."""
+        held = self.resources.get(type_url, {})
+        return any(name in held for name in names)
+
+
+_MASK = 2**64 - 1
+
+
+def _item_hash(resource: XdsResource) -> int:
+    digest = hashlib.blake2b(f"{resource.name}:{resource.version}".encode(), digest_size=8)
+    return int.from_bytes(digest.digest(), "big")
+
+
+def _set_sums(resources: Iterable[XdsResource]) -> tuple[int, int]:
+    top = total = 0
+    for resource in resources:
+        top = max(top, int(resource.version))
+        total = (total + _item_hash(resource)) & _MASK
+    return top, total
+
+
+def _version_of(top: int, total: int) -> str:
+    return f"{top}.{total >> 32:08x}" if top else "0"
+
 
 def set_version(resources: Iterable[XdsResource]) -> str:
-    """Version of a set of resources: highest revision + a digest of (name, revision)."""
-    items = sorted((r.name, r.version) for r in resources)
-    if not items:
-        return "0"
-    top = max(int(v) for _, v in items)
-    digest = hashlib.sha256("\n".join(f"{n}:{v}" for n, v in items).encode()).hexdigest()
-    return f"{top}.{digest[:8]}"
+    """Version of a set of resources: highest revision + a digest of the (name, revision)
+    pairs. The digest is a sum of per-pair hashes, so one changed member updates it in O(1)
+    (`XdsCache._update_members`); it is the same on every replica with the same state."""
+    return _version_of(*_set_sums(resources))
 
 
 class XdsCache:
@@ -140,6 +163,9 @@ class XdsCache:
             return
         touched: dict[str, set[str]] = defaultdict(set)  # type_url -> names
         scopes: set[str] = set()
+        old_secrets = {name: translate.referenced_secrets(Kind.CLUSTERS, self._cluster_json[name])
+                       for kind, name in changed
+                       if kind == Kind.CLUSTERS and name in self._cluster_json}
         for kind, name in changed:
             if kind == Kind.LISTENERS:
                 old = self._listener_json.get(name)
@@ -159,11 +185,15 @@ class XdsCache:
                 self._forget(type_url, dependent)
                 touched[type_url].add(dependent)
         self.revision = max(self.revision, revision)
+        members_only = not scopes and all(kind == Kind.CLUSTERS for kind, _ in changed)
         for dataplane, view in list(self._views.items()):
             team = dataplane.split("/", 1)[0]
             affected = dataplane in scopes or f"{team}/*" in scopes or any(
-                names & view.names(type_url) for type_url, names in touched.items()
+                view.holds_any(type_url, names) for type_url, names in touched.items()
             )
+            if affected and members_only and self._update_members(
+                    dataplane, view, revision, [name for _, name in changed], old_secrets):
+                continue
             if affected:
                 before = dict(view.versions)
                 self._recompute(dataplane)
@@ -175,6 +205,49 @@ class XdsCache:
                 self._log_change(dataplane, revision, view, after, touched)
                 if changed_types:
                     self._notify(dataplane, changed_types)
+
+    def _update_members(self, dataplane: str, view: DataplaneView, revision: int,
+                        names: list[str], old_secrets: Mapping[str, list[str]]) -> bool:
+        """The common change, in O(changed): clusters already in the view changed content
+        only (same secrets, still EDS or still DNS). Their Cluster and ClusterLoadAssignment
+        are replaced and the set versions updated from the digest sums; False (rebuild the
+        view) for anything else."""
+        clusters = view.resources.get(CLUSTER, {})
+        endpoints = view.resources.get(ENDPOINT, {})
+        updates: dict[str, dict[str, XdsResource]] = {CLUSTER: {}, ENDPOINT: {}}
+        for name in names:
+            new_json = self._cluster_json.get(name)
+            if name not in clusters or new_json is None or old_secrets.get(name) != \
+                    translate.referenced_secrets(Kind.CLUSTERS, new_json):
+                return False
+            cluster, assignment = self.resource(CLUSTER, name), self.resource(ENDPOINT, name)
+            if cluster is None or (assignment is None) != (name not in endpoints):
+                return False
+            updates[CLUSTER][name] = cluster
+            if assignment is not None:
+                updates[ENDPOINT][name] = assignment
+        new = DataplaneView(dataplane, dict(view.resources), dict(view.versions),
+                            dict(view.sums))
+        for type_url, changed in updates.items():
+            if not changed:
+                continue
+            members = dict(view.resources.get(type_url, {}))
+            top, total = view.sums[type_url]
+            for name, resource in changed.items():
+                total = (total - _item_hash(members[name]) + _item_hash(resource)) & _MASK
+                top = max(top, int(resource.version))
+                members[name] = resource
+            new.resources[type_url] = members
+            new.sums[type_url] = (top, total)
+            new.versions[type_url] = _version_of(top, total)
+        self._views[dataplane] = new
+        self._log_change(dataplane, revision, view, new,
+                         {t: set(changed) for t, changed in updates.items()},
+                         members_changed=False)
+        changed_types = frozenset(t for t, changed in updates.items() if changed)
+        if changed_types:
+            self._notify(dataplane, changed_types)
+        return True
 
     def what_if(self, changes: Iterable[tuple[str, str, Resource | None]]) -> XdsCache:
         """A copy of this cache with `changes` applied ((kind, stored name, resource or None
@@ -359,14 +432,16 @@ class XdsCache:
         return {type_url: frozenset(changed) for type_url, changed in out.items()}
 
     def _log_change(self, dataplane: str, revision: int, before: DataplaneView,
-                    after: DataplaneView, touched: Mapping[str, set[str]]) -> None:
+                    after: DataplaneView, touched: Mapping[str, set[str]],
+                    members_changed: bool = True) -> None:
         """Record which names of the view a change touched (changed, added or removed)."""
         names: dict[str, frozenset[str]] = {}
         for type_url in PUSH_ORDER:
             old = before.resources.get(type_url, {})
             new = after.resources.get(type_url, {})
             changed = {n for n in touched.get(type_url, ()) if n in old or n in new}
-            changed |= old.keys() ^ new.keys()
+            if members_changed:
+                changed |= old.keys() ^ new.keys()
             if changed:
                 names[type_url] = frozenset(changed)
         log = self._change_log.setdefault(dataplane, deque())
@@ -411,7 +486,8 @@ class XdsCache:
         for type_url, names in wanted.items():
             found = ((n, self.resource(type_url, n)) for n in sorted(names))
             view.resources[type_url] = {n: r for n, r in found if r is not None}
-            view.versions[type_url] = set_version(view.resources[type_url].values())
+            view.sums[type_url] = _set_sums(view.resources[type_url].values())
+            view.versions[type_url] = _version_of(*view.sums[type_url])
         self._views[dataplane] = view
 
     # ---- watchers -------------------------------------------------------------------------

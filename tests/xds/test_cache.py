@@ -79,3 +79,28 @@ def test_deleting_a_listener_removes_it_from_the_view(writer):
     view = cache.view("t/dp2")
     assert view.names(LISTENER) == set() and view.versions[LISTENER] != before
     assert view.names(CLUSTER) == set()
+
+
+def test_a_cluster_content_change_updates_the_view_in_place_as_a_rebuild_would(writer):
+    """The O(changed) path (clusters already in the view, same secrets, still EDS or DNS)
+    gives the same view and set versions as rebuilding from the store."""
+    build(writer)
+    live = XdsCache(writer.store)
+    live.load_all()
+    seen: list = []
+    live.watch("t/dp1", seen.append)
+    for port in (9001, 9002):
+        rev = writer.put("clusters", cluster("a", port=port))
+        live.apply_changes(rev, [("clusters", "a")])
+    rev = writer.put("clusters", {"name": "dns", "endpoints": [
+        {"host": "example.org", "port": 80}]})
+    live.apply_changes(rev, [("clusters", "dns")])
+    fresh = XdsCache(writer.store)
+    fresh.load_all()
+    for dataplane in ("t/dp1", "t/dp2"):
+        a, b = live.view(dataplane), fresh.view(dataplane)
+        assert a.versions == b.versions, dataplane
+        assert {t: {n: r.version for n, r in m.items()} for t, m in a.resources.items()} == {
+            t: {n: r.version for n, r in m.items()} for t, m in b.resources.items()}
+    assert seen == [frozenset({CLUSTER, ENDPOINT})] * 2 + [frozenset({CLUSTER})]
+    assert live.changed_since("t/dp1", rev - 1) == {CLUSTER: frozenset({"dns"})}
