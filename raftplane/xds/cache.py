@@ -21,6 +21,7 @@ from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
+from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.route.v3 import route_pb2
 from google.protobuf import any_pb2
 from google.protobuf.message import Message
@@ -50,6 +51,7 @@ class XdsResource:
     # A RouteConfiguration's clusters (forward and weighted actions), computed once per
     # translation: make-before-break (retention.py) asks on every push and ACK.
     clusters: frozenset[str] = frozenset()
+    eds: bool = False  # a Cluster whose endpoints come over EDS (warm once they are ACKed)
 
 
 @dataclass
@@ -542,7 +544,8 @@ def _packed(name: str, version: str, message: Message) -> XdsResource:
     packed.Pack(message)
     clusters = route_clusters(message) if isinstance(
         message, route_pb2.RouteConfiguration) else frozenset()
-    return XdsResource(name, version, packed, message, clusters)
+    eds = isinstance(message, cluster_pb2.Cluster) and message.HasField("eds_cluster_config")
+    return XdsResource(name, version, packed, message, clusters, eds)
 
 
 def route_clusters(config: Message) -> frozenset[str]:

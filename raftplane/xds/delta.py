@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -45,6 +46,7 @@ class DeltaStream(StreamBase):
         self._held = False  # route configs held back at the last push
         self._pushed_at: int | None = None  # the cache revision of the last push
         self._held_names: set[str] = set()  # routes held back at the last push
+        self._warm: set[str] = set()  # clusters Envoy ACKed (and their endpoints if EDS)
         self._kept_names: set[str] = set()  # clusters kept only for routes Envoy runs
 
     def awaiting(self) -> bool:
@@ -79,6 +81,8 @@ class DeltaStream(StreamBase):
                     state.acked[resource.name] = resource
                 for name in removed:
                     state.acked.pop(name, None)
+                if type_url in (CLUSTER, ENDPOINT):
+                    self._rewarm([r.name for r in sent] + removed)
                 if sent:
                     status.acked_version = max((r.version for r in sent), key=int)
         if not state.requested:
@@ -118,6 +122,25 @@ class DeltaStream(StreamBase):
             resource = current.get(name)
             if resource is not None and resource.version == version:
                 self._types[type_url].acked[name] = resource
+        if type_url in (CLUSTER, ENDPOINT):
+            self._rewarm(list(held))
+
+    def _rewarm(self, names: list[str]) -> None:
+        """Keep `_warm` (clusters Envoy ACKed, with their endpoints if EDS) up to date for
+        the names an answer changed, instead of rebuilding it on every push."""
+        clusters, endpoints = self._types[CLUSTER].acked, self._types[ENDPOINT].acked
+        for name in names:
+            cluster = clusters.get(name)
+            if cluster is not None and (not cluster.eds or name in endpoints):
+                self._warm.add(name)
+            else:
+                self._warm.discard(name)
+
+    def held_routes(self, routes: Mapping[str, XdsResource]) -> set[str]:
+        """As StreamBase's, from the warm set kept up to date by `_rewarm`."""
+        if not self._types[CLUSTER].requested or not routes:
+            return set()
+        return {name for name, route in routes.items() if not route.clusters <= self._warm}
 
     def push(self, types: frozenset[str], only: dict[str, frozenset[str]] | None = None
              ) -> list[discovery_pb2.DeltaDiscoveryResponse]:

@@ -39,20 +39,14 @@ def retained_clusters(acked_routes: Mapping[str, XdsResource],
 def warm_clusters(clusters: Mapping[str, XdsResource],
                   endpoints: Mapping[str, XdsResource]) -> set[str]:
     """Clusters an Envoy ACKed and, for EDS clusters, ACKed the endpoints of."""
-    return {name for name, cluster in clusters.items()
-            if name in endpoints
-            or not cluster.message.HasField("eds_cluster_config")}
+    return {name for name, cluster in clusters.items() if not cluster.eds} | (
+        clusters.keys() & endpoints.keys())
 
 
 def held_routes(routes: Mapping[str, XdsResource], clusters: Mapping[str, XdsResource],
                 endpoints: Mapping[str, XdsResource]) -> set[str]:
-    """Route configs not to send yet: they forward to a cluster that is not warm. (Checks
-    only the clusters the routes name: the whole warm set is not built on every push.)"""
-
-    def warm(name: str) -> bool:
-        cluster = clusters.get(name)
-        return cluster is not None and (
-            name in endpoints or not cluster.message.HasField("eds_cluster_config"))
-
-    return {name for name, route in routes.items()
-            if not all(warm(cluster) for cluster in route.clusters)}
+    """Route configs not to send yet: they forward to a cluster that is not warm."""
+    if not routes:
+        return set()
+    warm = warm_clusters(clusters, endpoints)
+    return {name for name, route in routes.items() if not route.clusters <= warm}
