@@ -26,14 +26,14 @@ from envoy.extensions.filters.network.http_connection_manager.v3 import (
     http_connection_manager_pb2 as hcm_pb2,
 )
 from envoy.extensions.transport_sockets.tls.v3 import secret_pb2
-from google.protobuf import any_pb2, descriptor_pool, json_format, message_factory
+from google.protobuf import json_format
 from google.protobuf.message import Message
 
 from raftplane.xds.cache import DataplaneView
+from raftplane.xds.proto_walk import rewrite
 from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
 
 TIMEOUT_SECONDS = 20.0
-_ANY = any_pb2.Any.DESCRIPTOR.full_name
 _SDS = secret_pb2.SdsSecretConfig.DESCRIPTOR.full_name
 _HCM = hcm_pb2.HttpConnectionManager.DESCRIPTOR.full_name
 
@@ -124,41 +124,22 @@ def _json(message: Message) -> dict[str, Any]:
 
 def _inline(message: Message, routes: Mapping[str, Message]) -> None:
     """In place: SDS references lose their config source; RDS becomes the inline route
-    config (looked up in `routes`). Walks packed ``Any`` fields too."""
-    name = message.DESCRIPTOR.full_name
-    if name == _SDS:
-        message.ClearField("sds_config")
-        return
-    if name == _HCM:
-        hcm: Any = message
-        if hcm.HasField("rds"):
+    config (looked up in `routes`)."""
+
+    def visit(found: Message) -> tuple[bool, bool]:
+        name = found.DESCRIPTOR.full_name
+        if name == _SDS:
+            found.ClearField("sds_config")
+            return True, True
+        if name == _HCM and found.HasField("rds"):
+            hcm: Any = found
             route = routes.get(hcm.rds.route_config_name)
             hcm.ClearField("rds")
             if route is not None:
                 hcm.route_config.CopyFrom(route)
             else:  # what a live Envoy would wait for forever: an empty config says so
                 hcm.route_config.name = "missing-route-config"
-    if name == _ANY:
-        packed: Any = message
-        try:
-            descriptor = descriptor_pool.Default().FindMessageTypeByName(packed.TypeName())
-        except KeyError:
-            return
-        inner = message_factory.GetMessageClass(descriptor)()
-        packed.Unpack(inner)
-        _inline(inner, routes)
-        packed.Pack(inner)
-        return
-    for field, value in message.ListFields():
-        kind = field.message_type
-        if kind is None:
-            continue
-        if kind.GetOptions().map_entry:
-            if kind.fields_by_name["value"].message_type is not None:
-                for member in value.values():
-                    _inline(member, routes)
-        elif field.is_repeated:
-            for member in value:
-                _inline(member, routes)
-        else:
-            _inline(value, routes)
+            return True, False  # its HTTP filters may name SDS secrets too
+        return False, False
+
+    rewrite(message, visit)

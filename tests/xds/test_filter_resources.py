@@ -25,6 +25,7 @@ from raftplane.xds.translate import (
 )
 from raftplane.xds.types import LISTENER, ROUTE
 from tests.xds.conftest import cluster, routes
+from tests.xds.test_secrets import _Reader as RulesReader
 from tests.xds.test_translate import hcm_filter, hcm_of, unpack
 
 ADD_HEADER = {"requestHeadersToAdd": [{"name": "x-team", "value": "blue"}]}
@@ -261,28 +262,11 @@ def test_a_route_config_follows_the_filters_its_per_route_settings_name(writer) 
     assert cache.view("t/dp1").resources[ROUTE]["rc"].version == str(rev)
 
 
-class _Reader:
-    def __init__(self, referrers: list[tuple[str, str]]) -> None:
-        self._referrers = referrers
-
-    def get(self, kind: str, name: str) -> dict[str, Any] | None:
-        return None
-
-    def port_holder(self, listener: dict[str, Any]) -> str | None:
-        return None
-
-    def referrers(self, kind: str, name: str) -> list[tuple[str, str]]:
-        return self._referrers
-
-    def team_members(self, team: str, limit: int) -> list[tuple[str, str]]:
-        return []
-
-
 def test_a_filter_in_use_keeps_its_type() -> None:
     current = filter_resource("f", "cors", {}) | {"revision": 3}
     changed = filter_resource("f", "buffer", {"maxRequestBytes": 10})
     for referrers, refused in (([("listeners", "edge")], True), ([], False)):
-        refusal = rules.check_put(_Reader(referrers), kind="filters", name="f",
+        refusal = rules.check_put(RulesReader({}, referrers), kind="filters", name="f",
                                   mode=rules.REPLACE, expected=0, team="t", resource=changed,
                                   refs=[], current=current)
         assert (refusal is not None) is refused
