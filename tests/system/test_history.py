@@ -74,6 +74,14 @@ def test_reads_at_a_revision_history_diff_and_rollback_through_envoy(shared_clus
         history = ok(call("GET", f"{api}/history/route-configs/hist-routes"))
         assert [(v["revision"], v["event"]) for v in history["items"]] == [
             (first["revision"], "put"), (second["revision"], "put")]
+        # per-kind scopes hold on these multi-kind routes too
+        reader = ok(call("POST", f"{c.api(c.leader())}/tokens", {
+            "name": "hist-reader", "scopes": ["clusters:read"], "teams": [TEAM]}))["token"]
+        assert call("GET", f"{api}/history/route-configs/hist-routes", auth=reader
+                    ).status == 403
+        assert call("GET", f"{api}/history/clusters/hist-green", auth=reader).status == 200
+        assert {i["kind"] for i in ok(call("GET", f"{api}/diff?from={good}&team={TEAM}",
+                                           auth=reader))["items"]} == {"clusters"}
         diff = ok(call("GET", f"{api}/diff?from={good}&team={TEAM}"))
         assert {(i["kind"], i["name"], i["action"]) for i in diff["items"]} == {
             ("route-configs", "hist-routes", "changed"), ("clusters", "hist-blue", "deleted")}
