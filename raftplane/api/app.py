@@ -29,6 +29,7 @@ from raftplane.api.kinds import KINDS
 from raftplane.api.metrics import ApiMetrics
 from raftplane.api.openapi import build_openapi
 from raftplane.api.resource_routes import KindHandlers
+from raftplane.api.rollouts import rollout_routes, start_janitor
 from raftplane.api.routing import Route
 from raftplane.api.system import system_routes
 from raftplane.api.watch import watch_routes
@@ -73,6 +74,7 @@ def all_routes() -> list[Route]:
     routes.extend(apply_routes())
     routes.extend(history_routes())
     routes.extend(fleet_routes())
+    routes.extend(rollout_routes())
     routes.extend(xds_routes())
     routes.extend(auth_routes())
     routes.append(Route("GET", "/api/v1/openapi.json", openapi_handler, "",
@@ -110,4 +112,5 @@ def create_app(node: ClusterNode, xds: XdsRuntime, metrics: ApiMetrics) -> web.A
         await app[FORWARDER].close()
 
     app.on_cleanup.append(close_forwarder)
+    app.on_startup.append(start_janitor)
     return app

@@ -68,7 +68,7 @@ def _problem(status: int, errors: list[FieldIssue]) -> Problem:
     return Problem(status, detail, errors=errors, slug="invalid-fields")
 
 
-def _validate_items(request: web.Request, body: object) -> list[Planned]:
+def validate_items(request: web.Request, body: object) -> list[Planned]:
     """Every item validated (all problems reported at once) and planned against the store."""
     if not isinstance(body, dict):
         raise _problem(422, [{"field": "", "message": "must be a JSON object"}])
@@ -257,7 +257,7 @@ async def apply_resources(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE]
     raw, body = await read_json(request)
     key = idempotency_key(request)
-    planned = _validate_items(request, body)
+    planned = validate_items(request, body)
     assert isinstance(body, dict)
     deletes = _plan_prune(request, body, planned)
     steps = ordered([p for p in planned if p.action != "unchanged"], deletes)

@@ -30,38 +30,54 @@ POLL_SECONDS = 0.05
 MAX_WAIT_SECONDS = 60.0
 
 
-async def _peer(request: web.Request, member_id: str, api: str
-                ) -> tuple[str, list[dict[str, Any]] | None]:
-    headers = CIMultiDict((k, v) for k, v in request.headers.items()
-                          if k.lower() == "authorization")  # the caller's own credentials
+async def peer_get(app: web.Application, headers: CIMultiDict[str], api: str, path: str
+                   ) -> dict[str, Any] | None:
+    """GET `path` from a peer's API with `headers` (the caller's credentials); None when
+    the peer does not answer 200 in time."""
     try:
-        relayed = await asyncio.wait_for(request.app[FORWARDER].forward(
-            api, "GET", "/api/v1/xds/connections", headers, b"", None),
-            PEER_TIMEOUT_SECONDS)
+        relayed = await asyncio.wait_for(app[FORWARDER].forward(
+            api, "GET", path, headers, b"", None), PEER_TIMEOUT_SECONDS)
     except (ClusterError, TimeoutError):
-        return member_id, None
+        return None
     if relayed.status != 200:
-        return member_id, None
-    conns: list[dict[str, Any]] = json.loads(relayed.body)["connections"]
-    return member_id, conns
+        return None
+    answer: dict[str, Any] = json.loads(relayed.body)
+    return answer
+
+
+def credentials(request: web.Request) -> CIMultiDict[str]:
+    """The caller's own credentials, to ask peers on its behalf."""
+    return CIMultiDict((k, v) for k, v in request.headers.items()
+                       if k.lower() == "authorization")
+
+
+async def from_every_replica(app: web.Application, headers: CIMultiDict[str], path: str,
+                             key: str, local: list[dict[str, Any]]
+                             ) -> tuple[list[dict[str, Any]], list[str]]:
+    """This node's `local` items and each peer's `GET path` answer's `key` list, each item
+    with its `replica`; and the replicas that did not answer."""
+    node = app[NODE]
+    me = node.config.node_id
+    out = [item | {"replica": me} for item in local]
+    peers = [(m.id, m.api) for m in node.config.members if m.id != me and m.api]
+    answers = await asyncio.gather(*(peer_get(app, headers, api, path) for _, api in peers))
+    unreachable = []
+    for (member_id, _), answer in zip(peers, answers, strict=True):
+        if answer is None:
+            unreachable.append(member_id)
+        else:
+            out += [item | {"replica": member_id} for item in answer[key]]
+    return out, unreachable
 
 
 async def fleet(request: web.Request) -> tuple[list[dict[str, Any]], list[str]]:
     """Every Envoy stream of the teams the caller may see, on every replica (each with its
     `replica`), and the replicas that did not answer."""
-    node = request.app[NODE]
     teams = visible_teams(request)
-    me = node.config.node_id
-    out = [c.as_json() | {"replica": me} for c in request.app[XDS].connections.all()
-           if teams is None or c.dataplane.split("/", 1)[0] in teams]
-    peers = [(m.id, m.api) for m in node.config.members if m.id != me and m.api]
-    unreachable = []
-    for member_id, conns in await asyncio.gather(*(_peer(request, i, a) for i, a in peers)):
-        if conns is None:
-            unreachable.append(member_id)
-        else:
-            out += [c | {"replica": member_id} for c in conns]
-    return out, unreachable
+    local = [c.as_json() for c in request.app[XDS].connections.all()
+             if teams is None or c.dataplane.split("/", 1)[0] in teams]
+    return await from_every_replica(request.app, credentials(request),
+                                    "/api/v1/xds/connections", "connections", local)
 
 
 def envoys(streams: list[dict[str, Any]], revision: int, team: str | None,

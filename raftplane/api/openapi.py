@@ -63,6 +63,14 @@ QUERY_DOCS = {
                "With xDS mTLS: where the Envoy host keeps its client key"),
     "tlsCa": ({"type": "string", "default": "/etc/raftplane/envoy/ca.pem"},
               "With xDS mTLS: the CA the Envoy trusts for the control plane"),
+    "nodeId": ({"type": "string", "pattern": "^[A-Za-z0-9._:-]{1,128}$"},
+               "This Envoy's node id (default <team>.<dataplane>, shared by the dataplane's "
+               "Envoys); canary rollouts pick Envoys by node id"),
+    "stats": ({"type": "string", "enum": ["true", "false"], "default": "false"},
+              "Envoy streams its counters to the control plane (metrics service): needed by "
+              "canary rollouts"),
+    "statsFlushSeconds": ({"type": "integer", "minimum": 1, "maximum": 300, "default": 5},
+                          "With stats=true: how often Envoy sends them"),
 }
 # Any authenticated read takes ?consistency=stale (see reads.refuse_if_cut_off).
 STALE_ONLY = ({"type": "string", "enum": ["local", "stale"], "default": "local"},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 
 import yaml
 from aiohttp import web
@@ -23,6 +24,7 @@ from raftplane.xds.bootstrap import SERVICES, ClientTlsFiles, build_bootstrap
 from raftplane.xds.types import PUSH_ORDER, SECRET, SHORT_NAMES
 
 DEFAULT_TLS_DIR = "/etc/raftplane/envoy"
+NODE_ID = re.compile(r"[A-Za-z0-9._:-]{1,128}")
 
 
 def _dataplane(request: web.Request) -> tuple[str, str]:
@@ -66,8 +68,16 @@ async def bootstrap(request: web.Request) -> web.StreamResponse:
         tls = ClientTlsFiles(q.get("tlsCert", f"{DEFAULT_TLS_DIR}/cert.pem"),
                              q.get("tlsKey", f"{DEFAULT_TLS_DIR}/key.pem"),
                              q.get("tlsCa", f"{DEFAULT_TLS_DIR}/ca.pem"))
+    node_id = request.query.get("nodeId")
+    if node_id is not None and not NODE_ID.fullmatch(node_id):
+        raise field_problem(400, "nodeId", "1-128 characters of A-Z a-z 0-9 . _ : -")
+    stats = request.query.get("stats", "false")
+    if stats not in ("true", "false"):
+        raise field_problem(400, "stats", "must be 'true' or 'false'")
+    flush = int_param(request, "statsFlushSeconds", 5, 1, 300) if stats == "true" else None
     doc = build_bootstrap(team, name, _replicas(request), delta=mode == "delta",
-                          admin_port=admin_port, tls=tls, services=services)
+                          admin_port=admin_port, tls=tls, services=services, node_id=node_id,
+                          stats_flush_seconds=flush)
     if fmt == "json":
         return web.json_response(doc)
     return web.Response(text=yaml.safe_dump(doc, sort_keys=False), content_type="application/yaml")
@@ -126,10 +136,24 @@ def _secret_summary(request: web.Request, name: str) -> dict[str, object]:
 
 async def connections(request: web.Request) -> web.StreamResponse:
     teams = visible_teams(request)
-    conns = [c.as_json() for c in request.app[XDS].connections.all()
+    canaries = request.app[XDS].canaries
+    conns = [c.as_json() | {"rollout": canaries.canary_of(c.dataplane, c.node_id)}
+             for c in request.app[XDS].connections.all()
              if teams is None or c.dataplane.split("/", 1)[0] in teams]
     return web.json_response({"node": request.app[NODE].config.node_id, "connections": conns},
                              headers=revision_headers(request))
+
+
+async def envoy_stats(request: web.Request) -> web.StreamResponse:
+    """The request counters the Envoys stream to this node (`?stats=true` bootstraps)."""
+    teams = visible_teams(request)
+    team, name = request.query.get("team"), request.query.get("dataplane")
+    if (team is None) != (name is None):
+        raise field_problem(400, "dataplane", "team and dataplane go together")
+    envoys = [e.as_json() for e in request.app[XDS].stats.envoys(
+        f"{team}/{name}" if team else None)
+              if teams is None or e.dataplane.split("/", 1)[0] in teams]
+    return web.json_response({"node": request.app[NODE].config.node_id, "envoys": envoys})
 
 
 def xds_routes() -> list[Route]:
@@ -140,7 +164,8 @@ def xds_routes() -> list[Route]:
               "Envoy bootstrap for this dataplane (?format=json, ?xds=delta, "
               "?services=per-type, ?adminPort=)",
               statuses=(200, 400, 404), tags=tag,
-              query=("format", "xds", "services", "adminPort", "tlsCert", "tlsKey", "tlsCa")),
+              query=("format", "xds", "services", "adminPort", "tlsCert", "tlsKey", "tlsCa",
+                     "nodeId", "stats", "statsFlushSeconds")),
         Route("POST", base + "/certificates", issue_certificate, "dataplanes:write",
               "Issue an Envoy client certificate for this dataplane (the key is returned once)",
               statuses=(201, 401, 403, 404, 409), tags=tag),
@@ -149,4 +174,7 @@ def xds_routes() -> list[Route]:
               tags=tag),
         Route("GET", "/api/v1/xds/connections", connections, "dataplanes:read",
               "Envoys connected to this node: versions sent, ACKed, last NACK", tags=tag),
+        Route("GET", "/api/v1/xds/envoy-stats", envoy_stats, "dataplanes:read",
+              "Request counters the Envoys stream to this node (?team=&dataplane=)",
+              tags=tag, query=("team", "dataplane")),
     ]

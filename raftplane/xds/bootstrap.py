@@ -40,13 +40,17 @@ def build_bootstrap(team: str, dataplane: str, replicas: list[tuple[str, int]], 
                     delta: bool = False, admin_port: int = 9901,
                     admin_address: str = "127.0.0.1",
                     tls: ClientTlsFiles | None = None,
-                    services: str = "ads") -> dict[str, Any]:
+                    services: str = "ads", node_id: str | None = None,
+                    stats_flush_seconds: int | None = None) -> dict[str, Any]:
     """The bootstrap (as a JSON-able dict) for an Envoy of `team/dataplane`.
 
     `replicas` are the xDS addresses of every control-plane node (or one DNS name of a
     headless Service); Envoy fails over between them. `services` is "ads" (everything on
     one aggregated stream) or "per-type" (CDS and LDS from their own services; the server
     then points the EDS, RDS and SDS config sources of what it sends at theirs).
+    `node_id` names this Envoy (default "<team>.<dataplane>", shared by the dataplane's
+    Envoys; a canary rollout picks Envoys by node id). With `stats_flush_seconds`, Envoy
+    streams its counters to the control plane (metrics service) at that interval.
     """
     if services not in SERVICES:
         raise ValueError(f"services must be one of {', '.join(SERVICES)}")
@@ -105,9 +109,9 @@ def build_bootstrap(team: str, dataplane: str, replicas: list[tuple[str, int]], 
         config_source["api_config_source"] = api
     dynamic["cds_config"] = config_source
     dynamic["lds_config"] = config_source
-    return {
+    doc: dict[str, Any] = {
         "node": {
-            "id": f"{team}.{dataplane}",
+            "id": node_id or f"{team}.{dataplane}",
             "cluster": f"{team}/{dataplane}",
             "metadata": {DATAPLANE_METADATA_KEY: f"{team}/{dataplane}"},
         },
@@ -116,3 +120,14 @@ def build_bootstrap(team: str, dataplane: str, replicas: list[tuple[str, int]], 
         "dynamic_resources": dynamic,
         "static_resources": {"clusters": [xds_cluster]},
     }
+    if stats_flush_seconds is not None:
+        doc["stats_sinks"] = [{
+            "name": "envoy.stat_sinks.metrics_service",
+            "typed_config": {
+                "@type": "type.googleapis.com/envoy.config.metrics.v3.MetricsServiceConfig",
+                "transport_api_version": "V3",
+                "grpc_service": {"envoy_grpc": {"cluster_name": XDS_CLUSTER}},
+            },
+        }]
+        doc["stats_flush_interval"] = f"{stats_flush_seconds}s"
+    return doc

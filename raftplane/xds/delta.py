@@ -136,6 +136,11 @@ class DeltaStream(StreamBase):
             else:
                 self._warm.discard(name)
 
+    def resync(self) -> None:
+        for state in self._types.values():
+            state.client = dict.fromkeys(state.client, "")  # names kept: removals still go
+        self._pushed_at = None  # the next push compares every name
+
     def held_routes(self, routes: Mapping[str, XdsResource]) -> set[str]:
         """As StreamBase's, from the warm set kept up to date by `_rewarm`."""
         if not self._types[CLUSTER].requested or not routes:

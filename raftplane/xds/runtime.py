@@ -11,7 +11,9 @@ import grpc
 from raftplane.cluster.config import XdsTls
 from raftplane.storage.store import Store
 from raftplane.xds.cache import XdsCache
+from raftplane.xds.canary import CanaryRouter
 from raftplane.xds.connections import ConnectionRegistry, XdsMetrics
+from raftplane.xds.envoy_stats import EnvoyStats
 from raftplane.xds.server import start_xds_server
 
 
@@ -30,6 +32,8 @@ class AppliedEntries(Protocol):
 class XdsRuntime:
     cache: XdsCache
     connections: ConnectionRegistry
+    canaries: CanaryRouter
+    stats: EnvoyStats
     server: grpc.aio.Server | None = None
 
     @classmethod
@@ -40,22 +44,25 @@ class XdsRuntime:
         secret opens the secrets served over SDS."""
         cache = XdsCache(store, cluster_secret)
         cache.load_all()
-        return cls(cache, ConnectionRegistry(metrics))
+        return cls(cache, ConnectionRegistry(metrics), CanaryRouter(cache, store), EnvoyStats())
 
     def follow(self, applied: AppliedEntries) -> None:
         """Keep the cache up to date with every entry `applied` delivers. Call it before the
         loop runs again after `applied` was made (ClusterNode(...)): what the cache loaded
         is the state the feed starts from, and an entry delivered before would be missed."""
-        cache = self.cache
+        cache, canaries = self.cache, self.canaries
 
         def on_applied(index: int, changed: list[tuple[str, str]]) -> None:
             if changed:
                 cache.apply_changes(index, changed)
+                canaries.after_apply(changed)
 
         applied.subscribe(on_applied)
 
     async def start(self, listen: str, tls: XdsTls | None = None) -> None:
-        self.server = await start_xds_server(self.cache, self.connections, listen, tls)
+        self.stats.mtls = tls is not None
+        self.server = await start_xds_server(self.canaries, self.connections, listen, tls,
+                                             [self.stats.handler()])
 
     async def stop(self) -> None:
         if self.server is not None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import TYPE_CHECKING
 
 import grpc
@@ -142,7 +142,9 @@ class SdsService(sds_pb2_grpc.SecretDiscoveryServiceServicer, _Streams):  # type
 
 
 async def start_xds_server(cache: ViewWatcher, registry: ConnectionRegistry, listen: str,
-                           tls: XdsTls | None = None) -> grpc.aio.Server:
+                           tls: XdsTls | None = None,
+                           extra_handlers: Sequence[grpc.GenericRpcHandler] = ()
+                           ) -> grpc.aio.Server:
     """Start serving xDS on `listen` (host:port); with `tls`, only to Envoys holding a
     client certificate from its CA, whose dataplane the certificate names."""
     server = grpc.aio.server(options=SERVER_OPTIONS)
@@ -157,6 +159,7 @@ async def start_xds_server(cache: ViewWatcher, registry: ConnectionRegistry, lis
     )
     for add, service in services:
         add(service(cache, registry, mtls), server)
+    server.add_generic_rpc_handlers(tuple(extra_handlers))  # e.g. Envoy's stats stream
     if tls is not None:
         cert, key, ca = tls.read()
         credentials = grpc.ssl_server_credentials([(key, cert)], root_certificates=ca,

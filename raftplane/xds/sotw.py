@@ -135,6 +135,10 @@ class SotwStream(StreamBase):
                 out.append(response)
         return out
 
+    def resync(self) -> None:
+        for state in self._types.values():
+            state.sent_version = None
+
     def _quarantined(self, type_url: str, state: _TypeState,
                      desired: dict[str, XdsResource]) -> dict[str, XdsResource]:
         """`desired` with each rejected resource at the version Envoy last accepted (left

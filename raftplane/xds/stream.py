@@ -243,7 +243,14 @@ class StreamBase:
         conn.dataplane = dataplane
         log.info("xds stream opened", extra={"node_id": node.id, "dataplane": dataplane,
                                              "stream": self.kind})
+        for_envoy = getattr(self.cache, "for_envoy", None)
+        if for_envoy is not None:  # a CanaryRouter: this Envoy may be a rollout's canary
+            self.cache = for_envoy(dataplane, node.id, self.resync)
         return self.cache.watch(dataplane, self._on_change)
+
+    def resync(self) -> None:
+        """The view source changed (a canary's overlay, or back): forget which versions
+        the Envoy holds, so the next push compares and sends everything."""
 
     def _on_change(self, types: frozenset[str]) -> None:
         self._queued_changes += 1

@@ -1,0 +1,165 @@
+"""Canary rollouts with real Envoys on two replicas, streaming their own stats: a change that
+sends the canary's traffic to a dead upstream rolls back by itself (the canary's 5xx rate
+rose); a good change is promoted and reaches every Envoy; the canary alone sees the change
+while it is watched (each Envoy's /config_dump)."""
+
+from __future__ import annotations
+
+import pytest
+
+from raftplane.devcluster import free_port
+from tests.system.envoy import Envoy, Traffic
+from tests.system.http import call, eventually
+from tests.system.test_filters_live import EchoUpstream, active_listeners, send
+from tests.system.test_fleet import only_replica
+
+pytestmark = pytest.mark.timeout(150)
+TEAM = "canary"
+DP = "edge"
+
+
+def routes(*prefixes: tuple[str, str]) -> dict:
+    return {"name": "edge-routes", "team": TEAM, "virtualHosts": [{
+        "name": "all", "domains": ["*"], "routes": [{
+            "name": prefix.strip("/") or "root",
+            "match": {"path": {"type": "prefix", "value": prefix}},
+            "action": {"type": "forward", "cluster": cluster}} for prefix, cluster in prefixes]}]}
+
+
+def clusters_of(envoy: Envoy) -> set[str]:
+    return envoy.cluster_names("dynamic_active_clusters")
+
+
+@pytest.fixture(scope="module")
+def plane(shared_cluster, tmp_path_factory):
+    c = shared_cluster
+    c.ensure_team(TEAM)
+    api = c.api(c.leader())
+    upstream = EchoUpstream()
+    port = free_port()
+    envoys: dict[str, Envoy] = {}
+    try:
+        assert call("POST", f"{api}/teams/{TEAM}/dataplanes", {"name": DP}).status == 201
+        assert call("POST", f"{api}/clusters", {
+            "name": "edge-up", "team": TEAM,
+            "endpoints": [{"host": "127.0.0.1", "port": upstream.port}]}).status == 201
+        assert call("POST", f"{api}/route-configs", routes(("/", "edge-up"))).status == 201
+        assert call("POST", f"{api}/listeners", {
+            "name": "edge-l", "team": TEAM, "dataplaneId": DP, "address": "127.0.0.1",
+            "port": port, "filterChains": [{"filters": [{
+                "name": "hcm", "type": "httpConnectionManager",
+                "routeConfigName": "edge-routes"}]}]}).status == 201
+        workdir = tmp_path_factory.mktemp("rollouts")
+        for node_id, replica in zip(("edge-a", "edge-b"), c.followers()[:2], strict=True):
+            envoys[node_id] = Envoy(api, TEAM, DP, workdir, edit=only_replica(c.nodes[replica].xds),
+                                    query=f"nodeId={node_id}&stats=true&statsFlushSeconds=1")
+        for envoy in envoys.values():
+            eventually(lambda e=envoy: "edge-l" in active_listeners(e), timeout=30)
+        # both stream their counters (to the replica each is pinned to)
+        eventually(lambda: {e["nodeId"] for node in c.followers()[:2] for e in call(
+            "GET", f"{c.api(node)}/xds/envoy-stats?team={TEAM}&dataplane={DP}").body["envoys"]}
+                   == set(envoys), timeout=20)
+        yield c, api, port, envoys
+    finally:
+        for envoy in envoys.values():
+            envoy.stop()
+        upstream.close()
+
+
+def watch(api: str, location: str, timeout: float = 60) -> dict:
+    """The rollout once it ended."""
+    return eventually(lambda: (r := call("GET", api.removesuffix("/api/v1") + location).body)
+                      .get("state") != "canary" and r, timeout=timeout)
+
+
+def test_a_canary_sent_to_a_dead_upstream_rolls_back_by_itself(plane):
+    _, api, port, envoys = plane
+    dead = {"kind": "clusters", "name": "edge-dead", "team": TEAM,
+            "endpoints": [{"host": "127.0.0.1", "port": free_port()}]}
+    bad_routes = {"kind": "route-configs", **routes(("/", "edge-dead"))}
+    traffic = Traffic(port, seconds=60, max_requests=3000, pace=0.01)
+    try:
+        reply = call("POST", f"{api}/rollouts", {
+            "team": TEAM, "dataplane": DP, "change": {"items": [dead, bad_routes]},
+            "canaryPercent": 50, "watchSeconds": 20, "minRequests": 5})
+        assert reply.status == 201, reply.body
+        rollout = reply.body
+        assert rollout["state"] == "canary" and len(rollout["canaries"]) == 1
+        assert rollout["envoys"] == 2
+        [canary] = rollout["canaries"]
+        [other] = set(envoys) - {canary}
+        # only the canary is served the change (while it is being watched)
+        eventually(lambda: "edge-dead" in clusters_of(envoys[canary]), timeout=15)
+        assert "edge-dead" not in clusters_of(envoys[other])
+        ended = watch(api, reply.headers["location"])
+    finally:
+        traffic.stop()
+    assert ended["state"] == "rolled-back", ended
+    assert "5xx" in ended["reason"], ended
+    observed = ended["observed"]
+    assert observed["canary"]["rate"] > 0.5 and observed["baseline"]["rate"] < 0.05, observed
+    assert ended["endedAt"] < rollout["deadline"]  # stopped early: it did not wait out 20 s
+    # the canary is back on the stored state; nothing of the change was committed
+    eventually(lambda: "edge-dead" not in clusters_of(envoys[canary]), timeout=15)
+    assert call("GET", f"{api}/clusters/edge-dead").status == 404
+    stored = call("GET", f"{api}/route-configs/edge-routes").body
+    assert stored["virtualHosts"][0]["routes"][0]["action"]["cluster"] == "edge-up"
+    assert all(send(port, "GET", "/").status == 200 for _ in range(10))
+    listed = call("GET", f"{api}/rollouts?team={TEAM}").body["items"]
+    assert listed[0]["id"] == rollout["id"] and "plan" not in listed[0]
+
+
+def test_a_good_change_is_promoted_after_the_watch_and_reaches_every_envoy(plane):
+    _, api, port, envoys = plane
+    better = {"kind": "route-configs", **routes(("/v2", "edge-up"), ("/", "edge-up"))}
+    traffic = Traffic(port, seconds=60, max_requests=3000, pace=0.01)
+    try:
+        reply = call("POST", f"{api}/rollouts", {
+            "team": TEAM, "dataplane": DP, "change": {"items": [better]},
+            "canaryPercent": 50, "watchSeconds": 4, "minRequests": 5})
+        assert reply.status == 201, reply.body
+        # one rollout per dataplane at a time
+        again = call("POST", f"{api}/rollouts", {
+            "team": TEAM, "dataplane": DP, "change": {"items": [better]},
+            "canaryPercent": 50, "watchSeconds": 4})
+        assert again.status == 409, again.body
+        ended = watch(api, reply.headers["location"])
+    finally:
+        traffic.stop()
+    assert ended["state"] == "promoted", ended
+    assert ended["observed"]["canary"]["requests"] >= 5 and not traffic.failures
+    assert ended["endedAt"] >= reply.body["deadline"]
+    stored = call("GET", f"{api}/route-configs/edge-routes").body
+    assert stored["revision"] == ended["revision"]  # the change and the record's end: one entry
+    assert [r["match"]["path"]["value"] for r in stored["virtualHosts"][0]["routes"]] == \
+        ["/v2", "/"]
+
+    def has_v2(envoy: Envoy) -> bool:
+        return any(r["match"].get("prefix") == "/v2"
+                   for entry in envoy.dynamic("dynamic_route_configs")
+                   for host in entry["route_config"].get("virtual_hosts", [])
+                   for r in host.get("routes", []))
+
+    for envoy in envoys.values():
+        eventually(lambda e=envoy: has_v2(e), timeout=15)
+    audit = call("GET", f"{api}/audit?team={TEAM}&limit=50").body
+    assert any("rollouts" in str(event) for event in audit.get("items", audit.get("events", [])))
+
+
+def test_a_rollout_is_refused_with_the_field_at_fault(plane):
+    _, api, _, _ = plane
+    good = {"kind": "route-configs", **routes(("/", "edge-up"), ("/x", "edge-up"))}
+    body = {"team": TEAM, "dataplane": DP, "change": {"items": [good]}, "canaryPercent": 0,
+            "watchSeconds": 5}
+    reply = call("POST", f"{api}/rollouts", body)
+    assert reply.status == 422 and reply.body["errors"][0]["field"] == "canaryPercent"
+    reply = call("POST", f"{api}/rollouts", body | {"canaryPercent": 10, "dataplane": "nope"})
+    assert reply.status == 422 and reply.body["errors"][0]["field"] == "dataplane"
+    broken = {"kind": "route-configs", **routes(("/", "no-such-cluster"))}
+    reply = call("POST", f"{api}/rollouts", body | {"canaryPercent": 10,
+                                                    "change": {"items": [broken]}})
+    assert reply.status == 422 and reply.body["errors"][0]["field"].startswith(
+        "change.items[0]"), reply.body
+    assert call("POST", f"{api}/teams/{TEAM}/dataplanes", {"name": "empty"}).status == 201
+    reply = call("POST", f"{api}/rollouts", body | {"canaryPercent": 10, "dataplane": "empty"})
+    assert reply.status == 409 and "no Envoy" in reply.body["detail"]

@@ -1,0 +1,168 @@
+"""Canary views (xds/canary.py) over a real store: a rollout's canaries are served the change,
+every other Envoy the stored state; writes during the rollout reach both; when it ends the
+canaries go back, and their streams forget what they held. Plus the verdict rule, the pick
+of canaries and the parsing of Envoy's stats stream."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from raftplane.api import bodies
+from raftplane.api.rollout_verdict import judge, window
+from raftplane.api.rollouts import _canary_nack, pick_canaries
+from raftplane.wire import envoy_stats_pb2
+from raftplane.wire import log_entry_pb2 as wire
+from raftplane.xds.cache import XdsCache
+from raftplane.xds.canary import ROLLOUTS, CanaryRouter
+from raftplane.xds.envoy_stats import EnvoyStats, request_counts
+from raftplane.xds.types import CLUSTER, ROUTE
+from tests.xds.conftest import cluster, listener, routes
+
+pytestmark = pytest.mark.timeout(30)
+DP = "t/dp1"
+
+
+def put_rollout(writer, state: str, canaries: list[str], plan: list) -> int:
+    record = {"id": "r1", "team": "t", "dataplane": DP, "state": state, "canaries": canaries,
+              "plan": plan}
+    entry = wire.LogEntry(format_version=1, proposed_at_ms=int(time.time() * 1000))
+    entry.commands.add().put.CopyFrom(wire.Put(kind=ROLLOUTS, name="t/r1", team="t",
+                                               value_json=json.dumps(record).encode()))
+    writer.index += 1
+    [result] = writer.store.apply_entry(writer.index, entry.SerializeToString())
+    assert result.outcome.ok, result
+    return writer.index
+
+
+class Stream:
+    """What a stream does with its source: counts notifications and resyncs."""
+
+    def __init__(self, router: CanaryRouter, node_id: str) -> None:
+        self.changes: list[frozenset[str]] = []
+        self.resyncs = 0
+        self.source = router.for_envoy(DP, node_id, self.resync)
+        self.cancel = self.source.watch(DP, self.changes.append)
+
+    def resync(self) -> None:
+        self.resyncs += 1
+
+    def clusters(self) -> dict[str, str]:
+        return {n: r.version for n, r in self.source.view(DP).resources[CLUSTER].items()}
+
+
+@pytest.fixture
+def plane(writer):
+    writer.put("clusters", cluster("good"))
+    writer.put("route-configs", routes("rc", "good"))
+    writer.put("listeners", listener("l", 10001, "rc", "dp1"))
+    cache = XdsCache(writer.store)
+    cache.load_all()
+    router = CanaryRouter(cache, writer.store)
+
+    def apply(index: int, changed: list[tuple[str, str]]) -> None:
+        cache.apply_changes(index, changed)
+        router.after_apply(changed)
+
+    return cache, router, apply
+
+
+def test_canaries_get_the_change_and_the_rest_do_not_until_it_ends(writer, plane):
+    cache, router, apply = plane
+    canary, other = Stream(router, "envoy-a"), Stream(router, "envoy-b")
+    change = routes("rc", "bad")
+    change["team"] = "t"
+    bad = bodies.validate_resource("clusters", {"team": "t", **cluster("bad", port=1)})
+    plan = [["clusters", "bad", bad],
+            ["route-configs", "rc", bodies.validate_resource("route-configs", change)]]
+    rev = put_rollout(writer, "canary", ["envoy-a"], plan)
+    apply(rev, [(ROLLOUTS, "t/r1")])
+    assert set(canary.clusters()) == {"bad"} and set(other.clusters()) == {"good"}
+    assert canary.resyncs == 1 and other.resyncs == 0
+    assert canary.changes and not other.changes
+    assert canary.source.changed_since(DP, 0) is None  # an overlay: compare every name
+    assert router.canary_of(DP, "envoy-a") == "t/r1" and router.canary_of(DP, "envoy-b") is None
+
+    # a write during the rollout reaches both views
+    rev = writer.put("clusters", cluster("bad", port=2))
+    apply(rev, [("clusters", "bad")])
+    rev = writer.put("clusters", cluster("good", port=9))
+    apply(rev, [("clusters", "good")])
+    assert other.clusters()["good"] == str(rev)
+    overlay_routes = canary.source.view(DP).resources[ROUTE]
+    assert overlay_routes["rc"].clusters == frozenset({"bad"})
+
+    # the rollout ends: the canary is back on the stored state, told to forget its versions
+    rev = put_rollout(writer, "rolled-back", ["envoy-a"], plan)
+    apply(rev, [(ROLLOUTS, "t/r1")])
+    assert set(canary.clusters()) == {"good"} and canary.resyncs == 2
+    assert canary.source.delegate is cache and router.active() == {}
+    canary.cancel()
+    other.cancel()
+
+
+def test_a_node_restarting_mid_rollout_serves_the_canary_from_the_record(writer, plane):
+    cache, _, _ = plane
+    bad = bodies.validate_resource("clusters", {"team": "t", **cluster("bad", port=1)})
+    change = bodies.validate_resource("route-configs", {"team": "t", **routes("rc", "bad")})
+    put_rollout(writer, "canary", ["envoy-a"], [["clusters", "bad", bad],
+                                                ["route-configs", "rc", change]])
+    restarted = CanaryRouter(cache, writer.store)  # loads the record from the store
+    stream = Stream(restarted, "envoy-a")
+    assert set(stream.clusters()) == {"bad"}
+
+
+def test_the_verdict_compares_the_canaries_with_the_others_or_with_before():
+    ok = [(0, 0, 0), (10, 100, 0), (20, 200, 1)]
+    bad = [(0, 0, 0), (10, 100, 0), (20, 150, 40)]
+    verdict = judge({"a": bad, "b": ok}, ["a"], 10, 20, max_increase=0.05, min_requests=1)
+    assert verdict.failed and verdict.baseline_from == "others"
+    assert verdict.canary.requests == 50 and verdict.canary.errors == 40
+    verdict = judge({"a": ok, "b": bad}, ["a"], 10, 20, max_increase=0.05, min_requests=1)
+    assert not verdict.failed and verdict.enough
+    # alone: the canary's own rate before the start is the baseline
+    verdict = judge({"a": bad}, ["a"], 10, 20, max_increase=0.05, min_requests=1)
+    assert verdict.failed and verdict.baseline_from == "before"
+    # too few requests to judge, or no counters at all: not enough (never promoted)
+    verdict = judge({"a": bad}, ["a"], 10, 20, max_increase=0.05, min_requests=100)
+    assert not verdict.failed and not verdict.enough
+    assert not judge({}, ["a"], 10, 20, max_increase=0.05, min_requests=0).enough
+    assert window([(5, 1, 0)], 10, 20) is None  # one sample covers no window
+
+
+def test_canaries_are_a_share_of_the_envoys_at_least_one_and_stable_per_rollout():
+    envoys = [f"e{i}" for i in range(10)]
+    assert len(pick_canaries(envoys, 25, "x")) == 3
+    assert len(pick_canaries(envoys[:1], 10, "x")) == 1
+    assert pick_canaries(envoys, 50, "x") == pick_canaries(list(reversed(envoys)), 50, "x")
+    assert pick_canaries(envoys, 100, "y") == envoys
+
+
+def test_a_nack_from_a_canary_after_the_start_is_found():
+    record = {"dataplane": DP, "canaries": ["a"], "startedAt": 100.0}
+    streams = [{"dataplane": DP, "nodeId": "b", "types": {"cds": {"lastNack": {
+        "error": "no", "at": 150.0}}}},
+        {"dataplane": DP, "nodeId": "a", "types": {"cds": {"lastNack": {
+            "error": "old", "at": 50.0}}}}]
+    assert _canary_nack(streams, record) is None
+    streams[1]["types"]["lds"] = {"lastNack": {"error": "bad listener", "at": 120.0}}
+    assert "bad listener" in (_canary_nack(streams, record) or "")
+
+
+def test_request_counts_sum_the_connection_managers_but_not_admin():
+    message = envoy_stats_pb2.StreamMetricsMessage()
+    for name, value in (("http.ingress.downstream_rq_completed", 10),
+                        ("http.ingress.downstream_rq_5xx", 3),
+                        ("http.other.downstream_rq_completed", 5),
+                        ("http.admin.downstream_rq_completed", 99),
+                        ("cluster.x.upstream_rq_5xx", 7)):
+        family = message.envoy_metrics.add(name=name)
+        family.metric.add().counter.value = value
+    assert request_counts(message) == (15.0, 3.0)
+    stats = EnvoyStats()
+    stats.record("a", DP, 15, 3, at=1.0)
+    stats.record("a", DP, 20, 3, at=2.0)
+    assert [e.as_json()["samples"] for e in stats.envoys(DP)] == [[[1.0, 15, 3], [2.0, 20, 3]]]
+    assert stats.envoys("t/other") == []
