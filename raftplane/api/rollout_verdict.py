@@ -53,18 +53,14 @@ class Verdict:
 
 
 def window(samples: Sequence[Sample], start: float, end: float) -> Rate | None:
-    """Counters gained between the last sample at or before `start` (else the first one
-    after it) and the last sample at or before `end`; None without two such samples."""
-    inside = [s for s in samples if s[0] <= end]
-    if not inside:
+    """Counters gained between the first sample at or after `start` and the last one at or
+    before `end`; None without two such samples. (Not from the last sample before `start`:
+    Envoy counts between flushes, so that one would carry answers given before the start.)"""
+    inside = [s for s in samples if start <= s[0] <= end]
+    if len(inside) < 2:
         return None
-    before = [s for s in inside if s[0] <= start]
-    first = before[-1] if before else next((s for s in inside if s[0] > start), None)
-    last = inside[-1]
-    if first is None or first is last:
-        return None
-    gained = Rate(max(0.0, last[1] - first[1]), max(0.0, last[2] - first[2]))
-    return gained
+    first, last = inside[0], inside[-1]
+    return Rate(max(0.0, last[1] - first[1]), max(0.0, last[2] - first[2]))
 
 
 def judge(samples: Mapping[str, Sequence[Sample]], canaries: Iterable[str], start: float,

@@ -126,7 +126,7 @@ def test_a_good_change_is_promoted_after_the_watch_and_reaches_every_envoy(plane
         ended = watch(api, reply.headers["location"])
     finally:
         traffic.stop()
-    assert ended["state"] == "promoted", ended
+    assert ended["state"] == "promoted", (ended["reason"], ended.get("observed"))
     assert ended["observed"]["canary"]["requests"] >= 5 and not traffic.failures
     assert ended["endedAt"] >= reply.body["deadline"]
     stored = call("GET", f"{api}/route-configs/edge-routes").body
@@ -163,3 +163,57 @@ def test_a_rollout_is_refused_with_the_field_at_fault(plane):
     assert call("POST", f"{api}/teams/{TEAM}/dataplanes", {"name": "empty"}).status == 201
     reply = call("POST", f"{api}/rollouts", body | {"canaryPercent": 10, "dataplane": "empty"})
     assert reply.status == 409 and "no Envoy" in reply.body["detail"]
+
+
+def test_a_canary_that_nacks_rolls_back_at_once(plane):
+    """Envoy's validate mode accepts a listener on a port another process holds, a live Envoy
+    refuses to bind it (a NACK): the canary's NACK ends the rollout long before its window."""
+    import socket
+
+    _, api, _, envoys = plane
+    taken = socket.socket()
+    taken.bind(("127.0.0.1", 0))
+    taken.listen()
+    try:
+        extra = {"kind": "listeners", "name": "edge-taken", "team": TEAM, "dataplaneId": DP,
+                 "address": "127.0.0.1", "port": taken.getsockname()[1], "filterChains": [{
+                     "filters": [{"name": "hcm", "type": "httpConnectionManager",
+                                  "routeConfigName": "edge-routes"}]}]}
+        reply = call("POST", f"{api}/rollouts", {
+            "team": TEAM, "dataplane": DP, "change": {"items": [extra]},
+            "canaryPercent": 50, "watchSeconds": 60})
+        assert reply.status == 201, reply.body
+        ended = watch(api, reply.headers["location"], timeout=30)
+    finally:
+        taken.close()
+    assert ended["state"] == "rolled-back" and "rejected" in ended["reason"], ended
+    assert ended["canaries"][0] in ended["reason"]
+    assert call("GET", f"{api}/listeners/edge-taken").status == 404
+    [canary] = ended["canaries"]
+    eventually(lambda: "edge-taken" not in active_listeners(envoys[canary]), timeout=15)
+
+
+def test_abort_and_a_leader_change_roll_back(plane):
+    c, api, _, envoys = plane
+    change = {"kind": "route-configs", **routes(("/abort", "edge-up"), ("/", "edge-up"))}
+    body = {"team": TEAM, "dataplane": DP, "change": {"items": [change]},
+            "canaryPercent": 50, "watchSeconds": 120}
+    reply = call("POST", f"{api}/rollouts", body)
+    assert reply.status == 201, reply.body
+    follower = c.api(c.followers()[0])  # abort from any node: relayed to the leader
+    aborted = call("POST", follower.removesuffix("/api/v1") + reply.headers["location"]
+                   + "/abort", {})
+    assert aborted.status == 200 and aborted.body["state"] == "rolled-back", aborted.body
+    assert "aborted by" in aborted.body["reason"]
+    again = call("POST", api.removesuffix("/api/v1") + reply.headers["location"] + "/abort", {})
+    assert again.status == 409
+
+    # the watch's credentials stay with its leader: a new leader rolls the rollout back
+    reply = call("POST", f"{api}/rollouts", body)
+    assert reply.status == 201, reply.body
+    moved = call("POST", f"{api}/cluster/transfer-leadership", {})
+    assert moved.status in (200, 202), moved.body
+    ended = watch(c.api(c.leader()), reply.headers["location"], timeout=30)
+    assert ended["state"] == "rolled-back" and "leader changed" in ended["reason"], ended
+    stored = call("GET", f"{c.api(c.leader())}/route-configs/edge-routes").body
+    assert "/abort" not in str(stored)

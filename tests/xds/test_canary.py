@@ -11,7 +11,7 @@ import time
 import pytest
 
 from raftplane.api import bodies
-from raftplane.api.rollout_verdict import judge, window
+from raftplane.api.rollout_verdict import Rate, judge, window
 from raftplane.api.rollouts import _canary_nack, pick_canaries
 from raftplane.wire import envoy_stats_pb2
 from raftplane.wire import log_entry_pb2 as wire
@@ -130,6 +130,8 @@ def test_the_verdict_compares_the_canaries_with_the_others_or_with_before():
     assert not verdict.failed and not verdict.enough
     assert not judge({}, ["a"], 10, 20, max_increase=0.05, min_requests=0).enough
     assert window([(5, 1, 0)], 10, 20) is None  # one sample covers no window
+    # answers counted before the start (flushed after it) are not the canary's
+    assert window([(5, 0, 0), (12, 10, 5), (20, 30, 5)], 10, 20) == Rate(20, 0)
 
 
 def test_canaries_are_a_share_of_the_envoys_at_least_one_and_stable_per_rollout():
