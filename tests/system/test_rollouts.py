@@ -194,7 +194,7 @@ def test_a_canary_that_nacks_rolls_back_at_once(plane):
 
 
 def test_abort_and_a_leader_change_roll_back(plane):
-    c, api, _, envoys = plane
+    c, api, _, _ = plane
     change = {"kind": "route-configs", **routes(("/abort", "edge-up"), ("/", "edge-up"))}
     body = {"team": TEAM, "dataplane": DP, "change": {"items": [change]},
             "canaryPercent": 50, "watchSeconds": 120}
