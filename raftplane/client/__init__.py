@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from raftplane.client import apply, history, ops, resources, tokens, watch, xds
+from raftplane.client import apply, history, ops, resources, rollouts, tokens, watch, xds
 from raftplane.client.completion import add_parser as _add_completion
 from raftplane.client.config import add_connection_flags, resolve
 from raftplane.client.errors import EXIT_CODES_HELP, ClientError
@@ -43,6 +43,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     xds.add_parsers(sub, parents)
     tokens.add_parsers(sub, parents)
     history.add_parsers(sub, parents)
+    rollouts.add_parsers(sub, parents)
     _add_completion(sub)
 
 

@@ -5,6 +5,12 @@ while it is watched (each Envoy's /config_dump)."""
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
+
 import pytest
 
 from raftplane.devcluster import free_port
@@ -168,8 +174,6 @@ def test_a_rollout_is_refused_with_the_field_at_fault(plane):
 def test_a_canary_that_nacks_rolls_back_at_once(plane):
     """Envoy's validate mode accepts a listener on a port another process holds, a live Envoy
     refuses to bind it (a NACK): the canary's NACK ends the rollout long before its window."""
-    import socket
-
     _, api, _, envoys = plane
     taken = socket.socket()
     taken.bind(("127.0.0.1", 0))
@@ -217,3 +221,27 @@ def test_abort_and_a_leader_change_roll_back(plane):
     assert ended["state"] == "rolled-back" and "leader changed" in ended["reason"], ended
     stored = call("GET", f"{c.api(c.leader())}/route-configs/edge-routes").body
     assert "/abort" not in str(stored)
+
+
+def test_the_cli_follows_a_rollout_to_its_end(plane, tmp_path):
+    c, api, _, _ = plane
+    change = tmp_path / "routes.yaml"
+    change.write_text(json.dumps({"kind": "route-configs",
+                                  **routes(("/cli", "edge-up"), ("/", "edge-up"))}))
+    env = os.environ | {"RAFTPLANE_SERVER": c.nodes[c.followers()[0]].api,
+                        "RAFTPLANE_TOKEN": c.admin_token,
+                        "XDG_CONFIG_HOME": str(tmp_path / "no-config"), "COLUMNS": "200"}
+
+    def raftplane(*argv: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "raftplane", *argv], env=env,
+                              capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+
+    done = raftplane("rollout", "start", "-f", str(change), "--dataplane", DP, "--percent",
+                     "50", "--watch", "3", "--min-requests", "0")
+    assert done.returncode == 0, (done.stdout, done.stderr)
+    assert "promoted" in done.stdout and "started: canaries" in done.stderr
+    listed = raftplane("rollout", "list", "--team", TEAM, "-o", "json")
+    assert listed.returncode == 0 and json.loads(listed.stdout)["items"][0]["state"] == \
+        "promoted"
+    assert "/cli" in str(call("GET", f"{api}/route-configs/edge-routes").body)
