@@ -54,8 +54,8 @@ class EnvoySource:
         return self.delegate.view(dataplane)
 
     def changed_since(self, dataplane: str, revision: int) -> dict[str, frozenset[str]] | None:
-        if self.delegate is not self._router.cache:
-            return None  # an overlay keeps no change log: compare every name
+        # An overlay logs its own changes from when its view was made; a stream compares
+        # everything once after each switch (resync), then follows that log.
         return self.delegate.changed_since(dataplane, revision)
 
     def resource(self, type_url: str, name: str) -> XdsResource | None:
@@ -78,17 +78,18 @@ class EnvoySource:
         return cancel
 
     def use(self, delegate: XdsCache, rollout: str | None) -> None:
-        """Serve from `delegate` from now on and tell the stream everything may differ."""
-        switched = rollout != self.rollout
-        if delegate is self.delegate and not switched:
+        """Serve from `delegate` from now on (another cache, or a rebuilt overlay) and tell
+        the stream everything may differ."""
+        if delegate is self.delegate:
             return
         if self._cancel is not None:
             self._cancel()
+        switched = rollout != self.rollout
         self.delegate, self.rollout = delegate, rollout
         assert self._watcher is not None
         self._cancel = delegate.watch(self.dataplane, self._watcher)
+        self._resync()
         if switched:
-            self._resync()
             log.info("envoy switched view", extra={"node_id": self.node_id,
                                                    "dataplane": self.dataplane,
                                                    "rollout": rollout or "-"})
@@ -163,11 +164,14 @@ class CanaryRouter:
                 break
         self._active = active
 
-    def after_apply(self, changed: list[tuple[str, str]]) -> None:
-        """After the cache applied an entry: follow rollout records, rebuild the overlays
-        (the change on top of the new state) and move streams between views."""
-        records = [name for kind, name in changed if kind == ROLLOUTS]
-        if ("*", "*") in changed:
+    def after_apply(self, index: int, changed: list[tuple[str, str]]) -> None:
+        """After the cache applied an entry: follow rollout records, bring the overlays up
+        to date and move streams between views. An overlay takes the entry like the cache
+        (O(changed)), unless the entry wrote a resource the rollout changes, or the rollout
+        itself: then it is built again from the record (`what_if`, O(store))."""
+        records = {name for kind, name in changed if kind == ROLLOUTS}
+        reload_all = ("*", "*") in changed
+        if reload_all:
             self.load()
         for name in records:
             record = self._store.get(ROLLOUTS, name)
@@ -177,7 +181,17 @@ class CanaryRouter:
                 self._active.pop(name, None)
         if not self._active and not self._overlays:
             return
-        self._overlays = {name: self._overlay(record) for name, record in self._active.items()}
+        touched = set(changed)
+        overlays: dict[str, XdsCache] = {}
+        for name, record in self._active.items():
+            overlay = self._overlays.get(name)
+            planned = {(kind, key) for kind, key, _ in record["plan"]}
+            if overlay is None or reload_all or name in records or planned & touched:
+                overlays[name] = self._overlay(record)
+            else:
+                overlay.apply_changes(index, changed)
+                overlays[name] = overlay
+        self._overlays = overlays
         for source in list(self._sources):
             source.use(*self._serving(source))
 

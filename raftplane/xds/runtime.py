@@ -55,7 +55,7 @@ class XdsRuntime:
         def on_applied(index: int, changed: list[tuple[str, str]]) -> None:
             if changed:
                 cache.apply_changes(index, changed)
-                canaries.after_apply(changed)
+                canaries.after_apply(index, changed)
 
         applied.subscribe(on_applied)
 

@@ -18,7 +18,7 @@ from raftplane.wire import log_entry_pb2 as wire
 from raftplane.xds.cache import XdsCache
 from raftplane.xds.canary import ROLLOUTS, CanaryRouter
 from raftplane.xds.envoy_stats import EnvoyStats, request_counts
-from raftplane.xds.types import CLUSTER, ROUTE
+from raftplane.xds.types import CLUSTER, LISTENER, ROUTE
 from tests.xds.conftest import cluster, listener, routes
 
 pytestmark = pytest.mark.timeout(30)
@@ -64,7 +64,7 @@ def plane(writer):
 
     def apply(index: int, changed: list[tuple[str, str]]) -> None:
         cache.apply_changes(index, changed)
-        router.after_apply(changed)
+        router.after_apply(index, changed)
 
     return cache, router, apply
 
@@ -85,19 +85,31 @@ def test_canaries_get_the_change_and_the_rest_do_not_until_it_ends(writer, plane
     assert canary.source.changed_since(DP, 0) is None  # an overlay: compare every name
     assert router.canary_of(DP, "envoy-a") == "t/r1" and router.canary_of(DP, "envoy-b") is None
 
-    # a write during the rollout reaches both views
-    rev = writer.put("clusters", cluster("bad", port=2))
-    apply(rev, [("clusters", "bad")])
+    # a write during the rollout reaches both views: one the rollout does not change goes
+    # into the overlay as into the cache; one it changes rebuilds the overlay
+    overlay = canary.source.delegate
+    notified = len(canary.changes)
     rev = writer.put("clusters", cluster("good", port=9))
     apply(rev, [("clusters", "good")])
     assert other.clusters()["good"] == str(rev)
+    assert canary.source.delegate is overlay and canary.resyncs == 1
+    assert len(canary.changes) == notified  # "good" is not in the canary's view
+    rev = writer.put("listeners", listener("l", 10002, "rc", "dp1"))
+    apply(rev, [("listeners", "l")])
+    assert canary.source.view(DP).resources[LISTENER]["l"].version == str(rev)
+    assert canary.source.delegate is overlay and len(canary.changes) == notified + 1
+    assert canary.source.changed_since(DP, rev - 1) == {LISTENER: frozenset({"l"})}
+    rev = writer.put("clusters", cluster("bad", port=2))
+    apply(rev, [("clusters", "bad")])
+    assert canary.source.delegate is not overlay and canary.resyncs == 2
+    assert set(canary.clusters()) == {"bad"}
     overlay_routes = canary.source.view(DP).resources[ROUTE]
     assert overlay_routes["rc"].clusters == frozenset({"bad"})
 
     # the rollout ends: the canary is back on the stored state, told to forget its versions
     rev = put_rollout(writer, "rolled-back", ["envoy-a"], plan)
     apply(rev, [(ROLLOUTS, "t/r1")])
-    assert set(canary.clusters()) == {"good"} and canary.resyncs == 2
+    assert set(canary.clusters()) == {"good"} and canary.resyncs == 3
     assert canary.source.delegate is cache and router.active() == {}
     canary.cancel()
     other.cancel()
