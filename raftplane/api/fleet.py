@@ -18,11 +18,12 @@ from typing import Any
 from aiohttp import web
 from multidict import CIMultiDict
 
-from raftplane.api.context import FORWARDER, NODE, XDS
+from raftplane.api.context import FORWARDER, NODE
 from raftplane.api.inputs import visible_teams
 from raftplane.api.problems import field_problem
 from raftplane.api.reads import revision_headers
 from raftplane.api.routing import Route
+from raftplane.api.xds_routes import local_connections
 from raftplane.cluster.errors import ClusterError
 
 PEER_TIMEOUT_SECONDS = 2.0
@@ -73,9 +74,7 @@ async def from_every_replica(app: web.Application, headers: CIMultiDict[str], pa
 async def fleet(request: web.Request) -> tuple[list[dict[str, Any]], list[str]]:
     """Every Envoy stream of the teams the caller may see, on every replica (each with its
     `replica`), and the replicas that did not answer."""
-    teams = visible_teams(request)
-    local = [c.as_json() for c in request.app[XDS].connections.all()
-             if teams is None or c.dataplane.split("/", 1)[0] in teams]
+    local = local_connections(request.app, visible_teams(request))
     return await from_every_replica(request.app, credentials(request),
                                     "/api/v1/xds/connections", "connections", local)
 
@@ -107,7 +106,8 @@ def envoys(streams: list[dict[str, Any]], revision: int, team: str | None,
                     "peers": sorted({s["peer"] for s in group}),
                     "replicas": sorted({s["replica"] for s in group}),
                     "syncedRevision": synced, "behindBy": max(0, revision - synced),
-                    "state": state, "nacked": nacked, "quarantined": quarantined})
+                    "state": state, "nacked": nacked, "quarantined": quarantined,
+                    "rollout": next((s["rollout"] for s in group if s.get("rollout")), None)})
     return out
 
 

@@ -41,6 +41,7 @@ from raftplane.api.problems import Problem, field_problem
 from raftplane.api.rollout_verdict import Verdict, judge
 from raftplane.api.routing import Route
 from raftplane.api.writes import forward_if_follower, new_key, refused, set_principal
+from raftplane.api.xds_routes import local_connections
 from raftplane.auth import tokens
 from raftplane.cluster.errors import ClusterError
 from raftplane.model.kinds import Kind, Resource
@@ -264,7 +265,7 @@ async def _watch(app: web.Application, key: str, creds: CIMultiDict[str],
             now = time.time()
             streams, _ = await from_every_replica(
                 app, creds, "/api/v1/xds/connections", "connections",
-                [c.as_json() for c in app[XDS].connections.all()])
+                local_connections(app, None))
             nack = _canary_nack(streams, record)
             if nack is not None:
                 await _finish(app, record, ROLLED_BACK, nack, principal, None)

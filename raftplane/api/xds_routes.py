@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import re
+from typing import Any
 
 import yaml
 from aiohttp import web
@@ -134,12 +135,17 @@ def _secret_summary(request: web.Request, name: str) -> dict[str, object]:
             if key in stored}
 
 
+def local_connections(app: web.Application, teams: set[str] | None) -> list[dict[str, Any]]:
+    """This node's streams of `teams` (None: all), each with the rollout whose canary its
+    Envoy is (or None)."""
+    canaries = app[XDS].canaries
+    return [c.as_json() | {"rollout": canaries.canary_of(c.dataplane, c.node_id)}
+            for c in app[XDS].connections.all()
+            if teams is None or c.dataplane.split("/", 1)[0] in teams]
+
+
 async def connections(request: web.Request) -> web.StreamResponse:
-    teams = visible_teams(request)
-    canaries = request.app[XDS].canaries
-    conns = [c.as_json() | {"rollout": canaries.canary_of(c.dataplane, c.node_id)}
-             for c in request.app[XDS].connections.all()
-             if teams is None or c.dataplane.split("/", 1)[0] in teams]
+    conns = local_connections(request.app, visible_teams(request))
     return web.json_response({"node": request.app[NODE].config.node_id, "connections": conns},
                              headers=revision_headers(request))
 

@@ -83,10 +83,12 @@ def run_fleet(api: Api, args: argparse.Namespace) -> int:
     print(f"revision {body['revision']}: " + ", ".join(
         f"{n} {state}" for state, n in body["counts"].items()), flush=True)
     output.print_table(
-        ["DATAPLANE", "ENVOY", "REPLICA", "REVISION", "BEHIND BY", "STATE", "LAST NACK"],
+        ["DATAPLANE", "ENVOY", "REPLICA", "REVISION", "BEHIND BY", "STATE", "LAST NACK",
+         "CANARY OF"],
         [[e["dataplane"], e["nodeId"], ",".join(e["replicas"]), e["syncedRevision"],
           e["behindBy"], e["state"], "; ".join(f"{t}: {m}" for t, m in e["nacked"].items())
-          or ", ".join(f"{t}: {sorted(q)}" for t, q in e.get("quarantined", {}).items())]
+          or ", ".join(f"{t}: {sorted(q)}" for t, q in e.get("quarantined", {}).items()),
+          e.get("rollout") or ""]
          for e in body["envoys"]])
     if body.get("unreachableReplicas"):
         print("did not answer: " + ", ".join(body["unreachableReplicas"]), flush=True)

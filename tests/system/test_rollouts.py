@@ -97,6 +97,9 @@ def test_a_canary_sent_to_a_dead_upstream_rolls_back_by_itself(plane):
         # only the canary is served the change (while it is being watched)
         eventually(lambda: "edge-dead" in clusters_of(envoys[canary]), timeout=15)
         assert "edge-dead" not in clusters_of(envoys[other])
+        fleet = call("GET", f"{api}/revisions/1/status?team={TEAM}&dataplane={DP}").body
+        assert {e["nodeId"]: e["rollout"] for e in fleet["envoys"]} == {
+            canary: f"{TEAM}/{rollout['id']}", other: None}
         ended = watch(api, reply.headers["location"])
     finally:
         traffic.stop()
