@@ -77,6 +77,13 @@ class XdsMetrics:
             "raftplane_xds_push_seconds", "From a change being applied to its push", ["type"],
             registry=registry, buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1),
         )
+        self.bodies_encoded = Counter(
+            "raftplane_xds_sotw_bodies_encoded_total",
+            "SotW response bodies serialized (each shared by every stream that sends it)",
+            registry=registry)
+        self.bodies_shared = Counter(
+            "raftplane_xds_sotw_bodies_shared_total",
+            "SotW responses that reused a body another stream had encoded", registry=registry)
         self._push_counts: dict[str, Counter] = {}
         self._push_timers: dict[str, Histogram] = {}
 
