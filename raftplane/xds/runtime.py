@@ -13,6 +13,7 @@ from raftplane.storage.store import Store
 from raftplane.xds.cache import XdsCache
 from raftplane.xds.connections import ConnectionRegistry, XdsMetrics
 from raftplane.xds.server import start_xds_server
+from raftplane.xds.shed import StreamShedder
 
 
 class AppliedEntries(Protocol):
@@ -31,6 +32,7 @@ class XdsRuntime:
     cache: XdsCache
     connections: ConnectionRegistry
     server: grpc.aio.Server | None = None
+    shedder: StreamShedder | None = None  # limits this node to its share of the streams
 
     @classmethod
     def create(cls, store: Store, metrics: XdsMetrics, cluster_secret: str | None = None
