@@ -106,35 +106,52 @@ def local_cluster(
                 shutil.rmtree(data_dir, ignore_errors=True)
 
 
-def route_config(variant: int) -> dict[str, Any]:
-    """The bench route config; the two variants differ in the route's name and prefix."""
+def route_config(variant: int, extra_clusters: Sequence[str] = ()) -> dict[str, Any]:
+    """The bench route config; the two variants differ in the route's name and prefix.
+    ``extra_clusters`` each get a route of their own (so the dataplane's view holds them)."""
     prefix = "/" if variant % 2 == 0 else "/v"
     route = {
         "name": f"variant-{variant % 2}",
         "match": {"path": {"type": "prefix", "value": prefix}},
         "action": {"type": "forward", "cluster": XDS_CLUSTER},
     }
-    vhost = {"name": "all", "domains": ["*"], "routes": [route]}
+    extra = [
+        {
+            "name": f"to-{name}",
+            "match": {"path": {"type": "prefix", "value": f"/{name}/"}},
+            "action": {"type": "forward", "cluster": name},
+        }
+        for name in extra_clusters
+    ]
+    vhost = {"name": "all", "domains": ["*"], "routes": [*extra, route]}
     return {"name": XDS_ROUTES, "team": TEAM, "virtualHosts": [vhost]}
 
 
-def cluster_body(upstream_port: int, connect_timeout: float = 5) -> dict[str, Any]:
+def cluster_body(
+    upstream_port: int, connect_timeout: float = 5, name: str = XDS_CLUSTER
+) -> dict[str, Any]:
     """The bench cluster (one endpoint: the upstream)."""
     return {
-        "name": XDS_CLUSTER,
+        "name": name,
         "team": TEAM,
         "connectTimeoutSeconds": connect_timeout,
         "endpoints": [{"host": "127.0.0.1", "port": upstream_port}],
     }
 
 
-def create_dataplane(bc: BenchCluster, upstream_port: int, listen_port: int) -> int:
-    """Team, dataplane, cluster, route config and listener via the leader; last revision."""
+def create_dataplane(
+    bc: BenchCluster, upstream_port: int, listen_port: int, extra_clusters: int = 0
+) -> int:
+    """Team, dataplane, cluster, route config and listener via the leader; last revision.
+    ``extra_clusters`` more clusters are in the dataplane's view (a route each)."""
     lead = bc.leader
     bc.call("POST", lead, "/teams", {"name": TEAM}, what="team", ok=(201, 409))
     bc.call("POST", lead, f"/teams/{TEAM}/dataplanes", {"name": DATAPLANE}, what="dataplane")
     bc.call("POST", lead, "/clusters", cluster_body(upstream_port), what="cluster")
-    bc.call("POST", lead, "/route-configs", route_config(0), what="route config")
+    extra = [f"bench-extra-{i}" for i in range(extra_clusters)]
+    for name in extra:
+        bc.call("POST", lead, "/clusters", cluster_body(upstream_port, name=name), what=name)
+    bc.call("POST", lead, "/route-configs", route_config(0, extra), what="route config")
     hcm = {"name": "hcm", "type": "httpConnectionManager", "routeConfigName": XDS_ROUTES}
     listener = {
         "name": XDS_LISTENER,

@@ -354,17 +354,22 @@ def bench(args: argparse.Namespace) -> int:
     client: Client | None = None
     pushes: list[Push] = []
     try:
-        with local_cluster(args.work_dir, args.keep_dirs, "raftplane-fanout-") as bc:
+        # Shedding off: every stream on one node is the point (with it on, the node would
+        # take ceil(streams / 3 x 1.1) and refuse the rest).
+        with local_cluster(
+            args.work_dir, args.keep_dirs, "raftplane-fanout-", ["--xds-share-factor", "0"]
+        ) as bc:
             target = bc.leader if args.node == "leader" else bc.follower()
             node = bc.cluster.nodes[target]
             assert node.process is not None
             pid = node.process.pid
-            create_dataplane(bc, upstream.port, free_port())
+            create_dataplane(bc, upstream.port, free_port(), args.clusters - 1)
             print(
                 f"# leader {bc.leader}; {args.streams} streams to {args.node} {target} "
                 f"xds {node.xds} (pid {pid})",
                 flush=True,
             )
+            idle_rss = proc_rss_mb(pid)
             log = os.path.join(bc.cluster.data_dir, "fanout-client.log")
             client = Client(client_argv(args, node.xds), log)
             opened = client.read(args.max_seconds, "opening the streams; --max-seconds")
@@ -372,7 +377,8 @@ def bench(args: argparse.Namespace) -> int:
                 f"# opened {opened['ok']}/{args.streams} streams in {opened['open_s']:.1f}s; "
                 f"failed {opened['failed']} {opened['errors']}; unsettled "
                 f"{opened['unsettled']}; first versions {opened['first_versions']}; node RSS "
-                f"{proc_rss_mb(pid):.0f} MB",
+                f"{proc_rss_mb(pid):.0f} MB (idle {idle_rss:.0f} MB: "
+                f"{(proc_rss_mb(pid) - idle_rss) * 1024 / max(1, opened['ok']):.0f} KB per stream)",
                 flush=True,
             )
             if opened["ok"] == 0:
@@ -430,10 +436,10 @@ def print_table(args: argparse.Namespace, pushes: Sequence[Push]) -> None:
 
     s = Summary.median([p.summary for p in pushes])
     print()
-    print(f"| streams {SUMMARY_HEADER} write ms | node CPU ms | client CPU ms |")
-    print(f"|---:{'|---:' * 8}|")
+    print(f"| streams | clusters {SUMMARY_HEADER} write ms | node CPU ms | client CPU ms |")
+    print(f"|---:|---:{'|---:' * 8}|")
     print(
-        f"| {args.streams} {s.cells(0)} {med([p.write_ms for p in pushes]):.1f} "
+        f"| {args.streams} | {args.clusters} {s.cells(0)} {med([p.write_ms for p in pushes]):.1f} "
         f"| {med([p.node_cpu_ms for p in pushes]):.0f} "
         f"| {med([p.client_cpu_ms for p in pushes]):.0f} |"
     )
@@ -449,6 +455,12 @@ def print_table(args: argparse.Namespace, pushes: Sequence[Push]) -> None:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap = bench_parser(__doc__)
     ap.add_argument("--streams", type=int, default=1000, help="ADS streams to open")
+    ap.add_argument(
+        "--clusters",
+        type=int,
+        default=1,
+        help="clusters in the dataplane's view (each CDS response carries them all)",
+    )
     ap.add_argument(
         "--node",
         choices=["follower", "leader"],
@@ -490,8 +502,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--xds", default="", help=argparse.SUPPRESS)
     ap.add_argument("--dataplane", default="", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
-    if min(args.streams, args.batch, args.streams_per_channel, args.repeat) < 1:
-        ap.error("--streams, --batch, --streams-per-channel and --repeat must be >= 1")
+    if min(args.streams, args.clusters, args.batch, args.streams_per_channel, args.repeat) < 1:
+        ap.error("--streams, --clusters, --batch, --streams-per-channel and --repeat must be >= 1")
     if min(args.batch_timeout, args.push_timeout, args.max_seconds) <= 0:
         ap.error("--batch-timeout, --push-timeout and --max-seconds must be > 0")
     return args

@@ -90,6 +90,24 @@ def _serve_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
                    default=float(_env("HANDOVER_TIMEOUT", "5")),
                    help="seconds a stopping leader tries to hand leadership to another voter "
                         "[RAFTPLANE_HANDOVER_TIMEOUT]")
+    p.add_argument("--xds-share-factor", type=float,
+                   default=float(_env("XDS_SHARE_FACTOR", "1.1")),
+                   help="serve at most ceil(cluster's xDS streams / healthy nodes x FACTOR) "
+                        "streams; past it new streams get RESOURCE_EXHAUSTED and the oldest "
+                        "are shed, so Envoys spread over the replicas; 0: off "
+                        "[RAFTPLANE_XDS_SHARE_FACTOR]")
+    p.add_argument("--xds-share-floor", type=int,
+                   default=int(_env("XDS_SHARE_FLOOR", "100")),
+                   help="a node always takes this many xDS streams (small clusters never "
+                        "shed) [RAFTPLANE_XDS_SHARE_FLOOR]")
+    p.add_argument("--xds-share-period", type=float,
+                   default=float(_env("XDS_SHARE_PERIOD", "2")),
+                   help="seconds between asking the peers their stream counts "
+                        "[RAFTPLANE_XDS_SHARE_PERIOD]")
+    p.add_argument("--xds-drain-rate", type=float,
+                   default=float(_env("XDS_DRAIN_RATE", "10")),
+                   help="streams shed per second while past the share (0: refuse new "
+                        "streams only) [RAFTPLANE_XDS_DRAIN_RATE]")
     p.add_argument("--raft-dial", action="append", default=[], metavar="ID=HOST:PORT",
                    help="reach peer ID at HOST:PORT instead of its member address (a proxy "
                         "or NAT; the peer keeps its identity); repeatable")
@@ -198,6 +216,10 @@ def _config_from_args(args: argparse.Namespace) -> NodeConfig:
         raft_dial=dict(item.split("=", 1) for item in args.raft_dial),
         parent_pid=args.parent_pid,
         handover_timeout=args.handover_timeout,
+        xds_share_factor=args.xds_share_factor,
+        xds_share_floor=args.xds_share_floor,
+        xds_share_period=args.xds_share_period,
+        xds_drain_rate=args.xds_drain_rate,
         # Joins a cluster that has the state: no election while empty. A seed member (named
         # by --members) campaigns even with --join set (a new cluster's pods start empty).
         join=joining,

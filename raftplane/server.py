@@ -12,6 +12,7 @@ from aiohttp import web
 from raftplane.api.app import create_app
 from raftplane.api.context import AUTH_STATE
 from raftplane.api.metrics import ApiMetrics
+from raftplane.api.stream_share import follow_peer_streams
 from raftplane.auth.day0 import setup_token_hook
 from raftplane.cluster import api_tls, power_loss
 from raftplane.cluster.config import NodeConfig
@@ -21,6 +22,7 @@ from raftplane.cluster.node import ClusterNode
 from raftplane.storage.store import Store
 from raftplane.xds.connections import XdsMetrics
 from raftplane.xds.runtime import XdsRuntime
+from raftplane.xds.shed import ShareSettings, ShedMetrics, StreamShedder
 
 log = logging.getLogger(__name__)
 
@@ -73,8 +75,16 @@ async def run_node(config: NodeConfig) -> None:
     site = web.TCPSite(runner, host, port, reuse_address=True, backlog=1024,
                        ssl_context=ssl_context)
     await site.start()
+    share = None
     if config.xds_listen:
         await xds.start(config.xds_listen, config.xds_tls)
+        settings = ShareSettings(config.xds_share_factor, config.xds_share_floor,
+                                 config.xds_share_period, config.xds_drain_rate)
+        xds.shedder = StreamShedder(xds.connections, settings, ShedMetrics(metrics.registry))
+        if settings.enabled:
+            share = asyncio.get_running_loop().create_task(follow_peer_streams(
+                node, xds.shedder,
+                api_tls.client_context(config.api_tls) if config.api_tls else None))
     log.info("node started", extra={"api": config.api_listen, "apiTls": bool(ssl_context),
                                     "raft": config.me.raft, "xds": config.xds_listen,
                                     "members": [m.id for m in node.members],
@@ -90,6 +100,8 @@ async def run_node(config: NodeConfig) -> None:
         api_tls.client_context(config.api_tls) if config.api_tls else None))
     await stop.wait()
     removal.cancel()
+    if share is not None:
+        share.cancel()
     if watcher is not None:
         watcher.cancel()
     log.info("node stopping")

@@ -31,6 +31,7 @@ from raftplane.api.openapi import build_openapi
 from raftplane.api.resource_routes import KindHandlers
 from raftplane.api.rollouts import rollout_routes, start_janitor
 from raftplane.api.routing import Route
+from raftplane.api.stream_share import stream_share_routes
 from raftplane.api.system import system_routes
 from raftplane.api.watch import watch_routes
 from raftplane.api.xds_routes import xds_routes
@@ -76,6 +77,7 @@ def all_routes() -> list[Route]:
     routes.extend(fleet_routes())
     routes.extend(rollout_routes())
     routes.extend(xds_routes())
+    routes.extend(stream_share_routes())
     routes.extend(auth_routes())
     routes.append(Route("GET", "/api/v1/openapi.json", openapi_handler, "",
                         "This OpenAPI document", tags=("Operations",)))

@@ -102,6 +102,12 @@ class NodeConfig:
     parent_pid: int = 0  # stop once this process is no longer our parent (dev clusters)
     # Seconds a SIGTERM waits for leadership to move to another voter before stopping.
     handover_timeout: float = 5.0
+    # Each node serves at most ceil(cluster streams / healthy nodes x factor) xDS streams,
+    # at least `floor` (xds/shed.py); factor 0 turns shedding off.
+    xds_share_factor: float = 1.1
+    xds_share_floor: int = 100
+    xds_share_period: float = 2.0  # seconds between asking the peers their stream counts
+    xds_drain_rate: float = 10.0  # streams shed per second past the share (0: only new)
     # Started with --join: it joins a cluster that has its state, so it holds no election
     # while it is empty (a node added to a running cluster, the empty members of a
     # restored one).
@@ -152,6 +158,14 @@ class NodeConfig:
         if self.idempotency_ttl < 60 or self.audit_max_age < 0 or self.audit_max_events < 0:
             raise ConfigError("--idempotency-ttl must be at least 1m (retries must find the "
                               "result); --audit-retention and --audit-max-events not negative")
+        if self.xds_share_factor < 0 or self.xds_share_floor < 0 or self.xds_drain_rate < 0:
+            raise ConfigError("--xds-share-factor, --xds-share-floor and --xds-drain-rate "
+                              "must not be negative")
+        if self.xds_share_factor and self.xds_share_factor < 1:
+            raise ConfigError("--xds-share-factor must be 0 (off) or at least 1: below 1 the "
+                              "nodes' shares cannot hold every stream")
+        if self.xds_share_period <= 0:
+            raise ConfigError("--xds-share-period must be a positive number of seconds")
         if self.secret is not None and len(self.secret) < 16:
             raise ConfigError("the cluster secret must be at least 16 characters")
 

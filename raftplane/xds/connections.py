@@ -13,6 +13,18 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from raftplane.xds.types import SHORT_NAMES
 
 
+@dataclass(frozen=True)
+class Refusal:
+    """Why a stream is refused or shed (RESOURCE_EXHAUSTED), and when to try again."""
+
+    message: str
+    retry_after: float  # seconds
+
+
+def _no_shedding(refusal: Refusal) -> None:
+    pass
+
+
 @dataclass
 class TypeStatus:
     sent_version: str = ""
@@ -39,6 +51,9 @@ class Connection:
     nacked: dict[str, str] = field(default_factory=dict)  # type_url -> error, until an ACK
     # type_url -> {name: version} Envoy rejected and is kept from until a write changes it
     quarantined: dict[str, dict[str, str]] = field(default_factory=dict)
+    # Ends the stream with RESOURCE_EXHAUSTED (shed.py; its stream sets it).
+    shed: Callable[[Refusal], None] = field(default=_no_shedding)
+    shedding: bool = False  # being shed: no longer counted as this node's
 
     def type(self, type_url: str) -> TypeStatus:
         return self.types.setdefault(type_url, TypeStatus())
@@ -77,6 +92,13 @@ class XdsMetrics:
             "raftplane_xds_push_seconds", "From a change being applied to its push", ["type"],
             registry=registry, buckets=(.0005, .001, .0025, .005, .01, .025, .05, .1, .25, 1),
         )
+        self.bodies_encoded = Counter(
+            "raftplane_xds_sotw_bodies_encoded_total",
+            "SotW response bodies serialized (each shared by every stream that sends it)",
+            registry=registry)
+        self.bodies_shared = Counter(
+            "raftplane_xds_sotw_bodies_shared_total",
+            "SotW responses that reused a body another stream had encoded", registry=registry)
         self._push_counts: dict[str, Counter] = {}
         self._push_timers: dict[str, Histogram] = {}
 
@@ -101,6 +123,9 @@ class ConnectionRegistry:
         self._ids = itertools.count(1)
         self._live: dict[int, Connection] = {}
         self.metrics = metrics
+        # Why a new stream is refused, or None to take it (shed.py sets it).
+        self.admission: Callable[[], Refusal | None] = lambda: None
+        self._shedding = 0  # live connections being shed
 
     def open(self, stream: str, peer: str) -> Connection:
         conn = Connection(next(self._ids), stream, peer=peer)
@@ -111,9 +136,22 @@ class ConnectionRegistry:
     def close(self, conn: Connection) -> None:
         if self._live.pop(conn.id, None) is not None:
             self.metrics.streams.labels(conn.stream).dec()
+            if conn.shedding:
+                self._shedding -= 1
 
     def all(self) -> list[Connection]:
         return list(self._live.values())
+
+    def count(self) -> int:
+        """Streams this node serves (those being shed excepted)."""
+        return len(self._live) - self._shedding
+
+    def shed(self, conn: Connection, refusal: Refusal) -> None:
+        """End `conn`'s stream with RESOURCE_EXHAUSTED (no longer counted from now)."""
+        if not conn.shedding and conn.id in self._live:
+            conn.shedding = True
+            self._shedding += 1
+            conn.shed(refusal)
 
     def record_nack(self, conn: Connection, type_url: str, version: str, error: str) -> None:
         conn.type(type_url).last_nack = {"version": version, "error": error, "at": time.time()}

@@ -15,6 +15,7 @@ from raftplane.xds.canary import CanaryRouter
 from raftplane.xds.connections import ConnectionRegistry, XdsMetrics
 from raftplane.xds.envoy_stats import EnvoyStats
 from raftplane.xds.server import start_xds_server
+from raftplane.xds.shed import StreamShedder
 
 
 class AppliedEntries(Protocol):
@@ -35,6 +36,7 @@ class XdsRuntime:
     canaries: CanaryRouter
     stats: EnvoyStats
     server: grpc.aio.Server | None = None
+    shedder: StreamShedder | None = None  # limits this node to its share of the streams
 
     @classmethod
     def create(cls, store: Store, metrics: XdsMetrics, cluster_secret: str | None = None

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncIterator, Sequence
-from typing import TYPE_CHECKING
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
 import grpc
 from envoy.service.cluster.v3 import cds_pb2_grpc
@@ -17,6 +17,7 @@ from envoy.service.secret.v3 import sds_pb2_grpc
 from raftplane.cluster.config import XdsTls
 from raftplane.xds.connections import ConnectionRegistry
 from raftplane.xds.delta import DeltaStream
+from raftplane.xds.encoded import ResponseBodies
 from raftplane.xds.sotw import SotwStream
 from raftplane.xds.stream import ViewWatcher
 from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, ROUTE, SECRET
@@ -38,14 +39,17 @@ SERVER_OPTIONS = [
 
 
 class _Streams:
-    def __init__(self, cache: ViewWatcher, registry: ConnectionRegistry, mtls: bool) -> None:
+    def __init__(self, cache: ViewWatcher, registry: ConnectionRegistry, mtls: bool,
+                 bodies: ResponseBodies) -> None:
         self.cache = cache
         self.registry = registry
         self.mtls = mtls
+        self.bodies = bodies
 
     def sotw(self, requests: AsyncIterator[Request], context: Context,
              only_type: str | None = None, kind: str = "ads") -> AsyncIterator[Response]:
-        stream = SotwStream(self.cache, self.registry, context, only_type, self.mtls)
+        stream = SotwStream(self.cache, self.registry, context, only_type, self.mtls,
+                            self.bodies)
         stream.kind = kind
         return stream.run(requests)
 
@@ -141,6 +145,41 @@ class SdsService(sds_pb2_grpc.SecretDiscoveryServiceServicer, _Streams):  # type
             yield response
 
 
+def _serialize(response: Any) -> bytes:
+    """A response's wire bytes: a protobuf message, or a SotwResponse (encoded.py) whose
+    body is shared with other streams."""
+    data: bytes = response.SerializeToString()
+    return data
+
+
+class _Collected:
+    """Stands in for the server while a generated `add_*_to_server` registers a service."""
+
+    def __init__(self) -> None:
+        self.services: list[tuple[str, Mapping[str, Any]]] = []
+
+    def add_generic_rpc_handlers(self, handlers: object) -> None:
+        pass
+
+    def add_registered_method_handlers(self, name: str,
+                                       handlers: Mapping[str, Any]) -> None:
+        self.services.append((name, handlers))
+
+
+def _add_service(add: Callable[[Any, Any], None], servicer: object,
+                 server: grpc.aio.Server) -> None:
+    """Register `servicer` as `add` would, with responses serialized by `_serialize` (the
+    generated code names the message class's own method, which takes only that class)."""
+    collected = _Collected()
+    add(servicer, collected)
+    for name, handlers in collected.services:
+        ours = {method: grpc.stream_stream_rpc_method_handler(
+            handler.stream_stream, request_deserializer=handler.request_deserializer,
+            response_serializer=_serialize) for method, handler in handlers.items()}
+        server.add_generic_rpc_handlers((grpc.method_handlers_generic_handler(name, ours),))
+        server.add_registered_method_handlers(name, ours)
+
+
 async def start_xds_server(cache: ViewWatcher, registry: ConnectionRegistry, listen: str,
                            tls: XdsTls | None = None,
                            extra_handlers: Sequence[grpc.GenericRpcHandler] = ()
@@ -157,8 +196,10 @@ async def start_xds_server(cache: ViewWatcher, registry: ConnectionRegistry, lis
         (rds_pb2_grpc.add_RouteDiscoveryServiceServicer_to_server, RdsService),
         (sds_pb2_grpc.add_SecretDiscoveryServiceServicer_to_server, SdsService),
     )
+    metrics = registry.metrics
+    bodies = ResponseBodies(metrics.bodies_encoded, metrics.bodies_shared)
     for add, service in services:
-        add(service(cache, registry, mtls), server)
+        _add_service(add, service(cache, registry, mtls, bodies), server)
     server.add_generic_rpc_handlers(tuple(extra_handlers))  # e.g. Envoy's stats stream
     if tls is not None:
         cert, key, ca = tls.read()

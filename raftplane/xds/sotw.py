@@ -10,6 +10,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 
 from raftplane.xds.cache import XdsResource, set_version
 from raftplane.xds.connections import ConnectionRegistry
+from raftplane.xds.encoded import EncodedBody, ResponseBodies, SotwResponse
 from raftplane.xds.per_type import GRPC
 from raftplane.xds.retention import retained_clusters
 from raftplane.xds.stream import StreamBase, ViewWatcher, next_nonce
@@ -26,7 +27,8 @@ class _TypeState:
     names: set[str] = field(default_factory=set)
     nonce: str = ""
     sent_version: str | None = None
-    sent: dict[str, XdsResource] = field(default_factory=dict)
+    sent: dict[str, XdsResource] = field(default_factory=dict)  # shared: never changed
+    body: EncodedBody | None = None  # what was sent, encoded (keeps it shared while held)
     acked: dict[str, XdsResource] = field(default_factory=dict)
     must_answer: bool = False
     answered: bool = True  # Envoy answered (ACK or NACK) the last response sent
@@ -53,9 +55,12 @@ class SotwStream(StreamBase):
     api_type = GRPC
 
     def __init__(self, cache: ViewWatcher, registry: ConnectionRegistry, context: Context,
-                 only_type: str | None = None, identity_from_certificate: bool = False) -> None:
+                 only_type: str | None = None, identity_from_certificate: bool = False,
+                 bodies: ResponseBodies | None = None) -> None:
         super().__init__(cache, registry, context, only_type, identity_from_certificate)
         self._types: dict[str, _TypeState] = {t: _TypeState() for t in PUSH_ORDER}
+        # Response bodies shared with the node's other streams (encoded.py).
+        self._bodies = bodies if bodies is not None else ResponseBodies()
         self._holding = False  # routes held back: a CDS or EDS ACK may release them
 
     def awaiting(self) -> bool:
@@ -64,8 +69,7 @@ class SotwStream(StreamBase):
     def holding(self) -> bool:
         return self._holding
 
-    def handle_request(self, request: discovery_pb2.DiscoveryRequest
-                       ) -> list[discovery_pb2.DiscoveryResponse]:
+    def handle_request(self, request: discovery_pb2.DiscoveryRequest) -> list[SotwResponse]:
         type_url = request.type_url or self.only_type or ""
         state = self._types.get(type_url)
         if state is None or (self.only_type and type_url != self.only_type):
@@ -105,12 +109,12 @@ class SotwStream(StreamBase):
         state.requested, state.wildcard, state.names = True, wildcard, names - {"*"}
         return self.push(frozenset())
 
-    def push(self, types: frozenset[str]) -> list[discovery_pb2.DiscoveryResponse]:
+    def push(self, types: frozenset[str]) -> list[SotwResponse]:
         view = self.cache.view(self._dataplane())
         keep = retained_clusters(self._types[ROUTE].acked, view.resources.get(ROUTE, {}))
         held = self.held_routes(view.resources.get(ROUTE, {}))
         self._holding = bool(held)
-        out: list[discovery_pb2.DiscoveryResponse] = []
+        out: list[SotwResponse] = []
         for type_url in PUSH_ORDER:
             state = self._types[type_url]
             if not state.requested or (types and type_url not in types):
@@ -165,7 +169,7 @@ class SotwStream(StreamBase):
             conn.quarantined.pop(type_url, None)
 
     def _respond(self, type_url: str, state: _TypeState, desired: dict[str, XdsResource],
-                 version: str | None = None) -> discovery_pb2.DiscoveryResponse | None:
+                 version: str | None = None) -> SotwResponse | None:
         version = version or set_version(desired.values())
         if version == state.sent_version and not state.must_answer:
             return None
@@ -173,13 +177,13 @@ class SotwStream(StreamBase):
         state.answered = False
         state.nonce = next_nonce()
         state.sent_version = version
-        state.sent = dict(desired)
+        body = self._bodies.body(type_url, version, desired,
+                                 lambda resource: self.packed(type_url, resource),
+                                 self.api_type if self.only_type else None)
+        state.body, state.sent = body, body.members
         status = self._connection().type(type_url)
         status.sent_version = version
         status.responses += 1
         status.last_resources = len(desired)
         self.observe_push(type_url, SHORT_NAMES[type_url])
-        return discovery_pb2.DiscoveryResponse(
-            version_info=version, type_url=type_url, nonce=state.nonce,
-            resources=[self.packed(type_url, r) for r in desired.values()],
-        )
+        return SotwResponse(body, state.nonce)

@@ -22,7 +22,7 @@ from google.protobuf import any_pb2
 
 from raftplane.auth.certs import spiffe_dataplane
 from raftplane.xds.cache import DataplaneView, XdsResource
-from raftplane.xds.connections import Connection, ConnectionRegistry
+from raftplane.xds.connections import Connection, ConnectionRegistry, Refusal
 from raftplane.xds.retention import held_routes
 from raftplane.xds.types import CLUSTER, ENDPOINT
 
@@ -39,6 +39,8 @@ log = logging.getLogger(__name__)
 _nonces = itertools.count(1)
 
 DATAPLANE_METADATA_KEY = "raftplane.dataplane"
+# Trailing metadata of a refused or shed stream: when to try again (gRPC's retry pushback).
+RETRY_PUSHBACK_KEY = "grpc-retry-pushback-ms"
 
 
 def next_nonce() -> str:
@@ -149,7 +151,8 @@ class StreamBase:
         self.conn: Connection | None = None
         self.dataplane: str | None = None
         self.changed_at: float | None = None
-        self._queue: asyncio.Queue[Request | _Changed | Exception | _End] = asyncio.Queue()
+        self._queue: asyncio.Queue[Request | _Changed | Refusal | Exception | _End] = \
+            asyncio.Queue()
         self._queued_changes = 0  # _Changed markers not handled yet
         self._clean_at = 0  # the cache revision when the Envoy last held all of its view
 
@@ -186,9 +189,14 @@ class StreamBase:
         return self.dataplane
 
     async def run(self, requests: AsyncIterator[Request]) -> AsyncIterator[Response]:
-        """Serve the stream: yields responses until Envoy goes away."""
+        """Serve the stream: yields responses until Envoy goes away (or this node sheds
+        it: RESOURCE_EXHAUSTED, see shed.py)."""
+        refusal = self.registry.admission()
+        if refusal is not None:
+            await self._exhausted(refusal)
         self.conn = self.registry.open(self.kind, self.context.peer())
         self.conn.synced = self.synced_revision
+        self.conn.shed = self._queue.put_nowait
         reader = asyncio.ensure_future(self._read(requests))
         cancel_watch: Callable[[], None] | None = None
         try:
@@ -198,6 +206,9 @@ class StreamBase:
                     return
                 if isinstance(item, BaseException):
                     raise item
+                if isinstance(item, Refusal):
+                    await self._exhausted(item)  # raises: the stream ends
+                    return
                 if isinstance(item, _Changed):
                     self._queued_changes -= 1
                     self.changed_at = item.at
@@ -217,6 +228,14 @@ class StreamBase:
             if cancel_watch is not None:
                 cancel_watch()
             self.registry.close(self.conn)
+
+    async def _exhausted(self, refusal: Refusal) -> None:
+        """End the stream: RESOURCE_EXHAUSTED, with when to retry (another replica)."""
+        log.info("xds stream shed", extra={"node_id": self.conn.node_id if self.conn else "",
+                                           "stream": self.kind, "reason": refusal.message})
+        self.context.set_trailing_metadata(
+            ((RETRY_PUSHBACK_KEY, str(int(refusal.retry_after * 1000))),))
+        await self.context.abort(grpc.StatusCode.RESOURCE_EXHAUSTED, refusal.message)
 
     async def _identify(self, request: Request) -> Callable[[], None]:
         node = request.node
