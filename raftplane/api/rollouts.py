@@ -121,6 +121,9 @@ def _plan(request: web.Request, params: dict[str, Any]) -> list[Planned]:
 async def _envoy_verdict(request: web.Request, steps: list[Planned], dataplane: str) -> None:
     changes = [(p.kind.value, p.name, p.resource) for p in steps]
     previews = preview.preview(request.app[XDS].cache, changes, [dataplane])
+    if not previews:
+        raise field_problem(422, "change", f"changes nothing dataplane {dataplane} is served "
+                            "(no canary would see it)")
     await asyncio.to_thread(preview.check, previews)
     for found in previews:
         if found.verdict is not None and not found.verdict.valid:
@@ -167,6 +170,9 @@ async def create_rollout(request: web.Request) -> web.StreamResponse:
     if teams is not None and team not in teams:
         raise Problem(403, f"this token is not bound to team '{team}'",
                       errors=[{"field": "team", "message": "not one of this token's teams"}])
+    if not tokens.allows(request["principal"], "dataplanes:read"):
+        raise Problem(403, "a rollout reads the dataplane's Envoys on every replica with this "
+                      "token: it needs the scope 'dataplanes:read'")
     dataplane = f"{team}/{name}"
     if node.store.get(Kind.DATAPLANES, dataplane) is None:
         raise field_problem(422, "dataplane", f"no dataplane '{name}' in team '{team}'")
@@ -176,12 +182,12 @@ async def create_rollout(request: web.Request) -> web.StreamResponse:
     if busy:
         raise Problem(409, f"rollout {busy[0]['id']} is still watching dataplane {dataplane}",
                       slug="rollout-in-progress")
-    await _envoy_verdict(request, steps, dataplane)
     streams, _ = await fleet(request)
     node_ids = sorted({s["nodeId"] for s in streams if s.get("dataplane") == dataplane})
     if not node_ids:
         raise Problem(409, f"no Envoy of dataplane {dataplane} is connected: a canary needs "
                       "some", slug="no-envoys")
+    await _envoy_verdict(request, steps, dataplane)
     rollout_id = secrets.token_hex(4)
     canaries = pick_canaries(node_ids, params["canaryPercent"], rollout_id)
     started = time.time()

@@ -169,6 +169,11 @@ def test_a_rollout_is_refused_with_the_field_at_fault(plane):
                                                     "change": {"items": [broken]}})
     assert reply.status == 422 and reply.body["errors"][0]["field"].startswith(
         "change.items[0]"), reply.body
+    unused = {"kind": "clusters", "name": "edge-unused", "team": TEAM,
+              "endpoints": [{"host": "127.0.0.1", "port": 9}]}
+    reply = call("POST", f"{api}/rollouts", body | {"canaryPercent": 10,
+                                                    "change": {"items": [unused]}})
+    assert reply.status == 422 and reply.body["errors"][0]["field"] == "change", reply.body
     assert call("POST", f"{api}/teams/{TEAM}/dataplanes", {"name": "empty"}).status == 201
     reply = call("POST", f"{api}/rollouts", body | {"canaryPercent": 10, "dataplane": "empty"})
     assert reply.status == 409 and "no Envoy" in reply.body["detail"]
