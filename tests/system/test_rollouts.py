@@ -36,36 +36,42 @@ def clusters_of(envoy: Envoy) -> set[str]:
     return envoy.cluster_names("dynamic_active_clusters")
 
 
-@pytest.fixture(scope="module")
-def plane(shared_cluster, tmp_path_factory):
-    c = shared_cluster
+def build_plane(c, workdir, envoys: dict[str, Envoy], upstream: EchoUpstream) -> int:
+    """The team's dataplane, an upstream, a listener (its port is returned) and two Envoys
+    with their own node ids, each pinned to one follower, streaming their stats."""
     c.ensure_team(TEAM)
     api = c.api(c.leader())
-    upstream = EchoUpstream()
     port = free_port()
+    assert call("POST", f"{api}/teams/{TEAM}/dataplanes", {"name": DP}).status == 201
+    assert call("POST", f"{api}/clusters", {
+        "name": "edge-up", "team": TEAM,
+        "endpoints": [{"host": "127.0.0.1", "port": upstream.port}]}).status == 201
+    assert call("POST", f"{api}/route-configs", routes(("/", "edge-up"))).status == 201
+    assert call("POST", f"{api}/listeners", {
+        "name": "edge-l", "team": TEAM, "dataplaneId": DP, "address": "127.0.0.1",
+        "port": port, "filterChains": [{"filters": [{
+            "name": "hcm", "type": "httpConnectionManager",
+            "routeConfigName": "edge-routes"}]}]}).status == 201
+    for node_id, replica in zip(("edge-a", "edge-b"), c.followers()[:2], strict=True):
+        envoys[node_id] = Envoy(api, TEAM, DP, workdir, edit=only_replica(c.nodes[replica].xds),
+                                query=f"nodeId={node_id}&stats=true&statsFlushSeconds=1")
+    for envoy in envoys.values():
+        eventually(lambda e=envoy: "edge-l" in active_listeners(e), timeout=30)
+    # both stream their counters (to the replica each is pinned to)
+    eventually(lambda: {e["nodeId"] for node in c.followers()[:2] for e in call(
+        "GET", f"{c.api(node)}/xds/envoy-stats?team={TEAM}&dataplane={DP}").body["envoys"]}
+               == set(envoys), timeout=20)
+    return port
+
+
+@pytest.fixture(scope="module")
+def plane(shared_cluster, tmp_path_factory):
+    upstream = EchoUpstream()
     envoys: dict[str, Envoy] = {}
     try:
-        assert call("POST", f"{api}/teams/{TEAM}/dataplanes", {"name": DP}).status == 201
-        assert call("POST", f"{api}/clusters", {
-            "name": "edge-up", "team": TEAM,
-            "endpoints": [{"host": "127.0.0.1", "port": upstream.port}]}).status == 201
-        assert call("POST", f"{api}/route-configs", routes(("/", "edge-up"))).status == 201
-        assert call("POST", f"{api}/listeners", {
-            "name": "edge-l", "team": TEAM, "dataplaneId": DP, "address": "127.0.0.1",
-            "port": port, "filterChains": [{"filters": [{
-                "name": "hcm", "type": "httpConnectionManager",
-                "routeConfigName": "edge-routes"}]}]}).status == 201
-        workdir = tmp_path_factory.mktemp("rollouts")
-        for node_id, replica in zip(("edge-a", "edge-b"), c.followers()[:2], strict=True):
-            envoys[node_id] = Envoy(api, TEAM, DP, workdir, edit=only_replica(c.nodes[replica].xds),
-                                    query=f"nodeId={node_id}&stats=true&statsFlushSeconds=1")
-        for envoy in envoys.values():
-            eventually(lambda e=envoy: "edge-l" in active_listeners(e), timeout=30)
-        # both stream their counters (to the replica each is pinned to)
-        eventually(lambda: {e["nodeId"] for node in c.followers()[:2] for e in call(
-            "GET", f"{c.api(node)}/xds/envoy-stats?team={TEAM}&dataplane={DP}").body["envoys"]}
-                   == set(envoys), timeout=20)
-        yield c, api, port, envoys
+        port = build_plane(shared_cluster, tmp_path_factory.mktemp("rollouts"), envoys,
+                           upstream)
+        yield shared_cluster, shared_cluster.api(shared_cluster.leader()), port, envoys
     finally:
         for envoy in envoys.values():
             envoy.stop()
@@ -253,3 +259,33 @@ def test_the_cli_follows_a_rollout_to_its_end(plane, tmp_path):
     assert listed.returncode == 0 and json.loads(listed.stdout)["items"][0]["state"] == \
         "promoted"
     assert "/cli" in str(call("GET", f"{api}/route-configs/edge-routes").body)
+
+
+def test_a_rollout_whose_leader_is_killed_is_rolled_back_by_the_next(fresh_cluster, tmp_path):
+    c = fresh_cluster
+    upstream = EchoUpstream()
+    envoys: dict[str, Envoy] = {}
+    try:
+        build_plane(c, tmp_path, envoys, upstream)
+        leader = c.leader()
+        change = {"kind": "route-configs", **routes(("/kill", "edge-up"), ("/", "edge-up"))}
+        reply = call("POST", f"{c.api(leader)}/rollouts", {
+            "team": TEAM, "dataplane": DP, "change": {"items": [change]},
+            "canaryPercent": 50, "watchSeconds": 120})
+        assert reply.status == 201, reply.body
+        [canary] = reply.body["canaries"]
+
+        def prefixes(envoy: Envoy) -> str:
+            return str([entry["route_config"] for entry in envoy.dynamic("dynamic_route_configs")])
+
+        eventually(lambda: "/kill" in prefixes(envoys[canary]), timeout=15)
+        c.kill(leader)  # SIGKILL: its watch dies with it
+        survivor = c.api(c.leader(timeout=30))
+        ended = watch(survivor, reply.headers["location"], timeout=30)
+        assert ended["state"] == "rolled-back" and "leader changed" in ended["reason"], ended
+        eventually(lambda: "/kill" not in prefixes(envoys[canary]), timeout=15)
+        assert "/kill" not in str(call("GET", f"{survivor}/route-configs/edge-routes").body)
+    finally:
+        for envoy in envoys.values():
+            envoy.stop()
+        upstream.close()
