@@ -20,6 +20,7 @@ import logging
 from collections import defaultdict, deque
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 
 from envoy.config.cluster.v3 import cluster_pb2
 from envoy.config.route.v3 import route_pb2
@@ -32,6 +33,7 @@ from raftplane.storage.store import Store
 from raftplane.xds import translate
 from raftplane.xds.per_type import DELTA_GRPC, GRPC, for_per_type
 from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE, SECRET
+from raftplane.xds.view_refs import DIGEST_MASK, Deriving, ListenerRefs, SetDigest, ViewRefs
 
 log = logging.getLogger(__name__)
 
@@ -53,15 +55,21 @@ class XdsResource:
     clusters: frozenset[str] = frozenset()
     eds: bool = False  # a Cluster whose endpoints come over EDS (warm once they are ACKed)
 
+    @cached_property
+    def digest(self) -> int:
+        """Hash of (name, version): a set's version sums its members' (set_version)."""
+        digest = hashlib.blake2b(f"{self.name}:{self.version}".encode(), digest_size=8)
+        return int.from_bytes(digest.digest(), "big")
+
 
 @dataclass
 class DataplaneView:
-    """What one dataplane's Envoys are told: per type, name -> resource, and set versions."""
+    """What one dataplane's Envoys are told: per type, name -> resource, and set versions.
+    The cache patches it in place on the event loop as changes are applied."""
 
     dataplane: str  # "team/name"
     resources: dict[str, dict[str, XdsResource]] = field(default_factory=dict)
     versions: dict[str, str] = field(default_factory=dict)
-    sums: dict[str, tuple[int, int]] = field(default_factory=dict)  # (top, digest sum)
 
     def names(self, type_url: str) -> set[str]:
         return set(self.resources.get(type_url, {}))
@@ -72,20 +80,13 @@ class DataplaneView:
         return any(name in held for name in names)
 
 
-_MASK = 2**64 - 1
+@dataclass
+class _Kept:
+    """How the cache keeps one view up to date: what its members name, and per type the
+    digest its set version is made from."""
 
-
-def _item_hash(resource: XdsResource) -> int:
-    digest = hashlib.blake2b(f"{resource.name}:{resource.version}".encode(), digest_size=8)
-    return int.from_bytes(digest.digest(), "big")
-
-
-def _set_sums(resources: Iterable[XdsResource]) -> tuple[int, int]:
-    top = total = 0
-    for resource in resources:
-        top = max(top, int(resource.version))
-        total = (total + _item_hash(resource)) & _MASK
-    return top, total
+    refs: ViewRefs
+    digests: dict[str, SetDigest]
 
 
 def _version_of(top: int, total: int) -> str:
@@ -94,9 +95,13 @@ def _version_of(top: int, total: int) -> str:
 
 def set_version(resources: Iterable[XdsResource]) -> str:
     """Version of a set of resources: highest revision + a digest of the (name, revision)
-    pairs. The digest is a sum of per-pair hashes, so one changed member updates it in O(1)
-    (`XdsCache._update_members`); it is the same on every replica with the same state."""
-    return _version_of(*_set_sums(resources))
+    pairs. The digest is a sum of per-pair hashes, so a member that comes, goes or changes
+    updates it in O(1) (`SetDigest`); it is the same on every replica with the same state."""
+    top = total = 0
+    for resource in resources:
+        top = max(top, int(resource.version))
+        total = (total + resource.digest) & DIGEST_MASK
+    return _version_of(top, total)
 
 
 class XdsCache:
@@ -119,6 +124,9 @@ class XdsCache:
         # (type_url, name, api type) -> (resource as translated, as told on per-type streams)
         self._per_type: dict[tuple[str, str, int], tuple[XdsResource, XdsResource]] = {}
         self._views: dict[str, DataplaneView] = {}
+        self._kept: dict[str, _Kept] = {}  # per view: its references and set digests
+        self._deriving = Deriving(self._listener_refs, self._route_clusters,
+                                  self._cluster_secrets)
         self._watchers: dict[str, set[Watcher]] = defaultdict(set)
         # Per dataplane, the names each applied change touched in its view, by type (for
         # streams that push only what changed), complete for revisions after _log_start.
@@ -158,26 +166,15 @@ class XdsCache:
             self._log_start[dataplane] = self.revision
 
     def apply_changes(self, revision: int, changed: list[tuple[str, str]]) -> None:
-        """Update after an applied entry: re-translate the changed keys, refresh views."""
+        """Update after an applied entry: re-translate the changed keys and patch, in
+        O(changed), the views that hold them or whose listeners changed."""
         if ("*", "*") in changed:
             self.load_all()
             self._notify_all()
             return
         touched: dict[str, set[str]] = defaultdict(set)  # type_url -> names
-        scopes: set[str] = set()
-        old_secrets = {name: translate.referenced_secrets(Kind.CLUSTERS, self._cluster_json[name])
-                       for kind, name in changed
-                       if kind == Kind.CLUSTERS and name in self._cluster_json}
         for kind, name in changed:
-            if kind == Kind.LISTENERS:
-                old = self._listener_json.get(name)
-                if old is not None:
-                    scopes.add(_scope_key(old))
             resource = self._store.get(kind, name)
-            if kind == Kind.LISTENERS and resource is not None:
-                scopes.add(_scope_key(resource))
-            if kind == Kind.DATAPLANES:
-                scopes.add(name)
             self._drop(kind, name)
             if resource is not None:
                 self._put(kind, name, resource)
@@ -187,69 +184,70 @@ class XdsCache:
                 self._forget(type_url, dependent)
                 touched[type_url].add(dependent)
         self.revision = max(self.revision, revision)
-        members_only = not scopes and all(kind == Kind.CLUSTERS for kind, _ in changed)
-        for dataplane, view in list(self._views.items()):
-            team = dataplane.split("/", 1)[0]
-            affected = dataplane in scopes or f"{team}/*" in scopes or any(
-                view.holds_any(type_url, names) for type_url, names in touched.items()
-            )
-            if affected and members_only and self._update_members(
-                    dataplane, view, revision, [name for _, name in changed], old_secrets):
-                continue
-            if affected:
-                before = dict(view.versions)
-                self._recompute(dataplane)
-                after = self._views[dataplane]
-                changed_types = frozenset(
-                    t for t in PUSH_ORDER if after.versions.get(t) != before.get(t)
-                    or touched.get(t, set()) & after.names(t)
-                )
-                self._log_change(dataplane, revision, view, after, touched)
-                if changed_types:
-                    self._notify(dataplane, changed_types)
+        for dataplane in list(self._views):
+            self._patch(dataplane, revision, changed, touched)
 
-    def _update_members(self, dataplane: str, view: DataplaneView, revision: int,
-                        names: list[str], old_secrets: Mapping[str, list[str]]) -> bool:
-        """The common change, in O(changed): clusters already in the view changed content
-        only (same secrets, still EDS or still DNS). Their Cluster and ClusterLoadAssignment
-        are replaced and the set versions updated from the digest sums; False (rebuild the
-        view) for anything else."""
-        clusters = view.resources.get(CLUSTER, {})
-        endpoints = view.resources.get(ENDPOINT, {})
-        updates: dict[str, dict[str, XdsResource]] = {CLUSTER: {}, ENDPOINT: {}}
-        for name in names:
-            new_json = self._cluster_json.get(name)
-            if name not in clusters or new_json is None or old_secrets.get(name) != \
-                    translate.referenced_secrets(Kind.CLUSTERS, new_json):
-                return False
-            cluster, assignment = self.resource(CLUSTER, name), self.resource(ENDPOINT, name)
-            if cluster is None or (assignment is None) != (name not in endpoints):
-                return False
-            updates[CLUSTER][name] = cluster
-            if assignment is not None:
-                updates[ENDPOINT][name] = assignment
-        new = DataplaneView(dataplane, dict(view.resources), dict(view.versions),
-                            dict(view.sums))
-        for type_url, changed in updates.items():
-            if not changed:
+    def _patch(self, dataplane: str, revision: int, changed: list[tuple[str, str]],
+               touched: Mapping[str, set[str]]) -> None:
+        """Bring one view up to date with an applied entry: re-derive what the changed
+        stored resources name (`ViewRefs`), then replace, add or remove only the entries
+        whose resource or membership changed, and update the set versions from the digests.
+        The same view as `_recompute` gives (tests/xds/test_cache_incremental.py)."""
+        view, kept = self._views[dataplane], self._kept[dataplane]
+        refs = kept.refs
+        for kind, name in changed:
+            if kind == Kind.LISTENERS:
+                present = self._in_scope(dataplane, name)
+                if present or name in refs.listeners:
+                    refs.set_listener(name, present)
+            elif kind == Kind.FILTERS:  # what its listeners name may change (CORS copies,
+                for listener in refs.filter_users(name):  # services, secrets)
+                    refs.set_listener(listener, self._in_scope(dataplane, listener))
+            elif kind == Kind.ROUTE_CONFIGS:
+                refs.route_config_changed(name)
+            elif kind == Kind.CLUSTERS:
+                refs.cluster_changed(name)
+        names: dict[str, frozenset[str]] = {}
+        for type_url in PUSH_ORDER:
+            candidates = refs.dirty[CLUSTER if type_url == ENDPOINT else type_url] | \
+                touched.get(type_url, set())
+            updated = self._update_entries(view, kept, type_url, candidates)
+            if updated:
+                names[type_url] = frozenset(updated)
+        for dirty in refs.dirty.values():
+            dirty.clear()
+        if names:
+            self._log_change(dataplane, revision, names)
+            self._notify(dataplane, frozenset(names))
+
+    def _in_scope(self, dataplane: str, listener_name: str) -> bool:
+        """The stored listener exists and belongs to the dataplane (or to all of its team's)."""
+        listener = self._listener_json.get(listener_name)
+        return listener is not None and _scope_key(listener) in (
+            dataplane, f"{dataplane.split('/', 1)[0]}/*")
+
+    def _update_entries(self, view: DataplaneView, kept: _Kept, type_url: str,
+                        candidates: Iterable[str]) -> set[str]:
+        """Set each candidate name's entry to its current resource (or none, if it is no
+        member or cannot be translated); the names whose entry changed."""
+        members = view.resources.setdefault(type_url, {})
+        digest = kept.digests[type_url]
+        updated: set[str] = set()
+        for name in candidates:
+            old = members.get(name)
+            new = self.resource(type_url, name) if kept.refs.holds(type_url, name) else None
+            if new is old:
                 continue
-            members = dict(view.resources.get(type_url, {}))
-            top, total = view.sums[type_url]
-            for name, resource in changed.items():
-                total = (total - _item_hash(members[name]) + _item_hash(resource)) & _MASK
-                top = max(top, int(resource.version))
-                members[name] = resource
-            new.resources[type_url] = members
-            new.sums[type_url] = (top, total)
-            new.versions[type_url] = _version_of(top, total)
-        self._views[dataplane] = new
-        self._log_change(dataplane, revision, view, new,
-                         {t: set(changed) for t, changed in updates.items()},
-                         members_changed=False)
-        changed_types = frozenset(t for t, changed in updates.items() if changed)
-        if changed_types:
-            self._notify(dataplane, changed_types)
-        return True
+            if old is not None:
+                digest.remove(int(old.version), old.digest)
+                del members[name]
+            if new is not None:
+                digest.add(int(new.version), new.digest)
+                members[name] = new
+            updated.add(name)
+        if updated:
+            view.versions[type_url] = _version_of(digest.top, digest.total)
+        return updated
 
     def what_if(self, changes: Iterable[tuple[str, str, Resource | None]]) -> XdsCache:
         """A copy of this cache with `changes` applied ((kind, stored name, resource or None
@@ -427,70 +425,71 @@ class XdsCache:
         if start is None or revision < start:
             return None
         out: dict[str, set[str]] = defaultdict(set)
-        for logged, names in self._change_log.get(dataplane, ()):
-            if logged > revision:
-                for type_url, changed in names.items():
-                    out[type_url] |= changed
+        for logged, names in reversed(self._change_log.get(dataplane, ())):
+            if logged <= revision:  # logged in revision order
+                break
+            for type_url, changed in names.items():
+                out[type_url] |= changed
         return {type_url: frozenset(changed) for type_url, changed in out.items()}
 
-    def _log_change(self, dataplane: str, revision: int, before: DataplaneView,
-                    after: DataplaneView, touched: Mapping[str, set[str]],
-                    members_changed: bool = True) -> None:
+    def _log_change(self, dataplane: str, revision: int,
+                    names: dict[str, frozenset[str]]) -> None:
         """Record which names of the view a change touched (changed, added or removed)."""
-        names: dict[str, frozenset[str]] = {}
-        for type_url in PUSH_ORDER:
-            old = before.resources.get(type_url, {})
-            new = after.resources.get(type_url, {})
-            changed = {n for n in touched.get(type_url, ()) if n in old or n in new}
-            if members_changed:
-                changed |= old.keys() ^ new.keys()
-            if changed:
-                names[type_url] = frozenset(changed)
         log = self._change_log.setdefault(dataplane, deque())
         if len(log) >= CHANGE_LOG_LENGTH:
             self._log_start[dataplane] = log.popleft()[0]
         log.append((revision, names))
 
     def _recompute(self, dataplane: str) -> None:
+        """Build a dataplane's view from scratch (first use, load_all): every listener in
+        its scope counted in, then every member's translated resource."""
         team = dataplane.split("/", 1)[0]
-        listeners = sorted(self._listeners_of.get(dataplane, set())
-                           | self._listeners_of.get(f"{team}/*", set()))
-        routes: set[str] = set()
-        clusters: set[str] = set()
-        secrets: set[str] = set()
-        filters = self._filter_json
-        for name in listeners:
-            listener = self._listener_json[name]
-            try:
-                route_names = translate.listener_route_names(listener, filters)
-            except translate.TranslationError:  # logged when the listener is translated
-                route_names = [(route, route) for route in
-                               translate.referenced_route_configs(listener)]
-            for rds_name, route_name in route_names:
-                routes.add(rds_name)
-                if rds_name != route_name:
-                    self._listener_routes[rds_name] = (name, route_name)
-            clusters.update(translate.referenced_clusters(Kind.LISTENERS, listener, filters))
-            secrets.update(translate.referenced_secrets(Kind.LISTENERS, listener))
-            secrets.update(translate.filter_secrets_of(listener, filters))
-        for rds_name in routes:
-            name = self._listener_routes.get(rds_name, (rds_name, rds_name))[1]
-            route = self._route_json.get(name)
-            if route is not None:
-                clusters.update(translate.referenced_clusters(Kind.ROUTE_CONFIGS, route))
-        for name in clusters:
-            cluster = self._cluster_json.get(name)
-            if cluster is not None:
-                secrets.update(translate.referenced_secrets(Kind.CLUSTERS, cluster))
-        wanted = {LISTENER: listeners, ROUTE: routes, CLUSTER: clusters, ENDPOINT: clusters,
-                  SECRET: secrets}
+        refs = ViewRefs(self._deriving)
+        for name in sorted(self._listeners_of.get(dataplane, set())
+                           | self._listeners_of.get(f"{team}/*", set())):
+            refs.set_listener(name, True)
+        for dirty in refs.dirty.values():
+            dirty.clear()
         view = DataplaneView(dataplane)
-        for type_url, names in wanted.items():
-            found = ((n, self.resource(type_url, n)) for n in sorted(names))
-            view.resources[type_url] = {n: r for n, r in found if r is not None}
-            view.sums[type_url] = _set_sums(view.resources[type_url].values())
-            view.versions[type_url] = _version_of(*view.sums[type_url])
+        digests: dict[str, SetDigest] = {}
+        for type_url in PUSH_ORDER:
+            found = ((n, self.resource(type_url, n)) for n in sorted(refs.members(type_url)))
+            members = view.resources[type_url] = {n: r for n, r in found if r is not None}
+            digest = digests[type_url] = SetDigest()
+            for resource in members.values():
+                digest.add(int(resource.version), resource.digest)
+            view.versions[type_url] = _version_of(digest.top, digest.total)
         self._views[dataplane] = view
+        self._kept[dataplane] = _Kept(refs, digests)
+
+    # ---- what stored resources name (ViewRefs derives the views' members with these) -----
+    def _listener_refs(self, name: str) -> ListenerRefs:
+        listener = self._listener_json[name]
+        filters = self._filter_json
+        try:
+            route_names = translate.listener_route_names(listener, filters)
+        except translate.TranslationError:  # logged when the listener is translated
+            route_names = [(route, route) for route in
+                           translate.referenced_route_configs(listener)]
+        for rds_name, route_name in route_names:
+            if rds_name != route_name:  # the listener's own copy (translated from both)
+                self._listener_routes[rds_name] = (name, route_name)
+        return ListenerRefs(
+            tuple(route_names),
+            frozenset(translate.referenced_clusters(Kind.LISTENERS, listener, filters)),
+            frozenset(translate.referenced_secrets(Kind.LISTENERS, listener))
+            | frozenset(translate.filter_secrets_of(listener, filters)),
+            frozenset(translate.referenced_filters(Kind.LISTENERS, listener)))
+
+    def _route_clusters(self, route_name: str) -> frozenset[str]:
+        route = self._route_json.get(route_name)
+        return frozenset(translate.referenced_clusters(Kind.ROUTE_CONFIGS, route)
+                         if route is not None else ())
+
+    def _cluster_secrets(self, name: str) -> frozenset[str]:
+        cluster = self._cluster_json.get(name)
+        return frozenset(translate.referenced_secrets(Kind.CLUSTERS, cluster)
+                         if cluster is not None else ())
 
     # ---- watchers -------------------------------------------------------------------------
     def watch(self, dataplane: str, watcher: Watcher) -> Callable[[], None]:
@@ -503,6 +502,7 @@ class XdsCache:
             if not self._watchers[dataplane]:
                 del self._watchers[dataplane]
                 self._views.pop(dataplane, None)
+                self._kept.pop(dataplane, None)
                 self._change_log.pop(dataplane, None)
                 self._log_start.pop(dataplane, None)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
@@ -11,7 +11,6 @@ from envoy.service.discovery.v3 import discovery_pb2
 from raftplane.xds.cache import DataplaneView, XdsResource
 from raftplane.xds.connections import ConnectionRegistry
 from raftplane.xds.per_type import DELTA_GRPC
-from raftplane.xds.retention import retained_clusters
 from raftplane.xds.stream import StreamBase, ViewWatcher, next_nonce
 from raftplane.xds.types import CLUSTER, ENDPOINT, PUSH_ORDER, ROUTE, SHORT_NAMES, WILDCARD_TYPES
 
@@ -48,6 +47,15 @@ class DeltaStream(StreamBase):
         self._held_names: set[str] = set()  # routes held back at the last push
         self._warm: set[str] = set()  # clusters Envoy ACKed (and their endpoints if EDS)
         self._kept_names: set[str] = set()  # clusters kept only for routes Envoy runs
+        # Make-before-break kept up to date from what changed, not from the whole view: the
+        # view's route configs (as of the last push) and the clusters each forwards to, the
+        # routes naming each cluster, per route the number of its clusters not warm (held
+        # while above zero), and the ACKed routes that differ from the view's (their clusters
+        # are kept).
+        self._route_clusters: dict[str, frozenset[str]] = {}
+        self._routes_naming: dict[str, set[str]] = {}
+        self._cold: dict[str, int] = {}
+        self._stale: set[str] = set()
 
     def awaiting(self) -> bool:
         return any(state.nonces for state in self._types.values())
@@ -83,6 +91,8 @@ class DeltaStream(StreamBase):
                     state.acked.pop(name, None)
                 if type_url in (CLUSTER, ENDPOINT):
                     self._rewarm([r.name for r in sent] + removed)
+                elif type_url == ROUTE:
+                    self._restale([r.name for r in sent] + removed)
                 if sent:
                     status.acked_version = max((r.version for r in sent), key=int)
         if not state.requested:
@@ -124,17 +134,73 @@ class DeltaStream(StreamBase):
                 self._types[type_url].acked[name] = resource
         if type_url in (CLUSTER, ENDPOINT):
             self._rewarm(list(held))
+        elif type_url == ROUTE:
+            self._restale(list(held))
 
     def _rewarm(self, names: list[str]) -> None:
         """Keep `_warm` (clusters Envoy ACKed, with their endpoints if EDS) up to date for
-        the names an answer changed, instead of rebuilding it on every push."""
+        the names an answer changed, and the count of cold clusters of the routes naming
+        them, instead of rebuilding either on every push."""
         clusters, endpoints = self._types[CLUSTER].acked, self._types[ENDPOINT].acked
         for name in names:
             cluster = clusters.get(name)
-            if cluster is not None and (not cluster.eds or name in endpoints):
+            warm = cluster is not None and (not cluster.eds or name in endpoints)
+            if warm == (name in self._warm):
+                continue
+            if warm:
                 self._warm.add(name)
             else:
                 self._warm.discard(name)
+            for route in self._routes_naming.get(name, ()):
+                self._cold[route] = self._cold.get(route, 0) + (-1 if warm else 1)
+                if not self._cold[route]:
+                    del self._cold[route]
+
+    def _restale(self, names: Iterable[str]) -> None:
+        """Recheck whether each ACKed route of `names` differs from the view's (then the
+        clusters it forwards to are kept for the Envoy running it: retention.py)."""
+        acked = self._types[ROUTE].acked
+        current = self.cache.view(self._dataplane()).resources.get(ROUTE, {})
+        for name in names:
+            running, now = acked.get(name), current.get(name)
+            if running is not None and (now is None or now.version != running.version):
+                self._stale.add(name)
+            else:
+                self._stale.discard(name)
+
+    def _sync_routes(self, routes: Mapping[str, XdsResource], names: Iterable[str] | None
+                     ) -> None:
+        """Bring the route bookkeeping of make-before-break up to the view for the route
+        names a change touched (None: all of them, after a reload or on the first push)."""
+        if names is None:
+            names = set(self._route_clusters) | set(routes)
+            self._restale(list(self._types[ROUTE].acked))
+        else:
+            self._restale(names)
+        for name in names:
+            old = self._route_clusters.pop(name, None)
+            if old is not None:
+                self._cold.pop(name, None)
+                for cluster in old:
+                    naming = self._routes_naming[cluster]
+                    naming.discard(name)
+                    if not naming:
+                        del self._routes_naming[cluster]
+            route = routes.get(name)
+            if route is None:
+                continue
+            self._route_clusters[name] = route.clusters
+            for cluster in route.clusters:
+                self._routes_naming.setdefault(cluster, set()).add(name)
+            cold = sum(1 for cluster in route.clusters if cluster not in self._warm)
+            if cold:
+                self._cold[name] = cold
+
+    def kept_clusters(self) -> set[str]:
+        """As retention.retained_clusters: the clusters of the ACKed routes that differ from
+        the view's (as of the last push)."""
+        acked = self._types[ROUTE].acked
+        return set().union(*(acked[name].clusters for name in self._stale))
 
     def resync(self) -> None:
         for state in self._types.values():
@@ -142,23 +208,25 @@ class DeltaStream(StreamBase):
         self._pushed_at = None  # the next push compares every name
 
     def held_routes(self, routes: Mapping[str, XdsResource]) -> set[str]:
-        """As StreamBase's, from the warm set kept up to date by `_rewarm`."""
-        if not self._types[CLUSTER].requested or not routes:
+        """As StreamBase's, from the counts of cold clusters kept up to date as answers
+        arrive (`_rewarm`) and routes change (`_sync_routes`): `routes` must be the routes
+        synced last."""
+        if not self._types[CLUSTER].requested:
             return set()
-        return {name for name, route in routes.items() if not route.clusters <= self._warm}
+        return set(self._cold)
 
     def push(self, types: frozenset[str], only: dict[str, frozenset[str]] | None = None
              ) -> list[discovery_pb2.DeltaDiscoveryResponse]:
         dataplane = self._dataplane()
         view = self.cache.view(dataplane)
-        if only is None and types and self._pushed_at is not None:
-            # A cache change: only the names it touched need a look (the cache logs them);
-            # a request, or a stream further behind than the log: every name.
-            only = self.cache.changed_since(dataplane, self._pushed_at)
-            if only is not None:  # plus what make-before-break held back last time
-                only = {**only, ROUTE: only.get(ROUTE, frozenset()) | self._held_names}
-        elif only is not None and self._pushed_at is not None:
-            changes = self.cache.changed_since(dataplane, self._pushed_at)
+        changes = (self.cache.changed_since(dataplane, self._pushed_at)
+                   if self._pushed_at is not None else None)
+        if only is None and types and changes is not None:
+            # A cache change: only the names it touched need a look (the cache logs them),
+            # plus what make-before-break held back last time; a request, or a stream
+            # further behind than the log: every name.
+            only = {**changes, ROUTE: changes.get(ROUTE, frozenset()) | self._held_names}
+        elif only is not None:
             if changes is None:
                 only = None
             else:  # an ACK: what was held back, and any change not pushed yet
@@ -166,7 +234,8 @@ class DeltaStream(StreamBase):
                         for t in PUSH_ORDER}
         self._pushed_at = self.cache.revision
         routes = view.resources.get(ROUTE, {})
-        keep = retained_clusters(self._types[ROUTE].acked, routes)
+        self._sync_routes(routes, None if changes is None else changes.get(ROUTE, ()))
+        keep = self.kept_clusters()
         held = self.held_routes(routes)  # sent once clusters are warm
         route_state = self._types[ROUTE]
         wanted_routes = routes if route_state.wildcard else route_state.names

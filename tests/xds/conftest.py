@@ -37,6 +37,24 @@ class StoreWriter:
         assert result.outcome.ok, result
         return self.index
 
+    def batch(self, ops: list[tuple[str, str, dict | None]], *, team: str = TEAM
+              ) -> tuple[int, list[tuple[str, str]]]:
+        """Apply (kind, name, stored body or None to delete) as one entry, as Raft applies a
+        batch (the caller validates the bodies; the rules are not asked); the index and the
+        changed keys."""
+        entry = wire.LogEntry(format_version=1, proposed_at_ms=int(time.time() * 1000))
+        for kind, name, body in ops:
+            if body is None:
+                entry.commands.add().delete.CopyFrom(wire.Delete(kind=kind, name=name))
+                continue
+            entry.commands.add().put.CopyFrom(wire.Put(
+                kind=kind, name=name, value_json=json.dumps(body).encode(), team=team))
+        self.index += 1
+        results = self.store.apply_entry(self.index, entry.SerializeToString())
+        assert all(r.outcome.ok or body is None
+                   for r, (_, _, body) in zip(results, ops, strict=True)), results
+        return self.index, [(r.kind, r.name) for r in results if r.outcome.ok]
+
     def delete(self, kind: str, name: str) -> int:
         entry = wire.LogEntry(format_version=1, proposed_at_ms=int(time.time() * 1000))
         entry.commands.add().delete.CopyFrom(wire.Delete(kind=kind, name=name))

@@ -190,7 +190,7 @@ def test_changing_a_filter_re_pushes_the_listeners_using_it(writer) -> None:
     cache.load_all()
     seen: list[frozenset[str]] = []
     cache.watch("t/dp1", seen.append)
-    before = cache.view("t/dp1").resources[LISTENER]
+    before = dict(cache.view("t/dp1").resources[LISTENER])  # views are patched in place
     rev = writer.put("filters", {"name": "add-team", "filterType": "header_mutation",
                                  "config": {"requestHeadersToAdd": [
                                      {"name": "x-team", "value": "green"}]}})
