@@ -71,9 +71,12 @@ class DeltaStream(StreamBase):
             return []
         conn = self._connection()
         status = conn.type(type_url)
-        plain_ack = (state.requested and bool(request.response_nonce)
-                     and not request.resource_names_subscribe
-                     and not request.resource_names_unsubscribe)
+        subscription = {*request.resource_names_subscribe, *request.resource_names_unsubscribe}
+        plain_ack = state.requested and bool(request.response_nonce) and not subscription
+        # Names (un)subscribed on a stream under way: only those need a look (a wildcard
+        # change or a first request: everything).
+        renamed = frozenset(subscription) if state.requested and subscription and \
+            "*" not in subscription else None
         if request.response_nonce:
             sent, removed = state.nonces.pop(request.response_nonce, ([], []))
             if request.HasField("error_detail"):
@@ -116,12 +119,15 @@ class DeltaStream(StreamBase):
                 state.wildcard = False
             state.names.discard(name)
             state.client.pop(name, None)
-        if plain_ack:
+        if plain_ack or renamed is not None:
             # An answer changes only what make-before-break held back: routes waiting for
-            # warm clusters, clusters kept for routes Envoy ran. Look at those alone.
-            return self.push(frozenset(PUSH_ORDER), only={
-                ROUTE: frozenset(self._held_names),
-                CLUSTER: frozenset(self._kept_names), ENDPOINT: frozenset(self._kept_names)})
+            # warm clusters, clusters kept for routes Envoy ran. Look at those alone, and at
+            # the names the request (un)subscribed.
+            only = {ROUTE: frozenset(self._held_names), CLUSTER: frozenset(self._kept_names),
+                    ENDPOINT: frozenset(self._kept_names)}
+            if renamed is not None:
+                only[type_url] = only.get(type_url, frozenset()) | renamed
+            return self.push(frozenset(PUSH_ORDER) if plain_ack else frozenset(), only=only)
         return self.push(frozenset())
 
     def _adopt(self, type_url: str, held: dict[str, str]) -> None:
@@ -281,10 +287,12 @@ class DeltaStream(StreamBase):
     def _diff_names(self, type_url: str, view: DataplaneView, keep: set[str], held: set[str],
                     names: frozenset[str]
                     ) -> tuple[list[XdsResource], list[str], list[str]]:
-        """What to send and remove among `names` (those a change touched)."""
+        """What to send, remove and report missing among `names` (those a change, an
+        answer or a subscription touched), as `_diff_all` would for them."""
         state = self._types[type_url]
         changed: list[XdsResource] = []
         removed: list[str] = []
+        missing: list[str] = []
         for name in sorted(names):
             current = self._current(type_url, view, keep, name)
             wanted = current is not None and (state.wildcard or name in state.names)
@@ -294,7 +302,9 @@ class DeltaStream(StreamBase):
                     changed.append(current)
             elif name in state.client:
                 removed.append(name)
-        return changed, removed, []
+            elif current is None and name in state.names and name not in state.told_missing:
+                missing.append(name)
+        return changed, removed, missing
 
     def _diff_all(self, type_url: str, view: DataplaneView, keep: set[str], held: set[str]
                   ) -> tuple[list[XdsResource], list[str], list[str]]:

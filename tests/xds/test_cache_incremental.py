@@ -21,7 +21,6 @@ from raftplane.storage.store import Store
 from raftplane.xds.cache import DataplaneView, XdsCache
 from raftplane.xds.delta import DeltaStream
 from raftplane.xds.retention import held_routes, retained_clusters
-from raftplane.xds.translate import envoy_names
 from raftplane.xds.types import CLUSTER, ENDPOINT, LISTENER, PUSH_ORDER, ROUTE
 from tests.xds.conftest import TEAM, StoreWriter, cluster, routes
 from tests.xds.test_streams import open_stream
@@ -150,15 +149,18 @@ def _served(view: DataplaneView) -> dict[str, dict[str, tuple[str, bytes]]]:
                 for n, r in view.resources.get(t, {}).items()} for t in PUSH_ORDER}
 
 
-def _subscribe(stream: DeltaStream) -> list[Any]:
-    """Subscribe like Envoy: CDS and LDS wildcard, EDS and RDS by every name they may have."""
-    rds = [*ROUTES, *(envoy_names.listener_route_config(r, n, 0, 0)
-                      for r in ROUTES for n in LISTENERS)]
+def _follow(stream: DeltaStream, view: DataplaneView, first: bool = False) -> list[Any]:
+    """Subscribe like Envoy: CDS and LDS wildcard, EDS and RDS to the names it holds, which
+    it follows as the view changes (subscribing to what joins, unsubscribing what leaves)."""
     out: list[Any] = []
-    for type_url, names in ((CLUSTER, []), (ENDPOINT, list(CLUSTERS)), (LISTENER, []),
-                            (ROUTE, rds)):
-        request = discovery_pb2.DeltaDiscoveryRequest(type_url=type_url,
-                                                      resource_names_subscribe=names)
+    for type_url in (CLUSTER, ENDPOINT, LISTENER, ROUTE):
+        state = stream._types[type_url]
+        names = set() if type_url in (CLUSTER, LISTENER) else view.names(type_url)
+        if not first and names == state.names:
+            continue
+        request = discovery_pb2.DeltaDiscoveryRequest(
+            type_url=type_url, resource_names_subscribe=sorted(names - state.names),
+            resource_names_unsubscribe=sorted(state.names - names))
         request.node.cluster = f"{TEAM}/dp1"
         out += stream.handle_request(request)
     return out
@@ -176,11 +178,18 @@ def _answer_some(stream: DeltaStream, pending: list[Any], data: st.DataObject) -
                 type_url=response.type_url, response_nonce=response.nonce))
 
 
-def _check_make_before_break(stream: DeltaStream, view: DataplaneView) -> None:
+def _check_delta(stream: DeltaStream, view: DataplaneView) -> None:
+    """Held routes and kept clusters as retention.py computes them from scratch, and nothing
+    left that comparing every name would still send, remove or report missing."""
     acked = {t: stream._types[t].acked for t in PUSH_ORDER}
     routes = view.resources.get(ROUTE, {})
-    assert stream.held_routes(routes) == held_routes(routes, acked[CLUSTER], acked[ENDPOINT])
-    assert stream.kept_clusters() == retained_clusters(acked[ROUTE], routes)
+    held = held_routes(routes, acked[CLUSTER], acked[ENDPOINT])
+    keep = retained_clusters(acked[ROUTE], routes)
+    assert stream.held_routes(routes) == held
+    assert stream.kept_clusters() == keep
+    for type_url in PUSH_ORDER:
+        if stream._types[type_url].requested:
+            assert stream._diff_all(type_url, view, keep, held) == ([], [], []), type_url
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow,
@@ -202,7 +211,7 @@ def test_patched_views_equal_rebuilt_ones(batches: list[list[Op]], data: st.Data
             for dp in DATAPLANES:
                 live.watch(f"{TEAM}/{dp}", heard[dp].append)
             delta = open_stream(DeltaStream, live, registry)
-            pending = _subscribe(delta)
+            pending = _follow(delta, live.view(f"{TEAM}/dp1"), first=True)
             _answer_some(delta, pending, data)
             for ops in batches:
                 before = {dp: _served(live.view(f"{TEAM}/{dp}")) for dp in DATAPLANES}
@@ -230,6 +239,8 @@ def test_patched_views_equal_rebuilt_ones(batches: list[list[Op]], data: st.Data
                 for types in heard["dp1"]:
                     pending += delta.push(types)
                 _answer_some(delta, pending, data)
-                _check_make_before_break(delta, live.view(f"{TEAM}/dp1"))
+                pending += _follow(delta, live.view(f"{TEAM}/dp1"))
+                _answer_some(delta, pending, data)
+                _check_delta(delta, live.view(f"{TEAM}/dp1"))
         finally:
             store.close()
