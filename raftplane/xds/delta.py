@@ -56,6 +56,7 @@ class DeltaStream(StreamBase):
         self._routes_naming: dict[str, set[str]] = {}
         self._cold: dict[str, int] = {}
         self._stale: set[str] = set()
+        self._keep: set[str] = set()  # the clusters kept at the last push
 
     def awaiting(self) -> bool:
         return any(state.nonces for state in self._types.values())
@@ -242,12 +243,23 @@ class DeltaStream(StreamBase):
         routes = view.resources.get(ROUTE, {})
         self._sync_routes(routes, None if changes is None else changes.get(ROUTE, ()))
         keep = self.kept_clusters()
+        kept_only = {n for n in keep if n not in view.resources.get(CLUSTER, {})}
+        if only is not None:
+            # A cluster that starts or stops being kept needs a look, and so does one kept
+            # outside the view now or at the last push (the view's change log does not name
+            # it when it is written or deleted).
+            look = keep ^ self._keep | kept_only | self._kept_names
+            only = {**only, CLUSTER: only.get(CLUSTER, frozenset()) | look,
+                    ENDPOINT: only.get(ENDPOINT, frozenset()) | look}
+            if look and types:  # even when the change named other types only
+                types = types | {CLUSTER, ENDPOINT}
+        self._keep = keep
         held = self.held_routes(routes)  # sent once clusters are warm
         route_state = self._types[ROUTE]
         wanted_routes = routes if route_state.wildcard else route_state.names
         self._held_names = {n for n in held if n in wanted_routes}
         self._held = bool(self._held_names)
-        self._kept_names = {n for n in keep if n not in view.resources.get(CLUSTER, {})}
+        self._kept_names = kept_only
         out: list[discovery_pb2.DeltaDiscoveryResponse] = []
         for type_url in PUSH_ORDER:
             state = self._types[type_url]
