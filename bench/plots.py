@@ -2,8 +2,8 @@
 
 - ``store_size.png``: write -> Envoy CDS ACK (p50, p99) and the write answer (p50) against
   the resources in the store, next to the import, cold start and catch-up times;
-- ``delta_cost.png``: a node's CPU per cluster change against the clusters in the view and
-  in the store (log-log), with the issue's "flat within 2x" band.
+- ``delta_cost.png``: a node's CPU per change (cluster, route config, listener) against the
+  clusters in the view and in the store (log-log), with the issue's "flat within 2x" band.
 
     .venv/bin/python bench/store_size.py --scale 0.1 --json-out docs/plots/data/store-0.1.json
     .venv/bin/python bench/delta_cost.py --json-out docs/plots/data/delta.json
@@ -74,26 +74,30 @@ def plot_delta(results: list[dict[str, Any]], out: Path) -> Path:
     fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), sharey=True)
     titles = {"view": "N clusters in the dataplane's view",
               "store": "100 in the view, N more in the store"}
+    node_steps = ("apply_entry", "apply_changes", "delta_push")
     for ax, series in zip(axes, ("view", "store"), strict=True):
-        rs = sorted((r for r in results if r["series"] == series), key=lambda r: r["size"])
-        if not rs:
-            continue
-        x = [r["size"] for r in rs]
-        for step, style in (("apply_entry", "^--"), ("apply_changes", "o-"),
-                            ("delta_push", "s-"), ("sotw_push", "d--")):
-            ax.plot(x, [r["cpu_us"][step] for r in rs], style, label=step)
-        node = [sum(r["cpu_us"].values()) for r in rs]
-        ax.plot(x, node, "k.-", label="sum")
-        ax.fill_between(x, node[0], node[0] * 2, color="green", alpha=0.12,
-                        label=f"within 2x of N={x[0]}")
+        for change, color in (("cluster", "C0"), ("route", "C1"), ("listener", "C2")):
+            rs = sorted((r for r in results if r["series"] == series
+                         and r.get("change", "cluster") == change), key=lambda r: r["size"])
+            if not rs:
+                continue
+            x = [r["size"] for r in rs]
+            node = [sum(r["cpu_us"][s] for s in node_steps) for r in rs]
+            ax.plot(x, node, "o-", color=color, label=f"{change}: node with Delta")
+            ax.plot(x, [r["cpu_us"]["sotw_push"] for r in rs], "d--", color=color, alpha=0.6,
+                    label=f"{change}: SotW push+ACK")
+            if change == "cluster":
+                ax.fill_between(x, node[0], node[0] * 2, color="green", alpha=0.12,
+                                label=f"within 2x of N={x[0]}")
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("N")
         ax.set_title(titles[series], fontsize=10)
         ax.grid(True, which="major", alpha=0.3)
     axes[0].set_ylabel("CPU µs per change (one node)")
-    axes[0].legend(fontsize=8)
-    fig.suptitle("CPU one cluster change costs a node (in-process, real LMDB)", fontsize=10)
+    axes[0].legend(fontsize=7)
+    fig.suptitle("CPU one change costs a node (in-process, real LMDB; node with Delta = "
+                 "apply + cache + Delta push and ACK)", fontsize=10)
     fig.tight_layout()
     path = out / "delta_cost.png"
     fig.savefig(path, dpi=110)

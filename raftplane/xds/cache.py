@@ -1,9 +1,11 @@
 """The xDS cache of one node: stored resources translated once, scoped per dataplane.
 
 Updated incrementally from the keys each applied entry changed: only changed resources are
-re-translated, and only the dataplane views that contain them (or whose listeners changed)
-are recomputed. A resource is translated when a view first needs it (a node that serves no
-Envoy that uses it never pays for it), then serialized once and shared by every stream.
+re-translated, and each view is patched in O(changed) (`view_refs.py` keeps what its members
+name as reference counts; only entries whose membership or translation changed are
+replaced, added or removed). A resource is translated when a view first needs it (a node
+that serves no Envoy that uses it never pays for it), then serialized once and shared by
+every stream.
 
 Versions are revisions (invariant 6): a resource's version is the highest revision among
 the stored resources it is made from (itself, the filter resources it names, and for a
