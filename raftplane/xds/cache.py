@@ -76,11 +76,6 @@ class DataplaneView:
     def names(self, type_url: str) -> set[str]:
         return set(self.resources.get(type_url, {}))
 
-    def holds_any(self, type_url: str, names: Iterable[str]) -> bool:
-        """Any of `names` is among this view's resources of the type (no copy)."""
-        held = self.resources.get(type_url, {})
-        return any(name in held for name in names)
-
 
 @dataclass
 class _Kept:
