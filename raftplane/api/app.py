@@ -28,6 +28,7 @@ from raftplane.api.history import history_routes
 from raftplane.api.kinds import KINDS
 from raftplane.api.metrics import ApiMetrics
 from raftplane.api.openapi import build_openapi
+from raftplane.api.relay_routes import add_relay_route
 from raftplane.api.resource_routes import KindHandlers
 from raftplane.api.rollouts import rollout_routes, start_janitor
 from raftplane.api.routing import Route
@@ -99,7 +100,7 @@ def create_app(node: ClusterNode, xds: XdsRuntime, metrics: ApiMetrics) -> web.A
     app[XDS] = xds
     tls = node.config.api_tls
     app[FORWARDER] = Forwarder(node.config.node_id, node.config.forward_timeout,
-                               api_tls.client_context(tls) if tls else None)
+                               api_tls.client_context(tls) if tls else None, batch=True)
     app[METRICS] = metrics
     scopes: dict[tuple[str, str], str] = {}
     routes = all_routes()
@@ -109,6 +110,7 @@ def create_app(node: ClusterNode, xds: XdsRuntime, metrics: ApiMetrics) -> web.A
     app[ROUTE_SCOPES] = scopes
     app[CONSISTENT_READS] = frozenset((r.method, r.path) for r in routes
                                       if "minRevision" in r.query)
+    add_relay_route(app)
 
     async def close_forwarder(app: web.Application) -> None:
         await app[FORWARDER].close()

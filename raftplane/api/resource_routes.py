@@ -101,12 +101,13 @@ class KindHandlers:
             command.put.references.add(kind=ref.kind, name=ref.name, field=ref.field)
 
         def precheck() -> None:  # the rules apply enforces, checked before proposing
-            current = node.store.get(self.kind, name)
-            if mode == wire.PUT_MODE_REPLACE:  # another team's resource: as if it did not exist
-                current = _visible(self.kind, current, visible_teams(request))
-            refusal = rules.check_put(node.store, kind=self.kind, name=name, mode=mode,
-                                      expected=expected, team=command.put.team,
-                                      resource=resource, refs=refs, current=current)
+            with node.store.reader() as reader:  # one read txn for all the rules' reads
+                current = reader.get(self.kind, name)
+                if mode == wire.PUT_MODE_REPLACE:  # another team's: as if it did not exist
+                    current = _visible(self.kind, current, visible_teams(request))
+                refusal = rules.check_put(reader, kind=self.kind, name=name, mode=mode,
+                                          expected=expected, team=command.put.team,
+                                          resource=resource, refs=refs, current=current)
             if refusal is not None:
                 raise refused(refusal)
 

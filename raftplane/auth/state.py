@@ -23,6 +23,7 @@ from raftplane.storage.store import Store
 from raftplane.wire import log_entry_pb2 as wire
 
 AUTH, BOOTSTRAP, SIGNING_KEYS, TOKENS = "auth", "bootstrap", "signing-keys", "tokens"
+MAX_CACHED_TOKENS = 10_000
 
 
 class AppliedEntries(Protocol):
@@ -47,18 +48,35 @@ class AuthState:
     store: Store
     secret: str | None
     applied: AppliedEntries
-    # Parsed public keys and the generation they were read at; the generation is bumped
-    # (on the loop) for every delivered entry that touched the signing keys.
+    # Parsed public keys, and token records, with the generation they were read at. The
+    # generations are bumped in the apply thread, right after the store committed an entry
+    # that touched them (a store listener); `_seen` is the last index those listeners took
+    # in. While the store is ahead of `_seen` (the moment between its commit and its
+    # listeners) nothing cached is trusted: the store is read.
     _keys: tuple[int, dict[str, Ed25519PublicKey]] = field(default=(-1, {}), init=False,
                                                            repr=False)
     _keys_generation: int = field(default=0, init=False, repr=False)
+    _tokens_generation: int = field(default=0, init=False, repr=False)
+    _tokens: dict[str, tuple[int, Resource | None]] = field(default_factory=dict, init=False,
+                                                            repr=False)
+    _seen: int = field(default=-1, init=False, repr=False)
 
     def __post_init__(self) -> None:
-        self.applied.subscribe(self._on_applied)
+        self._seen = self.store.applied_index
+        self.store.add_applied_listener(self._on_store_applied)
 
-    def _on_applied(self, index: int, changed: list[tuple[str, str]]) -> None:
-        if any(kind in (SIGNING_KEYS, "*") for kind, _ in changed):
-            self._keys_generation += 1
+    def _on_store_applied(self, index: int, changed: list[tuple[str, str]]) -> None:
+        """In the apply thread, after the store committed entry `index`."""
+        for kind, _name in changed:
+            if kind in (SIGNING_KEYS, "*"):
+                self._keys_generation += 1
+            if kind in (TOKENS, "*"):
+                self._tokens_generation += 1
+        self._seen = index
+
+    def _caught_up(self) -> bool:
+        """Every entry the store applied has bumped the generations it touched."""
+        return self.store.applied_index <= self._seen
 
     def bootstrap(self) -> Resource | None:
         return self.store.get(AUTH, BOOTSTRAP)
@@ -74,12 +92,13 @@ class AuthState:
         """Every key that may have signed a live token, by kid (read again only after an
         applied entry changed the signing keys).
 
-        An entry the store applied but the loop was not handed yet may have changed them:
-        while the store is ahead of what was delivered, the keys are read again, so a
-        removed key is never accepted nor a new one refused for want of a notification."""
+        The generation moves in the apply thread right after the store's commit, not when
+        the loop is handed the entry, and in between the keys are read again: a removed key
+        is never accepted nor a new one refused for want of a notification."""
+        caught_up = self._caught_up()  # checked before the generation is read
         generation = self._keys_generation
         read_at, parsed = self._keys
-        if read_at != generation or self.store.applied_index > self.applied.delivered:
+        if read_at != generation or not caught_up:
             parsed = {
                 k["kid"]: Ed25519PublicKey.from_public_bytes(base64.b64decode(k["publicKey"]))
                 for k in self.signing_keys()
@@ -108,7 +127,17 @@ class AuthState:
         return None
 
     def token(self, jti: str) -> Resource | None:
-        return self.store.get(TOKENS, jti)
+        """The token record `jti` (read again only after an applied entry changed tokens)."""
+        caught_up = self._caught_up()  # checked before the generation is read
+        generation = self._tokens_generation
+        cached = self._tokens.get(jti)
+        if caught_up and cached is not None and cached[0] == generation:
+            return cached[1]
+        record = self.store.get(TOKENS, jti)
+        if len(self._tokens) >= MAX_CACHED_TOKENS:
+            self._tokens.clear()
+        self._tokens[jti] = (generation, record)  # stale at once if a change landed meanwhile
+        return record
 
     def tokens(self) -> list[Resource]:
         return _all(self.store, TOKENS)

@@ -8,19 +8,32 @@ apply twice.
 
 from __future__ import annotations
 
+import asyncio
 import ssl
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 from multidict import CIMultiDict, MultiMapping
 
 from raftplane.cluster.errors import NoLeader, OutcomeUnknown
+from raftplane.cluster.relay import (
+    RELAY_CONTENT_TYPE,
+    RELAY_PATH,
+    BatchRefused,
+    RelayAnswer,
+    RelayBatcher,
+    RelayRequest,
+    encode_requests,
+    read_answer,
+)
 
 FORWARDED_BY = "X-Raftplane-Forwarded-By"
 HOP_BY_HOP = {
     "connection", "keep-alive", "proxy-authenticate", "proxy-authorization", "te", "trailers",
     "transfer-encoding", "upgrade", "host", "content-length",
 }
+BATCHED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
 
 @dataclass
@@ -33,16 +46,20 @@ class Relayed:
 
 
 class Forwarder:
-    """Relays HTTP requests to another node's API."""
+    """Relays HTTP requests to another node's API; with `batch`, concurrent writes travel
+    together (relay.py), each with the same outcomes as when sent alone."""
 
     def __init__(self, node_id: str, timeout: float,
-                 ssl_context: ssl.SSLContext | None = None) -> None:
+                 ssl_context: ssl.SSLContext | None = None, *, batch: bool = False) -> None:
         self._node_id = node_id
         self._timeout = timeout
         self._ssl = ssl_context if ssl_context is not None else True  # True: default checks
         self._session: aiohttp.ClientSession | None = None
+        self.batcher = RelayBatcher(self._send_batch) if batch else None
 
     async def close(self) -> None:
+        if self.batcher is not None:
+            await self.batcher.close()
         if self._session is not None:
             await self._session.close()
 
@@ -75,6 +92,47 @@ class Forwarder:
         out[FORWARDED_BY] = self._node_id
         if idempotency_key:
             out["Idempotency-Key"] = idempotency_key
+        if (self.batcher is not None and method in BATCHED_METHODS
+                and len(body) < self.batcher.max_batch_bytes // 2):
+            try:
+                return await self._forward_batched(base_url, method, path_qs, out, body)
+            except BatchRefused:
+                pass  # the leader ran none of it (an older release?): send it alone
+        return await self._forward_one(base_url, method, path_qs, out, body)
+
+    async def _forward_batched(self, base_url: str, method: str, path_qs: str,
+                               headers: CIMultiDict[str], body: bytes) -> Relayed:
+        assert self.batcher is not None
+        request = RelayRequest(method, path_qs, list(headers.items()), body)
+        future = self.batcher.submit(base_url, request)
+        try:
+            answer = await asyncio.wait_for(future, self._timeout)
+        except TimeoutError:
+            raise OutcomeUnknown(f"the leader at {base_url} did not answer in time") from None
+        return Relayed(answer.status, CIMultiDict(answer.headers), answer.body)
+
+    async def _send_batch(self, base_url: str, requests: list[RelayRequest],
+                          deliver: Callable[[RelayAnswer], None]) -> None:
+        """One batch to `base_url`; each answer is delivered as it arrives."""
+        headers = {"Content-Type": RELAY_CONTENT_TYPE, FORWARDED_BY: self._node_id}
+        try:
+            async with self._client().post(
+                base_url + RELAY_PATH, data=encode_requests(requests), headers=headers,
+                allow_redirects=False,
+                timeout=aiohttp.ClientTimeout(total=self._timeout + 1.0, sock_connect=2.0),
+            ) as resp:
+                if resp.status != 200:
+                    await resp.read()
+                    raise BatchRefused(f"HTTP {resp.status}")
+                for _ in requests:
+                    deliver(await read_answer(resp.content.readexactly))
+        except (aiohttp.ClientConnectorError, ConnectionRefusedError) as exc:
+            raise NoLeader(f"the leader at {base_url} is unreachable: {exc}") from exc
+        except (TimeoutError, EOFError, aiohttp.ClientError) as exc:
+            raise OutcomeUnknown(f"the leader at {base_url} did not answer: {exc!r}") from exc
+
+    async def _forward_one(self, base_url: str, method: str, path_qs: str,
+                           out: CIMultiDict[str], body: bytes) -> Relayed:
         try:
             async with self._client().request(
                 method, base_url + path_qs, headers=out, data=body, allow_redirects=False,

@@ -15,7 +15,9 @@ What this adds to pysyncobj 0.3.17 (see ../shared/spec/pysyncobj-notes.md):
 - a node whose apply halted stops campaigning and steps down;
 - a node started to join (`NodeConfig.join`) does not campaign while it is empty, and a
   restored node's seed snapshot keeps the configured members (see snapshot.write_seed);
-- a mandatory cluster secret for multi-node clusters (config.py).
+- a mandatory cluster secret for multi-node clusters (config.py);
+- peer messages sealed with AES-GCM, uncompressed, between nodes that both speak it
+  (peer_wire.py; Fernet + zlib otherwise, so two releases still form one cluster).
 
 Only cluster/ imports pysyncobj (invariant 4): this module; journal.py and snapshot.py,
 which implement its Journal and Serializer interfaces (importing the Journal base, its old
@@ -40,13 +42,13 @@ from pysyncobj.dns_resolver import globalDnsResolver
 from pysyncobj.journal import MemoryJournal
 from pysyncobj.monotonic import monotonic as monotonic_time
 from pysyncobj.node import TCPNode
-from pysyncobj.transport import TCPTransport
 
 from raftplane.cluster import membership, snapshot
 from raftplane.cluster.config import ConfigError, Member, NodeConfig
 from raftplane.cluster.handover import Handover
 from raftplane.cluster.journal import DurableJournal, JournalDamaged, SyncStats, recovery_hint
 from raftplane.cluster.log_guard import Entry, Message, rewrite_append_entries
+from raftplane.cluster.peer_wire import PeerWireTransport
 from raftplane.cluster.prevote import PreVote
 from raftplane.storage.apply import EntryRejected
 from raftplane.storage.results import CommandResult
@@ -96,7 +98,7 @@ _syncobj_module.createJournal = _create_journal
 _syncobj_module.Serializer = _create_serializer
 
 
-class _GuardedTransport(TCPTransport):  # type: ignore[misc]  # pysyncobj ships no types
+class _GuardedTransport(PeerWireTransport):
     """TCP transport that syncs the journal before answering and guards AppendEntries.
 
     A leader's own AppendEntries go out before its fsync, so the disk write overlaps the

@@ -6,6 +6,7 @@ Plain functions and patterns with no dependency on any layer.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 
@@ -16,8 +17,10 @@ from lupa import luajit21
 HEADER_NAME_PATTERN = r"^:?[!#$%&'*+.^_`|~0-9A-Za-z-]+$"
 
 
+@functools.lru_cache(maxsize=4096)
 def is_ip(value: str) -> bool:
-    """True for an IPv4 or IPv6 literal (no zone index)."""
+    """True for an IPv4 or IPv6 literal (no zone index). Memoised: every write's
+    validation and translation dry run asks it of each endpoint host."""
     if "%" in value:
         return False
     try:

@@ -253,6 +253,13 @@ class Store:
                         break
         return _page(items, limit)
 
+    @contextlib.contextmanager
+    def reader(self) -> Iterator[TxnReader]:
+        """The write rules' reads (model.rules.Reader) over one read txn: one consistent
+        view, and one txn instead of one per read (the leader's pre-check)."""
+        with self.read() as txn:
+            yield TxnReader(txn, self._dbs)
+
     # The reads of the write rules (model.rules.Reader), each in a read txn of its own.
     def referrers(self, kind: str, name: str) -> builtins.list[tuple[str, str]]:
         """Resources that name (kind, name)."""

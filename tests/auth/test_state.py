@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from raftplane.auth import keys
-from raftplane.auth.state import SIGNING_KEYS, AuthState, key_record, put_command
+from raftplane.auth.state import SIGNING_KEYS, TOKENS, AuthState, key_record, put_command
 from raftplane.storage.store import Store
 from raftplane.wire import log_entry_pb2 as wire
 
@@ -103,3 +103,39 @@ def test_keys_are_parsed_again_only_after_a_change_to_them(store, monkeypatch) -
     assert set(state.public_keys()) == {key.kid, rotated.kid}
     state.public_keys()
     assert len(reads) == 2
+
+
+def token_record(jti: str, revoked: bool = False) -> dict:
+    return {"id": jti, "name": jti, "scopes": ["admin"], "teams": [], "kid": "k",
+            "issuedAt": 1, "expiresAt": 2**40, "revoked": revoked}
+
+
+def test_a_revocation_applied_but_not_yet_delivered_is_already_seen(store) -> None:
+    apply(store, put_command(TOKENS, "j1", token_record("j1"), wire.PUT_MODE_CREATE))
+    feed = HeldFeed(store.applied_index)
+    state = AuthState(store, SECRET, feed)
+    assert state.token("j1")["revoked"] is False  # read and cached
+    assert state.token("nobody") is None
+    apply(store, put_command(TOKENS, "j1", token_record("j1", revoked=True),
+                             wire.PUT_MODE_REPLACE))
+    assert state.token("j1")["revoked"] is True  # never delivered: the store's word
+    apply(store, put_command(TOKENS, "nobody", token_record("nobody"), wire.PUT_MODE_CREATE))
+    assert state.token("nobody") is not None  # a cached absence is dropped too
+
+
+def test_token_records_are_read_again_only_after_a_change_to_tokens(store, monkeypatch
+                                                                     ) -> None:
+    apply(store, put_command(TOKENS, "j1", token_record("j1"), wire.PUT_MODE_CREATE))
+    state = AuthState(store, SECRET, HeldFeed(store.applied_index))
+    reads = []
+    real = store.get
+    monkeypatch.setattr(store, "get", lambda kind, name, **kw: (reads.append(name),
+                                                               real(kind, name, **kw))[1])
+    state.token("j1")
+    state.token("j1")
+    apply(store, put_command("teams", "t1", {"name": "t1"}, wire.PUT_MODE_CREATE))
+    state.token("j1")
+    assert reads == ["j1"], "read again without a change to tokens"
+    apply(store, put_command(TOKENS, "j2", token_record("j2"), wire.PUT_MODE_CREATE))
+    state.token("j1")
+    assert reads == ["j1", "j1"]
