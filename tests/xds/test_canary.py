@@ -6,6 +6,7 @@ of canaries and the parsing of Envoy's stats stream."""
 from __future__ import annotations
 
 import json
+import random
 import time
 
 import pytest
@@ -180,3 +181,44 @@ def test_request_counts_sum_the_connection_managers_but_not_admin():
     stats.record("a", DP, 20, 3, at=2.0)
     assert [e.as_json()["samples"] for e in stats.envoys(DP)] == [[[1.0, 15, 3], [2.0, 20, 3]]]
     assert stats.envoys("t/other") == []
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_an_overlay_kept_up_to_date_equals_one_built_afresh(writer, plane, seed):
+    """Random writes during a rollout (to what it changes and to everything else): after each,
+    the canary's view is the view a fresh overlay of the current state gives."""
+    cache, router, apply = plane
+    rng = random.Random(seed)
+    for name in ("a", "b", "c"):
+        writer.put("clusters", cluster(name, port=8100))
+    rev = writer.put("route-configs", routes("rc", "good", "a"))
+    apply(rev, [("route-configs", "rc")])
+    canary = Stream(router, "envoy-a")
+    plan = [["clusters", "b", bodies.validate_resource("clusters", {"team": "t",
+                                                                    **cluster("b", port=1)})],
+            ["route-configs", "rc", bodies.validate_resource("route-configs", {
+                "team": "t", **routes("rc", "b", "c")})]]
+    rev = put_rollout(writer, "canary", ["envoy-a"], plan)
+    apply(rev, [(ROLLOUTS, "t/r1")])
+    for _ in range(25):
+        choice = rng.randrange(4)
+        if choice == 0:
+            name = rng.choice(["a", "b", "c", "good"])
+            rev = writer.put("clusters", cluster(name, port=rng.randrange(2000, 3000)))
+            changed = [("clusters", name)]
+        elif choice == 1:
+            rev = writer.put("route-configs", routes("rc", *rng.sample(["a", "b", "c", "good"], 2)))
+            changed = [("route-configs", "rc")]
+        elif choice == 2:
+            rev = writer.put("listeners", listener("l", rng.randrange(10001, 10100), "rc", "dp1"))
+            changed = [("listeners", "l")]
+        else:
+            rev = writer.put("listeners", listener("l2", 10200, "rc", "dp1"))
+            changed = [("listeners", "l2")]
+        apply(rev, changed)
+        fresh = cache.what_if([(k, n, r) for k, n, r in plan]).view(DP)
+        kept = canary.source.view(DP)
+        for type_url, resources in fresh.resources.items():
+            assert {n: r.packed.value for n, r in kept.resources.get(type_url, {}).items()} \
+                == {n: r.packed.value for n, r in resources.items()}, (type_url, seed)
+    canary.cancel()
