@@ -426,6 +426,26 @@ async def abort_rollout(request: web.Request) -> web.StreamResponse:
                                     or record))
 
 
+async def delete_rollout(request: web.Request) -> web.StreamResponse:
+    """Forget an ended rollout (its record keeps its team from being deleted)."""
+    relayed = await forward_if_follower(request)
+    if relayed is not None:
+        return relayed
+    record = _visible_record(request)
+    if record.get("state") == CANARY:
+        raise Problem(409, f"rollout {record['id']} is still watching its canaries: abort it "
+                      "first")
+    command = wire.Command()
+    command.delete.CopyFrom(wire.Delete(kind=ROLLOUTS, name=_key(record),
+                                        expected_revision=record["revision"]))
+    command.idempotency_key = new_key()
+    set_principal(request, command)
+    result = await request.app[NODE].propose(command)
+    if not result.outcome.ok:
+        raise refused(Refusal(result.outcome, result.detail, result.errors))
+    return web.Response(status=204, headers={"X-Raftplane-Revision": str(result.revision)})
+
+
 def _key(record: Resource) -> str:
     return f"{record['team']}/{record['id']}"
 
@@ -448,6 +468,9 @@ def rollout_routes() -> list[Route]:
         Route("GET", "/api/v1/rollouts/{team}/{id}", get_rollout, tokens.ANY_READ,
               "One rollout: state, canaries, reason, observed 5xx rates",
               statuses=(200, 404), tags=tag),
+        Route("DELETE", "/api/v1/rollouts/{team}/{id}", delete_rollout, tokens.ANY_WRITE,
+              "Forget an ended rollout (a team with rollout records cannot be deleted)",
+              statuses=(204, 404, 409), tags=tag),
         Route("POST", "/api/v1/rollouts/{team}/{id}/abort", abort_rollout, tokens.ANY_WRITE,
               "Roll back a rollout still watching its canaries", statuses=(200, 404, 409),
               tags=tag),

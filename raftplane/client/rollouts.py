@@ -2,7 +2,8 @@
 
 ``rollout start -f FILES --dataplane D --percent P --watch S`` starts it and (unless
 ``--no-wait``) shows the watch with a progress bar until the rollout is promoted (exit 0) or
-rolled back (exit 1, with the reason); ``rollout list``, ``get ID`` and ``abort ID``.
+rolled back (exit 1, with the reason); ``rollout list``, ``get ID``, ``abort ID`` and
+``delete ID`` (an ended one).
 """
 
 from __future__ import annotations
@@ -104,8 +105,15 @@ def run_abort(api: Api, args: argparse.Namespace) -> int:
     return 0
 
 
+def run_delete(api: Api, args: argparse.Namespace) -> int:
+    """Forget an ended rollout."""
+    api.request("DELETE", _path(args.team, args.id))
+    print(f"rollout {args.id} deleted", flush=True)
+    return 0
+
+
 def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
-    """Register ``rollout start|list|get|abort``."""
+    """Register ``rollout start|list|get|abort|delete``."""
     top = sub.add_parser("rollout", help="canary rollouts: a change to some Envoys first")
     verbs = top.add_subparsers(dest="rollout_command", required=True)
     p = verbs.add_parser("start", parents=parents, help="start a rollout of resource files")
@@ -125,7 +133,8 @@ def add_parsers(sub: Any, parents: list[argparse.ArgumentParser]) -> None:
     p.add_argument("-o", "--output", choices=FORMATS, default="table")
     p.set_defaults(client_run=run_list)
     for verb, run, helptext in (("get", run_get, "one rollout"),
-                                ("abort", run_abort, "roll back a rollout now")):
+                                ("abort", run_abort, "roll back a rollout now"),
+                                ("delete", run_delete, "forget an ended rollout")):
         p = verbs.add_parser(verb, parents=parents, help=helptext)
         p.add_argument("id")
         p.add_argument("--team", required=True)

@@ -225,6 +225,10 @@ def test_abort_and_a_leader_change_roll_back(plane):
     assert "aborted by" in aborted.body["reason"]
     again = call("POST", api.removesuffix("/api/v1") + reply.headers["location"] + "/abort", {})
     assert again.status == 409
+    # an ended rollout can be forgotten (its record would keep its team from being deleted)
+    gone = call("DELETE", api.removesuffix("/api/v1") + reply.headers["location"])
+    assert gone.status == 204, gone.body
+    assert call("GET", api.removesuffix("/api/v1") + reply.headers["location"]).status == 404
 
     # the watch's credentials stay with its leader: a new leader rolls the rollout back
     reply = call("POST", f"{api}/rollouts", body)
