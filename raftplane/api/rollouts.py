@@ -58,6 +58,7 @@ FINAL_SAMPLE_WAIT = 20.0  # after the window: wait this long for counters coveri
 PROMOTED, ROLLED_BACK = "promoted", "rolled-back"
 SERVER_FIELDS = ("revision", "createdAt", "updatedAt")
 CONTROLLERS = web.AppKey("rollout_controllers", dict)
+KEEP_ENDED = 100  # ended rollouts kept per team (older ones go when a new one starts)
 
 
 # ---- the request ------------------------------------------------------------------------------
@@ -139,6 +140,25 @@ def pick_canaries(node_ids: list[str], percent: float, seed: str) -> list[str]:
     return sorted(ranked[:count])
 
 
+def expired(records: list[Resource], keep: int) -> list[Resource]:
+    """The ended rollouts beyond the `keep` newest (a new rollout deletes them in the same
+    revision, so a team's records stay bounded)."""
+    ended = sorted((r for r in records if r.get("state") != CANARY),
+                   key=lambda r: (r.get("startedAt", 0), r["id"]), reverse=True)
+    return ended[keep:]
+
+
+def _team_records(store: Any, team: str) -> list[Resource]:
+    out: list[Resource] = []
+    cursor = None
+    while True:
+        page = store.list(ROLLOUTS, limit=500, cursor=cursor, team=team)
+        out += page.items
+        cursor = page.next_cursor
+        if cursor is None:
+            return out
+
+
 def public(record: Resource) -> Resource:
     """A rollout as the API shows it (the change's resources are in `change`)."""
     return {k: v for k, v in record.items() if k != "plan"}
@@ -203,7 +223,11 @@ async def create_rollout(request: web.Request) -> web.StreamResponse:
         "startedAt": round(started, 3), "deadline": round(started + params["watchSeconds"], 3),
         "createdBy": request["principal"].sub if request.get("principal") else "",
     }
-    command = _put_record(record, 0, create=True)
+    command = wire.Command()
+    command.atomic.commands.add().put.CopyFrom(_record_put(record, 0, create=True))
+    for old in expired(_team_records(node.store, team), KEEP_ENDED):
+        command.atomic.commands.add().delete.CopyFrom(wire.Delete(
+            kind=ROLLOUTS, name=_key(old), expected_revision=old["revision"]))
     command.idempotency_key = new_key()
     set_principal(request, command)
     principal = wire.Command()

@@ -13,7 +13,7 @@ import pytest
 
 from raftplane.api import bodies
 from raftplane.api.rollout_verdict import Rate, judge, window
-from raftplane.api.rollouts import _canary_nack, pick_canaries
+from raftplane.api.rollouts import _canary_nack, expired, pick_canaries
 from raftplane.wire import envoy_stats_pb2
 from raftplane.wire import log_entry_pb2 as wire
 from raftplane.xds.cache import XdsCache
@@ -222,3 +222,26 @@ def test_an_overlay_kept_up_to_date_equals_one_built_afresh(writer, plane, seed)
             assert {n: r.packed.value for n, r in kept.resources.get(type_url, {}).items()} \
                 == {n: r.packed.value for n, r in resources.items()}, (type_url, seed)
     canary.cancel()
+
+
+def test_a_new_rollout_deletes_the_ended_ones_beyond_the_newest_kept():
+    records = [{"id": f"r{i}", "state": "promoted", "startedAt": float(i)} for i in range(5)]
+    records.append({"id": "live", "state": "canary", "startedAt": 0.0})
+    assert [r["id"] for r in expired(records, 3)] == ["r1", "r0"]
+    assert expired(records, 10) == []
+
+
+def test_the_create_and_its_deletes_apply_as_one_group(writer):
+    first = put_rollout(writer, "promoted", ["envoy-a"], [])
+    entry = wire.LogEntry(format_version=1, proposed_at_ms=int(time.time() * 1000))
+    group = entry.commands.add().atomic
+    group.commands.add().put.CopyFrom(wire.Put(
+        kind=ROLLOUTS, name="t/r2", team="t", mode=wire.PUT_MODE_CREATE,
+        value_json=json.dumps({"id": "r2", "team": "t", "state": "canary"}).encode()))
+    group.commands.add().delete.CopyFrom(wire.Delete(kind=ROLLOUTS, name="t/r1",
+                                                     expected_revision=first))
+    writer.index += 1
+    [result] = writer.store.apply_entry(writer.index, entry.SerializeToString())
+    assert result.outcome.ok, result
+    assert writer.store.get(ROLLOUTS, "t/r1") is None
+    assert writer.store.get(ROLLOUTS, "t/r2")["state"] == "canary"
