@@ -58,6 +58,7 @@ FINAL_SAMPLE_WAIT = 20.0  # after the window: wait this long for counters coveri
 PROMOTED, ROLLED_BACK = "promoted", "rolled-back"
 SERVER_FIELDS = ("revision", "createdAt", "updatedAt")
 CONTROLLERS = web.AppKey("rollout_controllers", dict)
+STARTING = web.AppKey("rollouts_starting", set)  # dataplanes whose rollout is being started
 KEEP_ENDED = 100  # ended rollouts kept per team (older ones go when a new one starts)
 
 
@@ -197,11 +198,23 @@ async def create_rollout(request: web.Request) -> web.StreamResponse:
     if node.store.get(Kind.DATAPLANES, dataplane) is None:
         raise field_problem(422, "dataplane", f"no dataplane '{name}' in team '{team}'")
     steps = _plan(request, params)
-    busy = [r for r in request.app[XDS].canaries.active().values()
+    busy = [r["id"] for r in request.app[XDS].canaries.active().values()
             if r["dataplane"] == dataplane]
-    if busy:
-        raise Problem(409, f"rollout {busy[0]['id']} is still watching dataplane {dataplane}",
-                      slug="rollout-in-progress")
+    starting = request.app[STARTING]
+    if busy or dataplane in starting:  # starting: another request is between here and commit
+        raise Problem(409, f"rollout {busy[0] if busy else '(starting)'} is still watching "
+                      f"dataplane {dataplane}", slug="rollout-in-progress")
+    starting.add(dataplane)  # creates run on the leader only: one process decides
+    try:
+        return await _start(request, params, steps, dataplane)
+    finally:
+        starting.discard(dataplane)
+
+
+async def _start(request: web.Request, params: dict[str, Any], steps: list[Planned],
+                 dataplane: str) -> web.StreamResponse:
+    node = request.app[NODE]
+    team = params["team"]
     streams, _ = await fleet(request)
     node_ids = sorted({s["nodeId"] for s in streams if s.get("dataplane") == dataplane})
     if not node_ids:
@@ -392,6 +405,7 @@ async def janitor(app: web.Application) -> None:
 
 async def start_janitor(app: web.Application) -> None:
     app[CONTROLLERS] = {}
+    app[STARTING] = set()
     task = asyncio.ensure_future(janitor(app))
 
     async def stop(app: web.Application) -> None:

@@ -10,6 +10,7 @@ import os
 import socket
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
@@ -159,6 +160,19 @@ def test_a_good_change_is_promoted_after_the_watch_and_reaches_every_envoy(plane
         eventually(lambda e=envoy: has_v2(e), timeout=15)
     audit = call("GET", f"{api}/audit?team={TEAM}&limit=50").body
     assert any("rollouts" in str(event) for event in audit.get("items", audit.get("events", [])))
+
+
+def test_two_rollouts_started_at_once_on_one_dataplane_one_wins(plane):
+    _, api, _, _ = plane
+    change = {"kind": "route-configs", **routes(("/race", "edge-up"), ("/", "edge-up"))}
+    body = {"team": TEAM, "dataplane": DP, "change": {"items": [change]},
+            "canaryPercent": 50, "watchSeconds": 120}
+    with ThreadPoolExecutor(2) as pool:
+        replies = list(pool.map(lambda _: call("POST", f"{api}/rollouts", body), range(2)))
+    assert sorted(r.status for r in replies) == [201, 409], [r.body for r in replies]
+    [won] = [r for r in replies if r.status == 201]
+    aborted = call("POST", api.removesuffix("/api/v1") + won.headers["location"] + "/abort", {})
+    assert aborted.status == 200, aborted.body
 
 
 def test_a_rollout_is_refused_with_the_field_at_fault(plane):
