@@ -136,9 +136,11 @@ def validate_items(request: web.Request, body: object) -> list[Planned]:
                      and {k: v for k, v in current.items() if k not in SERVER_FIELDS}
                      == resource)
         action = "unchanged" if unchanged else "replaced" if current is not None else "created"
+        stored_filters = {n: f for n, f in filters.items() if n not in batch_filters}
         planned.append(Planned(i, kind, name, action, resource,
                                current["revision"] if current is not None else 0,
-                               bodies.references(kind, resource)))
+                               bodies.pin_filters(bodies.references(kind, resource),
+                                                  stored_filters)))
     if errors:
         raise _problem(422, errors)
     _check_references(store, planned, errors)
@@ -233,7 +235,8 @@ def atomic_command(node: Any, steps: list[Planned], *, sealed: bool = False) -> 
             value_json=json.dumps(resource, separators=(",", ":")).encode(),
             team=resource.get("team", "") if step.kind.team_owned else ""))
         for ref in step.references:
-            sub.put.references.add(kind=ref.kind, name=ref.name, field=ref.field)
+            sub.put.references.add(kind=ref.kind, name=ref.name, field=ref.field,
+                                   expected_revision=ref.expected_revision)
     return command
 
 

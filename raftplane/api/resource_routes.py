@@ -68,6 +68,7 @@ class KindHandlers:
         store = request.app[NODE].store
         filters = {name: found for name in translate.referenced_filters(self.kind, resource)
                    if (found := store.get(Kind.FILTERS, name)) is not None}
+        request["checked_filters"] = filters  # pinned in the command (bodies.pin_filters)
         try:  # what cannot become Envoy config is refused here, never NACKed later
             translate.check_translatable(self.kind, resource, filters)
         except translate.TranslationError as exc:
@@ -88,7 +89,8 @@ class KindHandlers:
                      expected: int) -> tuple[wire.Command, Callable[[], None]]:
         node = request.app[NODE]
         name = bodies.stored_name(self.kind, resource)
-        refs = bodies.references(self.kind, resource)
+        refs = bodies.pin_filters(bodies.references(self.kind, resource),
+                                  request.get("checked_filters", {}))
         if self.kind == Kind.SECRETS:  # only ciphertext goes into the log
             resource = seal_secret(node.config.secret, resource)
         command = wire.Command()
@@ -98,7 +100,8 @@ class KindHandlers:
             team=resource.get("team", "") if self.kind.team_owned else "",
         ))
         for ref in refs:
-            command.put.references.add(kind=ref.kind, name=ref.name, field=ref.field)
+            command.put.references.add(kind=ref.kind, name=ref.name, field=ref.field,
+                                       expected_revision=ref.expected_revision)
 
         def precheck() -> None:  # the rules apply enforces, checked before proposing
             with node.store.reader() as reader:  # one read txn for all the rules' reads

@@ -233,6 +233,9 @@ async def _start(request: web.Request, params: dict[str, Any], steps: list[Plann
         "change": {"items": params["items"]},
         "items": [s.summary() for s in steps],
         "plan": [[s.kind.value, s.name, s.resource] for s in steps],
+        # the filters the change was checked against: a promotion after one changed is refused
+        "pins": {ref.name: ref.expected_revision for s in steps for ref in s.references
+                 if ref.kind == Kind.FILTERS and ref.expected_revision},
         "startedAt": round(started, 3), "deadline": round(started + params["watchSeconds"], 3),
         "createdBy": request["principal"].sub if request.get("principal") else "",
     }
@@ -358,9 +361,10 @@ def _promotion(node: Any, record: Resource) -> list[Planned]:
         if current is not None and {k: v for k, v in current.items()
                                     if k not in SERVER_FIELDS} == resource:
             continue
+        pins = {n: {"revision": r} for n, r in record.get("pins", {}).items()}
         steps.append(Planned(-1, kind, name, "replaced" if current else "created", resource,
                              current["revision"] if current else 0,
-                             bodies.references(kind, resource)))
+                             bodies.pin_filters(bodies.references(kind, resource), pins)))
     return ordered(steps, [])
 
 

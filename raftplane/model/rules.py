@@ -47,6 +47,8 @@ class Ref(Protocol):
     @property
     def name(self) -> str: ...
     @property
+    def expected_revision(self) -> int: ...
+    @property
     def field(self) -> str: ...
 
 
@@ -112,6 +114,16 @@ def check_put(reader: Reader, *, kind: str, name: str, mode: int, expected: int,
     if missing:
         return Refusal(Outcome.INVALID_REFERENCE,
                        "; ".join(f"{m['field']}: {m['message']}" for m in missing), missing)
+    moved: list[FieldIssue] = [
+        {"field": ref.field, "message": f"filters '{ref.name}' changed (revision "
+         f"{(reader.get(ref.kind, ref.name) or {}).get('revision')}) after this request was "
+         f"checked against revision {ref.expected_revision}: send it again"}
+        for ref in refs if ref.kind == Kind.FILTERS and ref.expected_revision
+        and (reader.get(ref.kind, ref.name) or {}).get("revision") != ref.expected_revision
+    ]
+    if moved:
+        return Refusal(Outcome.CONFLICT,
+                       "; ".join(f"{m['field']}: {m['message']}" for m in moved), moved)
     return None
 
 

@@ -85,14 +85,16 @@ class Audit(_message.Message):
     def __init__(self, action: _Optional[str] = ..., team: _Optional[str] = ..., resource: _Optional[str] = ..., result: _Optional[str] = ...) -> None: ...
 
 class Reference(_message.Message):
-    __slots__ = ("kind", "name", "field")
+    __slots__ = ("kind", "name", "field", "expected_revision")
     KIND_FIELD_NUMBER: _ClassVar[int]
     NAME_FIELD_NUMBER: _ClassVar[int]
     FIELD_FIELD_NUMBER: _ClassVar[int]
+    EXPECTED_REVISION_FIELD_NUMBER: _ClassVar[int]
     kind: str
     name: str
     field: str
-    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., field: _Optional[str] = ...) -> None: ...
+    expected_revision: int
+    def __init__(self, kind: _Optional[str] = ..., name: _Optional[str] = ..., field: _Optional[str] = ..., expected_revision: _Optional[int] = ...) -> None: ...
 
 class Put(_message.Message):
     __slots__ = ("kind", "name", "value_json", "mode", "expected_revision", "references", "team")

@@ -4,6 +4,8 @@ all of it current (a filter change re-pushes the listeners and route configs usi
 
 from __future__ import annotations
 
+import json
+import time
 from typing import Any
 
 import pytest
@@ -12,8 +14,11 @@ from envoy.extensions.filters.http.cors.v3 import cors_pb2
 from envoy.extensions.filters.http.header_mutation.v3 import header_mutation_pb2
 from envoy.extensions.filters.http.jwt_authn.v3 import config_pb2 as jwt_pb2
 
+from raftplane.api import bodies
 from raftplane.api.bodies import ValidationFailed, references, validate_resource
 from raftplane.model import rules
+from raftplane.storage.results import Outcome
+from raftplane.wire import log_entry_pb2 as wire
 from raftplane.xds.cache import XdsCache
 from raftplane.xds.translate import (
     TranslationError,
@@ -320,3 +325,37 @@ def test_oauth2_secrets_must_be_generic_secrets() -> None:
     assert rules.secret_type_for(field) == "genericSecret"
     assert rules.secret_type_for("config.hmacSecret") == "genericSecret"
     assert rules.secret_type_for("filterChains[0].tls.certificateSecret") == "tlsCertificate"
+
+
+def test_a_listener_checked_against_a_filter_that_changed_since_is_refused_in_apply(writer):
+    """The API pins the revision of each filter resource a write was checked against; apply
+    refuses the write if the filter changed in between (its type or config shape what Envoy
+    gets), so a race between a filter change and a new listener never stores a listener that
+    was not checked with the filter it ends up with."""
+    writer.put("clusters", cluster("a"))
+    writer.put("route-configs", routes("rc", "a"))
+    checked = writer.put("filters", {"name": "cors-app", "filterType": "cors", "config": CORS})
+    body = listener_body({"filterRef": "cors-app"})
+    refs = bodies.pin_filters(bodies.references("listeners", body),
+                              {"cors-app": writer.store.get("filters", "cors-app")})
+    assert [r.expected_revision for r in refs if r.kind == "filters"] == [checked]
+
+    def put_listener() -> object:
+        entry = wire.LogEntry(format_version=1, proposed_at_ms=int(time.time() * 1000))
+        put = entry.commands.add().put
+        put.CopyFrom(wire.Put(kind="listeners", name="edge", team="t",
+                              value_json=json.dumps(body).encode()))
+        for ref in refs:
+            put.references.add(kind=ref.kind, name=ref.name, field=ref.field,
+                               expected_revision=ref.expected_revision)
+        writer.index += 1
+        [result] = writer.store.apply_entry(writer.index, entry.SerializeToString())
+        return result
+
+    writer.put("filters", {"name": "cors-app", "filterType": "cors",
+                           "config": {"allowOrigins": ["https://other.example"]}})
+    refused = put_listener()
+    assert refused.outcome == Outcome.CONFLICT and "changed" in refused.detail
+    assert writer.store.get("listeners", "edge") is None
+    refs = bodies.pin_filters(refs, {"cors-app": writer.store.get("filters", "cors-app")})
+    assert put_listener().outcome.ok

@@ -10,7 +10,7 @@ references they make.
 
 from __future__ import annotations
 
-from raftplane.api.bodies.references import Reference, references, stored_name
+from raftplane.api.bodies.references import Reference, pin_filters, references, stored_name
 from raftplane.api.bodies.validation import (
     READ_ONLY_FIELDS,
     RESOURCE_KINDS,
@@ -29,6 +29,7 @@ __all__ = [
     "ValidationFailed",
     "editable",
     "json_schema",
+    "pin_filters",
     "references",
     "stored_name",
     "validate_resource",

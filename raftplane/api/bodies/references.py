@@ -3,8 +3,8 @@ write is proposed and kept as reverse references by apply), and the key it is st
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 from raftplane.api.bodies.validation import kind_spec
@@ -21,6 +21,16 @@ class Reference:
     kind: str
     name: str
     field: str
+    expected_revision: int = 0  # a filter's revision when the request was checked (0: any)
+
+
+def pin_filters(refs: list[Reference], checked: Mapping[str, Resource]) -> list[Reference]:
+    """`refs` with each filter reference pinned to the revision of the filter resource the
+    request was checked against (`checked`: name -> stored filter); apply refuses the write
+    if the filter changed since, so a listener is never stored against a filter it was not
+    checked with (a filter's type and config shape the listener's Envoy config)."""
+    return [replace(ref, expected_revision=int(checked[ref.name].get("revision", 0)))
+            if ref.kind == Kind.FILTERS and ref.name in checked else ref for ref in refs]
 
 
 def _route_references(
