@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
 from multidict import CIMultiDict, MultiMapping
 
+from raftplane.cluster import peer_proof
 from raftplane.cluster.errors import NoLeader, OutcomeUnknown
 from raftplane.cluster.relay import (
     RELAY_CONTENT_TYPE,
@@ -23,8 +25,11 @@ from raftplane.cluster.relay import (
     BatchRefused,
     RelayAnswer,
     RelayBatcher,
+    RelayCommand,
+    RelayItem,
     RelayRequest,
     encode_requests,
+    has_commands,
     read_answer,
 )
 
@@ -34,6 +39,7 @@ HOP_BY_HOP = {
     "transfer-encoding", "upgrade", "host", "content-length",
 }
 BATCHED_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+LEGACY_RETRY_SECONDS = 60.0  # how long a leader that refused commands is sent requests
 
 
 @dataclass
@@ -50,8 +56,11 @@ class Forwarder:
     together (relay.py), each with the same outcomes as when sent alone."""
 
     def __init__(self, node_id: str, timeout: float,
-                 ssl_context: ssl.SSLContext | None = None, *, batch: bool = False) -> None:
+                 ssl_context: ssl.SSLContext | None = None, *, batch: bool = False,
+                 secret: str | None = None) -> None:
         self._node_id = node_id
+        self._secret = secret
+        self._legacy: dict[str, float] = {}  # leader base URL -> when it refused commands
         self._timeout = timeout
         self._ssl = ssl_context if ssl_context is not None else True  # True: default checks
         self._session: aiohttp.ClientSession | None = None
@@ -100,6 +109,30 @@ class Forwarder:
                 pass  # the leader ran none of it (an older release?): send it alone
         return await self._forward_one(base_url, method, path_qs, out, body)
 
+    def takes_commands(self, base_url: str) -> bool:
+        """Whether writes to the leader at `base_url` may travel as commands: batching is
+        on, this node can sign them, and that leader did not refuse them lately."""
+        if self.batcher is None or not self._secret:
+            return False
+        refused_at = self._legacy.get(base_url)
+        return refused_at is None or time.monotonic() - refused_at > LEGACY_RETRY_SECONDS
+
+    async def forward_command(self, base_url: str, command: RelayCommand) -> RelayAnswer:
+        """Send one built command to the leader at `base_url` in a batch; its answer.
+
+        Raises BatchRefused when the leader ran none of it (an older release, or it did not
+        accept this node's proof: send the request the old way), NoLeader when nothing
+        reached it, OutcomeUnknown when it was sent but no answer came back."""
+        assert self.batcher is not None
+        future = self.batcher.submit(base_url, command)
+        try:
+            return await asyncio.wait_for(future, self._timeout)
+        except TimeoutError:
+            raise OutcomeUnknown(f"the leader at {base_url} did not answer in time") from None
+        except BatchRefused:
+            self._legacy[base_url] = time.monotonic()
+            raise
+
     async def _forward_batched(self, base_url: str, method: str, path_qs: str,
                                headers: CIMultiDict[str], body: bytes) -> Relayed:
         assert self.batcher is not None
@@ -111,13 +144,17 @@ class Forwarder:
             raise OutcomeUnknown(f"the leader at {base_url} did not answer in time") from None
         return Relayed(answer.status, CIMultiDict(answer.headers), answer.body)
 
-    async def _send_batch(self, base_url: str, requests: list[RelayRequest],
+    async def _send_batch(self, base_url: str, requests: list[RelayItem],
                           deliver: Callable[[RelayAnswer], None]) -> None:
         """One batch to `base_url`; each answer is delivered as it arrives."""
         headers = {"Content-Type": RELAY_CONTENT_TYPE, FORWARDED_BY: self._node_id}
+        data = encode_requests(requests)
+        if has_commands(requests):
+            headers[peer_proof.PEER_PROOF] = peer_proof.sign(self._secret or "", self._node_id,
+                                                             data)
         try:
             async with self._client().post(
-                base_url + RELAY_PATH, data=encode_requests(requests), headers=headers,
+                base_url + RELAY_PATH, data=data, headers=headers,
                 allow_redirects=False,
                 timeout=aiohttp.ClientTimeout(total=self._timeout + 1.0, sock_connect=2.0),
             ) as resp:

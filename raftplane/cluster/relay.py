@@ -11,6 +11,12 @@ leader is NoLeader for all its requests (nothing was sent); a request whose answ
 come back is OutcomeUnknown; nothing is ever sent twice. A leader that answers the batch
 itself with anything but 200 ran none of it (it checks the whole body before it starts),
 so those requests are then sent one by one (a leader of an older release).
+
+A batch may also carry commands (`RelayCommand`): a write the follower already
+authenticated, validated and built into a `wire.Command`. The leader only re-checks and
+proposes it and answers its result as JSON (api/command_relay.py). A batch holding commands
+carries a peer proof (`peer_proof.py`) over its body; a leader of an older release cannot
+read the item and refuses the whole batch (400), so its writes are then sent the old way.
 """
 
 from __future__ import annotations
@@ -46,6 +52,31 @@ class RelayRequest:
 
 
 @dataclass
+class RelayCommand:
+    """One command of a batch: a serialized `wire.Command` built on the follower, the
+    caller's teams (None: not team-bound) and what the audit trail calls the request."""
+
+    command: bytes
+    teams: list[str] | None
+    action: str
+
+    @property
+    def body(self) -> bytes:
+        return self.command
+
+
+RelayItem = RelayRequest | RelayCommand
+
+
+def item_size(item: RelayItem) -> int:
+    """About how many bytes `item` takes in a batch."""
+    if isinstance(item, RelayCommand):
+        return len(item.command) + len(item.action) + 64
+    return (len(item.body) + len(item.path_qs)
+            + sum(len(k) + len(v) for k, v in item.headers) + 64)
+
+
+@dataclass
 class RelayAnswer:
     """The leader's answer to one request of a batch."""
 
@@ -55,19 +86,23 @@ class RelayAnswer:
     body: bytes
 
 
-def encode_requests(requests: Iterable[RelayRequest]) -> bytes:
-    """`len | JSON {m, p, h} | len | body` per request."""
+def encode_requests(requests: Iterable[RelayItem]) -> bytes:
+    """`len | JSON {m, p, h} | len | body` per request; `len | JSON {c, teams, a} | len |
+    command` per command (an older leader finds no "m" and refuses the batch)."""
     out = bytearray()
     for r in requests:
-        head = json.dumps({"m": r.method, "p": r.path_qs, "h": r.headers},
-                          separators=(",", ":")).encode()
+        fields: dict[str, object] = (
+            {"c": 1, "teams": r.teams, "a": r.action} if isinstance(r, RelayCommand)
+            else {"m": r.method, "p": r.path_qs, "h": r.headers})
+        head = json.dumps(fields, separators=(",", ":")).encode()
         out += _LEN.pack(len(head)) + head + _LEN.pack(len(r.body)) + r.body
     return bytes(out)
 
 
-def decode_requests(data: bytes, limit: int = 512) -> list[RelayRequest]:
-    """The requests of a relay body; RelayFormatError if any part is malformed."""
-    out: list[RelayRequest] = []
+def decode_requests(data: bytes, limit: int = 512) -> list[RelayItem]:
+    """The requests and commands of a relay body; RelayFormatError if any part is
+    malformed."""
+    out: list[RelayItem] = []
     view, pos = memoryview(data), 0
     try:
         while pos < len(data):
@@ -81,6 +116,9 @@ def decode_requests(data: bytes, limit: int = 512) -> list[RelayRequest]:
             if len(body) != m:
                 raise RelayFormatError("a request's body is cut short")
             pos += 4 + m
+            if isinstance(head, dict) and "c" in head:
+                out.append(_command(head, body))
+                continue
             method, path, headers = head["m"], head["p"], head["h"]
             if not (isinstance(method, str) and isinstance(path, str) and path.startswith("/")
                     and isinstance(headers, list)
@@ -93,6 +131,19 @@ def decode_requests(data: bytes, limit: int = 512) -> list[RelayRequest]:
             raise
         raise RelayFormatError(f"malformed relay body: {exc}") from None
     return out
+
+
+def _command(head: dict[str, object], body: bytes) -> RelayCommand:
+    teams, action = head.get("teams"), head.get("a")
+    if not (isinstance(action, str) and (teams is None or (
+            isinstance(teams, list) and all(isinstance(t, str) for t in teams)))):
+        raise RelayFormatError("a command's teams or action are malformed")
+    return RelayCommand(body, None if teams is None else list(teams), action)
+
+
+def has_commands(items: Iterable[RelayItem]) -> bool:
+    """Whether a batch needs the peer proof."""
+    return any(isinstance(i, RelayCommand) for i in items)
 
 
 def encode_answer(answer: RelayAnswer) -> bytes:
@@ -116,7 +167,7 @@ async def read_answer(read_exactly: Callable[[int], Awaitable[bytes]]) -> RelayA
 # send_batch(base_url, requests, deliver): send one batch; deliver(i, answer) per answer as
 # it arrives. Raises NoLeader (nothing sent), OutcomeUnknown (sent, stream broken), or
 # BatchRefused (the leader ran none of it).
-SendBatch = Callable[[str, list[RelayRequest], Callable[[RelayAnswer], None]], Awaitable[None]]
+SendBatch = Callable[[str, list[RelayItem], Callable[[RelayAnswer], None]], Awaitable[None]]
 
 
 class BatchRefused(Exception):
@@ -125,7 +176,7 @@ class BatchRefused(Exception):
 
 @dataclass
 class _Pending:
-    request: RelayRequest
+    request: RelayItem
     future: asyncio.Future[RelayAnswer]
     size: int
 
@@ -158,13 +209,12 @@ class RelayBatcher:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
 
-    def submit(self, base_url: str, request: RelayRequest) -> asyncio.Future[RelayAnswer]:
+    def submit(self, base_url: str, request: RelayItem) -> asyncio.Future[RelayAnswer]:
         """Queue `request` for the leader at `base_url`; its answer's future."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future[RelayAnswer] = loop.create_future()
         queue = self._queues.setdefault(base_url, _Queue())
-        queue.items.append(_Pending(request, future, len(request.body) + len(request.path_qs)
-                                    + sum(len(k) + len(v) for k, v in request.headers) + 64))
+        queue.items.append(_Pending(request, future, item_size(request)))
         self._start(base_url, queue)
         return future
 
