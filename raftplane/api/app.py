@@ -13,6 +13,7 @@ from raftplane.api.bulk_apply import apply_routes
 from raftplane.api.cluster_routes import cluster_routes
 from raftplane.api.context import (
     AUTH_STATE,
+    COMMAND_ROUTES,
     CONSISTENT_READS,
     FORWARDER,
     METRICS,
@@ -100,7 +101,8 @@ def create_app(node: ClusterNode, xds: XdsRuntime, metrics: ApiMetrics) -> web.A
     app[XDS] = xds
     tls = node.config.api_tls
     app[FORWARDER] = Forwarder(node.config.node_id, node.config.forward_timeout,
-                               api_tls.client_context(tls) if tls else None, batch=True)
+                               api_tls.client_context(tls) if tls else None, batch=True,
+                               secret=node.config.secret)
     app[METRICS] = metrics
     scopes: dict[tuple[str, str], str] = {}
     routes = all_routes()
@@ -110,6 +112,7 @@ def create_app(node: ClusterNode, xds: XdsRuntime, metrics: ApiMetrics) -> web.A
     app[ROUTE_SCOPES] = scopes
     app[CONSISTENT_READS] = frozenset((r.method, r.path) for r in routes
                                       if "minRevision" in r.query)
+    app[COMMAND_ROUTES] = frozenset((r.method, r.path) for r in routes if r.relay_command)
     add_relay_route(app)
 
     async def close_forwarder(app: web.Application) -> None:

@@ -2,7 +2,10 @@
 
 Writes reaching a follower are relayed to the leader untouched (with the caller's
 Authorization header): the leader authenticates, authorizes and audits them, so refusals are
-recorded once, through Raft.
+recorded once, through Raft. Plain resource writes (`api/command_relay.py`) are the
+exception: the follower authenticates, authorizes (auditing refusals through Raft) and
+validates them and relays the built command; their answers carry X-Raftplane-Leader as a
+relayed answer does.
 
 Reads are authenticated after their consistency waits (?minRevision=, a linearizable
 barrier): a token revoked at or before the revision waited for is refused, and the outcome
@@ -21,17 +24,20 @@ from aiohttp.typedefs import Handler
 from raftplane.api import reads
 from raftplane.api.context import (
     AUTH_STATE,
+    COMMAND_ROUTES,
     CONSISTENT_READS,
+    FORWARDER,
     NODE,
     ROUTE_SCOPES,
     VERIFIED_TOKENS,
     Node,
 )
 from raftplane.api.problems import Problem
-from raftplane.api.writes import forward_if_follower
+from raftplane.api.writes import RELAY_AS_COMMAND, forward_if_follower, idempotency_key
 from raftplane.auth import tokens
 from raftplane.auth.tokens import Claims, TokenError
-from raftplane.cluster.errors import ClusterError
+from raftplane.cluster.errors import ClusterError, NoLeader, NotLeader
+from raftplane.cluster.forwarding import FORWARDED_BY
 from raftplane.model.kinds import Resource
 from raftplane.wire import log_entry_pb2 as wire
 
@@ -134,6 +140,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     if not scope:  # public route, or no route at all (404/405 answered by aiohttp)
         return await handler(request)
     if request.method in WRITE_METHODS:
+        leader_id = _relays_command(request)
+        if leader_id is not None:
+            return await _command_write(request, handler, scope, leader_id)
         relayed = await forward_if_follower(request)
         if relayed is not None:
             return relayed
@@ -141,6 +150,40 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
         return await handler(request)
     relayed = await _read_with_auth(request, scope)
     return relayed if relayed is not None else await handler(request)
+
+
+def _relays_command(request: web.Request) -> str | None:
+    """The leader's id when this follower builds the write's command itself and relays
+    only that (`api/command_relay.py`); None to go on as usual."""
+    if (_route_key(request) not in request.app[COMMAND_ROUTES] or request.query
+            or FORWARDED_BY in request.headers):
+        return None
+    node = request.app[NODE]
+    try:
+        node.require_leader()
+        return None
+    except NoLeader:
+        return None
+    except NotLeader as exc:
+        leader = node.member(exc.leader_id)
+        if leader is None or not request.app[FORWARDER].takes_commands(leader.api):
+            return None
+        return exc.leader_id
+
+
+async def _command_write(request: web.Request, handler: Handler, scope: str,
+                         leader_id: str) -> web.StreamResponse:
+    """A write this follower authenticates, validates and relays as a command."""
+    request[RELAY_AS_COMMAND] = leader_id
+    try:
+        idempotency_key(request)  # refused before anything else, as when relayed
+        await _authorize(request, scope)
+        response = await handler(request)
+    except Problem as problem:
+        problem.headers.setdefault("X-Raftplane-Leader", leader_id)
+        raise
+    response.headers.setdefault("X-Raftplane-Leader", leader_id)
+    return response
 
 
 async def _read_with_auth(request: web.Request, scope: str) -> web.StreamResponse | None:

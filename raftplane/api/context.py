@@ -134,3 +134,5 @@ VERIFIED_TOKENS = web.AppKey("verified_tokens", VerifiedTokens)
 ROUTE_SCOPES = web.AppKey("route_scopes", dict)
 # The (method, canonical path) of reads that honour ?minRevision= and ?consistency=linearizable.
 CONSISTENT_READS = web.AppKey("consistent_reads", frozenset)
+# The (method, canonical path) of writes a follower relays as a built command.
+COMMAND_ROUTES = web.AppKey("command_routes", frozenset)

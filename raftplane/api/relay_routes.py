@@ -4,6 +4,10 @@ through this node's API as if it had come alone, and stream each answer back as 
 The batch itself needs no token: every request in it is authenticated, authorised,
 validated and deduplicated on its own, by the same middlewares and handlers as a direct
 request. Each carries `X-Raftplane-Forwarded-By`, so none is relayed a second time.
+
+A batch that holds commands (built on a follower, `api/command_relay.py`) must carry a
+valid peer proof over its body (`cluster/peer_proof.py`): without one the whole batch is
+refused (401) before any of it runs, so nothing is proposed.
 """
 
 from __future__ import annotations
@@ -14,16 +18,21 @@ import logging
 from aiohttp import web
 from multidict import CIMultiDict
 
+from raftplane.api.command_relay import run_command
+from raftplane.api.context import NODE
 from raftplane.api.problems import Problem
+from raftplane.cluster import peer_proof
 from raftplane.cluster.forwarding import FORWARDED_BY, HOP_BY_HOP
 from raftplane.cluster.relay import (
     RELAY_CONTENT_TYPE,
     RELAY_PATH,
     RelayAnswer,
+    RelayCommand,
     RelayFormatError,
     RelayRequest,
     decode_requests,
     encode_answer,
+    has_commands,
 )
 
 log = logging.getLogger(__name__)
@@ -38,10 +47,15 @@ async def relay_batch(request: web.Request) -> web.StreamResponse:
         raise Problem(415, f"a relay batch is {RELAY_CONTENT_TYPE}")
     forwarded_by = request.headers.get(FORWARDED_BY, "")
     template = request.clone()  # a request cannot be cloned once its body was read
+    data = await request.read()
     try:
-        batch = decode_requests(await request.read())
+        batch = decode_requests(data)
     except RelayFormatError as exc:
         raise Problem(400, str(exc)) from None
+    if has_commands(batch) and not peer_proof.verify(
+            request.app[NODE].config.secret, request.headers.get(peer_proof.PEER_PROOF, ""),
+            data):
+        raise Problem(401, "a relay batch with commands needs a valid peer proof")
     response = web.StreamResponse(status=200, headers={"Content-Type": RELAY_CONTENT_TYPE})
     await response.prepare(request)
     ready: list[bytes] = []
@@ -53,7 +67,9 @@ async def relay_batch(request: web.Request) -> web.StreamResponse:
         ready.append(b"" if task.cancelled() else encode_answer(task.result()))
         wake.set()
 
-    tasks = [asyncio.ensure_future(_run_one(template, i, sub, forwarded_by))
+    tasks = [asyncio.ensure_future(run_command(request.app, i, sub)
+                                   if isinstance(sub, RelayCommand)
+                                   else _run_one(template, i, sub, forwarded_by))
              for i, sub in enumerate(batch)]
     for task in tasks:
         task.add_done_callback(done)

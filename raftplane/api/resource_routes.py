@@ -307,7 +307,7 @@ class KindHandlers:
         routes = [
             Route("POST", spec.collection, self.create, write, f"Create a {spec.title}", kind,
                   body=True, statuses=(200, 201, 202, 400, 409, 413, 422, 503, 504),
-                  query=WRITE_QUERY, tags=(spec.title,)),
+                  query=WRITE_QUERY, tags=(spec.title,), relay_command=True),
             Route("GET", spec.collection, self.list, read, f"List {spec.title}s", kind,
                   statuses=(200, 400, 410, 503, 504),
                   query=page_q if spec.under_team else (*page_q, "team"), tags=(spec.title,)),
@@ -320,7 +320,7 @@ class KindHandlers:
                                 f"Replace a {spec.title} (If-Match for optimistic concurrency)",
                                 kind, body=True,
                                 statuses=(200, 202, 400, 404, 412, 413, 422, 503, 504),
-                                query=WRITE_QUERY, tags=(spec.title,)))
+                                query=WRITE_QUERY, tags=(spec.title,), relay_command=True))
             routes.append(Route("PATCH", spec.item, self.patch, write,
                                 f"Change a {spec.title} with a JSON merge patch",
                                 kind, body=True,
@@ -332,7 +332,7 @@ class KindHandlers:
             routes.append(Route("DELETE", spec.item, self.delete, write,
                                 f"Delete a {spec.title}", kind,
                                 statuses=(200, 202, 400, 404, 409, 412, 503, 504),
-                                query=WRITE_QUERY, tags=(spec.title,)))
+                                query=WRITE_QUERY, tags=(spec.title,), relay_command=True))
         return routes
 
 

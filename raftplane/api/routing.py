@@ -32,3 +32,6 @@ class Route:
     tags: tuple[str, ...] = field(default_factory=tuple)
     description: str = ""  # OpenAPI's longer text, when the summary is not enough
     media_type: str = "application/json"  # of a successful answer
+    # A follower builds the command and relays it (api/command_relay.py) instead of the
+    # request: the handler needs none of the leader's state before it proposes.
+    relay_command: bool = False

@@ -47,6 +47,10 @@ OUTCOME_SLUG = {
     Outcome.STILL_REFERENCED: "still-referenced",
 }
 
+# Set by the auth step on a follower: this write is relayed as a built command.
+RELAY_AS_COMMAND = (web.RequestKey("relay_as_command", str) if hasattr(web, "RequestKey")
+                    else "raftplane.relay_as_command")
+
 # A pre-check on the leader's state; raises Problem to refuse before anything is proposed.
 Precheck = Callable[[], None]
 # Builds the command to propose (and its pre-check) from the leader's state; may raise Problem.
@@ -95,11 +99,12 @@ async def execute_prepared_write(
     try:
         node.require_leader()
     except NotLeader as exc:
+        if request.get(RELAY_AS_COMMAND):
+            return await _relay_command(request, body, prepare, key or new_key(),
+                                        exc.leader_id, location)
         return await _relay(request, body, key or new_key(), exc.leader_id)
 
-    fingerprint = hashlib.sha256(
-        b"\n".join([request.method.encode(), request.path.encode(), body])
-    ).digest()
+    fingerprint = _fingerprint(request, body)
     claims = request.get("principal")
     if key:  # a key this node makes up cannot have been used before
         # Keys are scoped per principal (token id): another's key is none of this request's.
@@ -120,6 +125,33 @@ async def execute_prepared_write(
     log.debug("write %s %s -> %s at revision %d", request.method, request.path,
              result.outcome.value, result.revision)
     return result_response(request, result, location)
+
+
+def _fingerprint(request: web.Request, body: bytes) -> bytes:
+    return hashlib.sha256(
+        b"\n".join([request.method.encode(), request.path.encode(), body])
+    ).digest()
+
+
+async def _relay_command(request: web.Request, body: bytes, prepare: Prepare, key: str,
+                         leader_id: str, location: str | None) -> web.StreamResponse:
+    """On a follower (the auth step chose it, `RELAY_AS_COMMAND`): build the command as
+    the leader would and relay only it; the request the old way if the leader refuses
+    commands. The pre-check runs on the leader, against its state."""
+    from raftplane.api.command_relay import relay_command  # it renders with this module
+    from raftplane.cluster.relay import BatchRefused
+
+    leader = request.app[NODE].member(leader_id)
+    if leader is None:
+        raise NoLeader(f"the leader {leader_id} is not in this node's member list yet")
+    command, _precheck = prepare()
+    command.idempotency_key = key
+    command.request_fingerprint = _fingerprint(request, body)
+    set_principal(request, command)
+    try:
+        return await relay_command(request, command, leader_id, leader.api, location)
+    except BatchRefused:  # the leader ran none of it: an older release
+        return await _relay(request, body, key, leader_id)
 
 
 def refused(refusal: Refusal) -> Problem:
@@ -144,7 +176,13 @@ def _repeat(stored: tuple[bytes, CommandResult], fingerprint: bytes, key: str,
     first_fingerprint, result = stored
     if first_fingerprint != fingerprint:
         raise _key_reused()
-    response = result_response(request, result, location)
+    return _repeat_marked(request, result, location)
+
+
+def _repeat_marked(request: web.Request, result: CommandResult, location: str | None,
+                   leader_id: str | None = None) -> web.StreamResponse:
+    """The stored result of a repeated key, marked as a replay."""
+    response = result_response(request, result, location, leader_id=leader_id)
     response.headers["Idempotent-Replayed"] = "true"
     return response
 
@@ -156,12 +194,14 @@ def _key_reused(headers: dict[str, str] | None = None) -> Problem:
 
 
 def result_response(request: web.Request, result: CommandResult,
-                    location: str | None) -> web.StreamResponse:
-    """Map an applied command's result to the HTTP answer."""
+                    location: str | None, *, leader_id: str | None = None
+                    ) -> web.StreamResponse:
+    """Map an applied command's result to the HTTP answer (`leader_id`: the leader that
+    applied it, when not this node)."""
     node = request.app[NODE]
     headers = {"X-Raftplane-Revision": str(result.revision)}
-    if node.config.node_id:
-        headers["X-Raftplane-Leader"] = node.config.node_id
+    if leader_id or node.config.node_id:
+        headers["X-Raftplane-Leader"] = leader_id or node.config.node_id
     status = OUTCOME_STATUS[result.outcome]
     if result.outcome is Outcome.IDEMPOTENCY_KEY_REUSED:  # raced the pre-check; nothing applied
         raise _key_reused(headers)
