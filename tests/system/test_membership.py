@@ -428,8 +428,8 @@ def test_a_non_voter_serves_reads_and_envoy_and_never_votes(own_cluster, tmp_pat
         alone = next(i for i in ("n1", "n2", "n3") if i not in down)
         deadline = time.monotonic() + 6 * ELECTION_MIN_TIMEOUT
         while time.monotonic() < deadline:  # an observation window: nobody may win
-            r = call("POST", c.api(alone) + "/clusters",
-                     {"name": "never", "team": TEAM, "endpoints": []})
+            r = call("POST", c.api(alone) + "/clusters", {"name": "never", "team": TEAM,
+                     "endpoints": [{"host": "127.0.0.1", "port": 9}]})
             assert r.status == 503, r.body
             assert c.status(alone)["role"] != "leader"
             assert c.status("nv1")["role"] == "follower"
