@@ -8,7 +8,6 @@ release speaks), all with the same secret.
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable, Iterator
 
 import pytest
@@ -22,6 +21,7 @@ from raftplane.cluster.peer_wire import (
     PeerWireTransport,
     master_key,
 )
+from tests.system.http import poll
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -108,11 +108,8 @@ def mixed_cluster() -> Iterator[list[Counter]]:
 
 
 def _until(check: Callable[[], bool], what: str, timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+    if poll(check, timeout)[0] is None:
+        raise AssertionError(f"timed out waiting for {what}")
 
 
 def _ciphers(node: Counter) -> dict[str, object]:

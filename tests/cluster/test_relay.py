@@ -70,8 +70,10 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def leader_app(seen: list[tuple[str, str, dict[str, str], bytes]], *,
-               relay: bool = True, release: asyncio.Event | None = None) -> web.Application:
-    """An app with a middleware, a token check and a handler that echoes what it got."""
+               relay: bool = True, release: asyncio.Event | None = None,
+               gate: asyncio.Event | None = None) -> web.Application:
+    """An app with a middleware, a token check and a handler that echoes what it got (each
+    answer held until `gate` is set, if given, so that requests pile up behind it)."""
 
     @web.middleware
     async def token_check(request: web.Request, handler: Handler) -> web.StreamResponse:
@@ -85,7 +87,8 @@ def leader_app(seen: list[tuple[str, str, dict[str, str], bytes]], *,
         seen.append((request.method, request.path_qs, dict(request.headers), body))
         if request.match_info["name"] == "slow" and release is not None:
             await release.wait()
-        await asyncio.sleep(0.01)  # a commit's round trip: lets requests pile up
+        if gate is not None:
+            await asyncio.wait_for(gate.wait(), 10.0)
         return web.json_response({"name": request.match_info["name"], "body": body.decode(),
                                   "key": request.headers.get("Idempotency-Key")}, status=201,
                                  headers={"X-Raftplane-Revision": "5"})
@@ -125,12 +128,25 @@ def test_concurrent_forwards_travel_in_batches_each_with_its_own_answer() -> Non
 
 async def _test_concurrent_forwards_travel_in_batches_each_with_its_own_answer() -> None:
     seen: list[tuple[str, str, dict[str, str], bytes]] = []
-    async with serving(leader_app(seen)) as url:
-        await _batched(url, seen)
+    gate = asyncio.Event()
+    async with serving(leader_app(seen, gate=gate)) as url:
+        await _batched(url, seen, gate)
 
 
-async def _batched(url: str, seen: list[Any]) -> None:
+async def _batched(url: str, seen: list[Any], gate: asyncio.Event) -> None:
     forwarder = Forwarder("n2", 10.0, batch=True)
+    assert forwarder.batcher is not None
+    submit = forwarder.batcher.submit
+    submitted = 0
+
+    def counted(base_url: str, request: Any) -> Any:  # the leader answers once all 41 queued
+        nonlocal submitted
+        submitted += 1
+        if submitted == 41:
+            gate.set()
+        return submit(base_url, request)
+
+    forwarder.batcher.submit = counted  # type: ignore[method-assign]
     try:
         names = [f"w{i}" for i in range(40)]
         answers = await asyncio.gather(*(_forward(forwarder, url, n) for n in names),
@@ -142,7 +158,7 @@ async def _batched(url: str, seen: list[Any]) -> None:
         assert body == {"name": name, "body": json.dumps({"n": name}), "key": f"key-{name}"}
     assert answers[-1][0] == 401  # checked on its own, in the same batch as the others
     assert forwarder.batcher is not None
-    assert forwarder.batcher.requests == 41 and forwarder.batcher.batches <= 10
+    assert forwarder.batcher.requests == 41 and forwarder.batcher.batches <= 5  # 4 in flight
     assert sorted(s[1] for s in seen) == sorted(f"/api/v1/things/{n}" for n in names)
     assert all(s[2][FORWARDED_BY] == "n2" and s[0] == "PUT" for s in seen)
 
