@@ -38,6 +38,7 @@ from raftplane.auth import tokens
 from raftplane.auth.tokens import Claims, TokenError
 from raftplane.cluster.errors import ClusterError, NoLeader, NotLeader
 from raftplane.cluster.forwarding import FORWARDED_BY
+from raftplane.cluster.join import JOIN_SCHEME, join_proof_ok
 from raftplane.model.kinds import Resource
 from raftplane.wire import log_entry_pb2 as wire
 
@@ -237,3 +238,17 @@ async def _audit_refusal(request: web.Request, claims: Claims | None, result: st
         await node.propose_record(command, AUDIT_TIMEOUT)
     except ClusterError as exc:
         log.warning("refused write not audited: %s", exc)
+
+
+async def peer_or_scope(request: web.Request, scope: str) -> None:
+    """Let in a peer proving the cluster secret (`JOIN_SCHEME`), or a token with `scope`
+    (for routes nodes call on each other and operators read too); else 401/403."""
+    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
+    if scheme == JOIN_SCHEME:
+        if not join_proof_ok(request.app[NODE].config.secret, value.strip()):
+            raise Problem(401, "the node proof does not verify (another cluster secret, or a "
+                          "clock more than 5 minutes off)")
+        return
+    claims = await authenticate(request)
+    if not tokens.allows(claims, scope):
+        raise Problem(403, f"this token lacks the scope '{scope}'")

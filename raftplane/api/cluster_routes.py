@@ -15,29 +15,19 @@ from typing import Any
 
 from aiohttp import web
 
-from raftplane.api.authn import authenticate
+from raftplane.api.authn import peer_or_scope
 from raftplane.api.context import FORWARDER, NODE
 from raftplane.api.inputs import read_json
 from raftplane.api.problems import Problem
 from raftplane.api.routing import Route
-from raftplane.auth import tokens
 from raftplane.cluster.config import Member
-from raftplane.cluster.join import JOIN_SCHEME, join_proof_ok
 from raftplane.cluster.membership import MembershipConflict
 from raftplane.model.outcomes import FieldIssue
 
 
 async def list_members(request: web.Request) -> web.StreamResponse:
     node = request.app[NODE]
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme == JOIN_SCHEME:
-        if not join_proof_ok(node.config.secret, value.strip()):
-            raise Problem(401, "the join proof does not verify (another cluster secret, or a "
-                          "clock more than 5 minutes off)")
-    else:
-        claims = await authenticate(request)
-        if not tokens.allows(claims, "cluster:read"):
-            raise Problem(403, "this token lacks the scope 'cluster:read'")
+    await peer_or_scope(request, "cluster:read")
     leader = node.leader
     return web.json_response({"members": [m.to_json() for m in node.members],
                               "leader": leader.id if leader else None})

@@ -18,13 +18,11 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from raftplane.api.authn import authenticate
+from raftplane.api.authn import peer_or_scope
 from raftplane.api.context import NODE, XDS
-from raftplane.api.problems import Problem
 from raftplane.api.routing import Route
-from raftplane.auth import tokens
 from raftplane.cluster.config import Member
-from raftplane.cluster.join import JOIN_SCHEME, join_authorization, join_proof_ok
+from raftplane.cluster.join import peer_json
 from raftplane.cluster.node import ClusterNode
 from raftplane.xds.shed import StreamShedder
 
@@ -33,15 +31,7 @@ log = logging.getLogger(__name__)
 
 async def xds_streams(request: web.Request) -> web.StreamResponse:
     node, xds = request.app[NODE], request.app[XDS]
-    scheme, _, value = request.headers.get("Authorization", "").partition(" ")
-    if scheme == JOIN_SCHEME:  # a peer, proving the cluster secret
-        if not join_proof_ok(node.config.secret, value.strip()):
-            raise Problem(401, "the node proof does not verify (another cluster secret, or a "
-                          "clock more than 5 minutes off)")
-    else:
-        claims = await authenticate(request)
-        if not tokens.allows(claims, "dataplanes:read"):
-            raise Problem(403, "this token lacks the scope 'dataplanes:read'")
+    await peer_or_scope(request, "dataplanes:read")
     shedder = xds.shedder
     body: dict[str, Any] = {"node": node.config.node_id, "streams": xds.connections.count(),
                             "serving": xds.server is not None}
@@ -55,17 +45,9 @@ async def xds_streams(request: web.Request) -> web.StreamResponse:
 async def _peer_streams(session: aiohttp.ClientSession, member: Member, me: str, secret: str,
                         context: ssl.SSLContext | None) -> int | None:
     """A peer's stream count (None: it did not answer, or serves no xDS)."""
-    try:
-        async with session.get(member.api + "/api/v1/xds/streams",
-                               headers={"Authorization": join_authorization(secret, me)},
-                               ssl=context if context is not None else True) as resp:
-            if resp.status != 200:
-                return None
-            body = await resp.json()
-    except (aiohttp.ClientError, TimeoutError, ValueError):
-        return None
-    streams = body.get("streams")
-    return streams if body.get("serving") and isinstance(streams, int) else None
+    body = await peer_json(session, member, "/api/v1/xds/streams", secret, me, context)
+    streams = (body or {}).get("streams")
+    return streams if (body or {}).get("serving") and isinstance(streams, int) else None
 
 
 async def follow_peer_streams(node: ClusterNode, shedder: StreamShedder,

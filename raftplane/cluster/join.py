@@ -156,16 +156,27 @@ async def watch_removal(node: MembershipView, node_id: str, secret: str,
                     break
 
 
-async def _leader_dropped(session: aiohttp.ClientSession, member: Member, node_id: str,
-                          secret: str, context: ssl.SSLContext | None) -> bool:
+async def peer_json(session: aiohttp.ClientSession, member: Member, path: str, secret: str,
+                    node_id: str, context: ssl.SSLContext | None) -> dict[str, Any] | None:
+    """GET `path` from a peer's API with this node's proof of the cluster secret; its JSON
+    object, or None when it did not answer 200 with one."""
     try:
-        async with session.get(member.api + "/api/v1/cluster/members",
+        async with session.get(member.api + path,
                                headers={"Authorization": join_authorization(secret, node_id)},
                                ssl=context if context is not None else True) as resp:
             if resp.status != 200:
-                return False
+                return None
             body = await resp.json()
     except (aiohttp.ClientError, TimeoutError, ValueError):
+        return None
+    return body if isinstance(body, dict) else None
+
+
+async def _leader_dropped(session: aiohttp.ClientSession, member: Member, node_id: str,
+                          secret: str, context: ssl.SSLContext | None) -> bool:
+    body = await peer_json(session, member, "/api/v1/cluster/members", secret, node_id,
+                           context)
+    if body is None:
         return False
     ids = {m.get("id") for m in body.get("members", [])}
     return bool(body.get("leader") == member.id and member.id in ids and node_id not in ids)
