@@ -375,9 +375,13 @@ async def _finish(app: web.Application, record: Resource, state: str, reason: st
     if verdict is not None:
         ended["observed"] = verdict.as_json()
     if state == PROMOTED:
-        steps = _promotion(node, record)
-        command = atomic_command(node, steps, sealed=True) if steps else wire.Command()
+        # The record's end first: the group is audited under its first command's name.
+        command = wire.Command()
         command.atomic.commands.add().put.CopyFrom(_record_put(ended, record["revision"]))
+        steps = _promotion(node, record)
+        if steps:
+            command.atomic.commands.extend(
+                atomic_command(node, steps, sealed=True).atomic.commands)
     else:
         command = _put_record(ended, record["revision"])
     command.idempotency_key = new_key()

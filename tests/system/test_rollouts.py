@@ -158,8 +158,12 @@ def test_a_good_change_is_promoted_after_the_watch_and_reaches_every_envoy(plane
 
     for envoy in envoys.values():
         eventually(lambda e=envoy: has_v2(e), timeout=15)
-    audit = call("GET", f"{api}/audit?team={TEAM}&limit=50").body
-    assert any("rollouts" in str(event) for event in audit.get("items", audit.get("events", [])))
+    # each step is audited under the rollout's name: its start and its promotion
+    audit = call("GET", f"{api}/audit?team={TEAM}&limit=200").body
+    events = audit.get("items", audit.get("events", []))
+    steps = {e["revision"] for e in events if e["kind"] == "rollouts"
+             and e["resource"] == f"{TEAM}/{reply.body['id']}" and e["result"] != "refused"}
+    assert steps == {reply.body["revision"], ended["revision"]}, events[:5]
 
 
 def test_two_rollouts_started_at_once_on_one_dataplane_one_wins(plane):
