@@ -149,17 +149,6 @@ def expired(records: list[Resource], keep: int) -> list[Resource]:
     return ended[keep:]
 
 
-def _team_records(store: Any, team: str) -> list[Resource]:
-    out: list[Resource] = []
-    cursor = None
-    while True:
-        page = store.list(ROLLOUTS, limit=500, cursor=cursor, team=team)
-        out += page.items
-        cursor = page.next_cursor
-        if cursor is None:
-            return out
-
-
 def public(record: Resource) -> Resource:
     """A rollout as the API shows it (the change's resources are in `change`)."""
     return {k: v for k, v in record.items() if k != "plan"}
@@ -241,7 +230,7 @@ async def _start(request: web.Request, params: dict[str, Any], steps: list[Plann
     }
     command = wire.Command()
     command.atomic.commands.add().put.CopyFrom(_record_put(record, 0, create=True))
-    for old in expired(_team_records(node.store, team), KEEP_ENDED):
+    for old in expired(node.store.list_all(ROLLOUTS, team=team), KEEP_ENDED):
         command.atomic.commands.add().delete.CopyFrom(wire.Delete(
             kind=ROLLOUTS, name=_key(old), expected_revision=old["revision"]))
     command.idempotency_key = new_key()
@@ -442,15 +431,8 @@ async def get_rollout(request: web.Request) -> web.StreamResponse:
 async def list_rollouts(request: web.Request) -> web.StreamResponse:
     teams = visible_teams(request)
     team = request.query.get("team") or None
-    store = request.app[NODE].store
-    items: list[Resource] = []
-    cursor = None
-    while True:
-        page = store.list(ROLLOUTS, limit=500, cursor=cursor, team=team, teams=teams)
-        items += [public(r) for r in page.items]
-        cursor = page.next_cursor
-        if cursor is None:
-            break
+    items = [public(r) for r in request.app[NODE].store.list_all(ROLLOUTS, team=team,
+                                                                  teams=teams)]
     items.sort(key=lambda r: r.get("startedAt", 0), reverse=True)
     return web.json_response({"items": items})
 

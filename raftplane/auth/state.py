@@ -144,14 +144,7 @@ class AuthState:
 
 
 def _all(store: Store, kind: str) -> list[Resource]:
-    out: list[Resource] = []
-    cursor: str | None = None
-    while True:
-        page = store.list(kind, limit=1000, cursor=cursor)
-        out.extend(page.items)
-        cursor = page.next_cursor
-        if cursor is None:
-            return out
+    return store.list_all(kind)
 
 
 def put_command(kind: str, name: str, value: Resource, mode: wire.PutMode,

@@ -235,6 +235,18 @@ class Store:
                         break
         return _page(items, limit)
 
+    def list_all(self, kind: str, *, team: str | None = None,
+                 teams: Collection[str] | None = None) -> builtins.list[Resource]:
+        """Every resource of a kind (as `list` filters them), page after page."""
+        out: builtins.list[Resource] = []
+        cursor: str | None = None
+        while True:
+            page = self.list(kind, limit=1000, cursor=cursor, team=team, teams=teams)
+            out.extend(page.items)
+            cursor = page.next_cursor
+            if cursor is None:
+                return out
+
     def _list_team(self, kind: str, team: str, limit: int, cursor: str | None) -> Page:
         items: list[tuple[str, Resource]] = []
         pfx = keys.prefix(team, kind)

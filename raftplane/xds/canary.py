@@ -153,16 +153,8 @@ class CanaryRouter:
 
     def load(self) -> None:
         """Read the rollout records from the store (at start and after a snapshot)."""
-        active: dict[str, Resource] = {}
-        cursor = None
-        while True:
-            page = self._store.list(ROLLOUTS, limit=500, cursor=cursor)
-            active.update((r["team"] + "/" + r["id"], r) for r in page.items
-                          if r.get("state") == CANARY)
-            cursor = page.next_cursor
-            if cursor is None:
-                break
-        self._active = active
+        self._active = {f"{r['team']}/{r['id']}": r for r in self._store.list_all(ROLLOUTS)
+                        if r.get("state") == CANARY}
 
     def after_apply(self, index: int, changed: list[tuple[str, str]]) -> None:
         """After the cache applied an entry: follow rollout records, bring the overlays up
