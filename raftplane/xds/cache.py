@@ -312,6 +312,12 @@ class XdsCache:
             self._translate(type_url, name)
         return memo.get(name)
 
+    def for_envoy(self, dataplane: str, node_id: str, resync: Callable[[], None]
+                  ) -> XdsCache:
+        """The cache itself: every Envoy reads the same views (canaries are served through
+        xds/canary.py's router)."""
+        return self
+
     def per_type(self, type_url: str, resource: XdsResource, api_type: int) -> XdsResource:
         """`resource` as sent on a per-type stream of protocol `api_type` (GRPC or DELTA_GRPC):
         its ADS config sources name the per-type services (per_type.py). Computed once."""

@@ -64,6 +64,10 @@ class EnvoySource:
     def per_type(self, type_url: str, resource: XdsResource, api_type: int) -> XdsResource:
         return self.delegate.per_type(type_url, resource, api_type)
 
+    def for_envoy(self, dataplane: str, node_id: str, resync: Callable[[], None]
+                  ) -> EnvoySource:
+        return self
+
     def watch(self, dataplane: str, watcher: Watcher) -> Callable[[], None]:
         self._watcher = watcher
         self._router.attach(self)

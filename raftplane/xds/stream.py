@@ -131,6 +131,12 @@ class ViewWatcher(Protocol):
         """`resource` as told on a per-type stream (its config sources name those services)."""
         ...
 
+    def for_envoy(self, dataplane: str, node_id: str, resync: Callable[[], None]
+                  ) -> ViewWatcher:
+        """What an identified Envoy's stream reads from (a rollout's canary gets an overlay:
+        xds/canary.py); `resync` is called when that source changes under it."""
+        ...
+
 
 class StreamBase:
     """One xDS stream. Subclasses implement `handle_request` and `push`."""
@@ -262,9 +268,7 @@ class StreamBase:
         conn.dataplane = dataplane
         log.info("xds stream opened", extra={"node_id": node.id, "dataplane": dataplane,
                                              "stream": self.kind})
-        for_envoy = getattr(self.cache, "for_envoy", None)
-        if for_envoy is not None:  # a CanaryRouter: this Envoy may be a rollout's canary
-            self.cache = for_envoy(dataplane, node.id, self.resync)
+        self.cache = self.cache.for_envoy(dataplane, node.id, self.resync)
         return self.cache.watch(dataplane, self._on_change)
 
     def resync(self) -> None:
